@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Set up everything the demo and the test suite need, idempotently:
+#   - system packages (openssh-server, rsync, git, ...) when missing (root, apt)
+#   - a virtualenv in .venv with the pinned development requirements
+#   - .collections/ansible_collections/lastgood/rollback -> this checkout, so that
+#     Ansible (ansible.cfg) and pytest see the collection without an install step
+#   - the pip bootstrap stand-in ansible-test needs on a machine without its download host
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+
+need_apt=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing system packages (${need_apt[*]}); install them as root" >&2
+  fi
+fi
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv with pinned requirements"
+  "$python" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+mkdir -p .collections/ansible_collections/lastgood
+ln -sfn ../../.. .collections/ansible_collections/lastgood/rollback
+
+# ansible-test bootstraps pip in its sanity venvs from a script it downloads; that host is
+# out of reach here, so provide a stand-in for every pip version this ansible-test may ask for.
+.venv/bin/python scripts/get_pip_standin.py --install
+echo "setup: done (activate with: source .venv/bin/activate)"

@@ -1,0 +1,75 @@
+import errno
+import os
+
+import pytest
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
+from lib import faults
+
+
+def test_atomic_write_replaces_content_and_sets_mode(tmp_path):
+    target = tmp_path / 'f'
+    target.write_bytes(b'old')
+    _fsatomic.atomic_write(str(target), b'new', mode=0o640)
+    assert target.read_bytes() == b'new'
+    assert (target.stat().st_mode & 0o777) == 0o640
+    assert os.listdir(tmp_path) == ['f']
+
+
+def test_atomic_write_leaves_old_content_and_no_temp_at_every_fault(tmp_path):
+    target = tmp_path / 'f'
+    target.write_bytes(b'old')
+
+    def check(k, plan, error):
+        content = target.read_bytes()
+        assert content in (b'old', b'new'), 'fault %d left %r' % (k, content)
+        if error is not None and plan.log[-1] != 'fsync':
+            # every fault before the rename keeps the old content; only the final
+            # directory fsync can fail after the new content is in place
+            assert content == b'old' or plan.log.count('replace') == 1
+        assert os.listdir(tmp_path) == ['f'], 'fault %d left %s' % (k, os.listdir(tmp_path))
+        target.write_bytes(b'old')
+
+    points = faults.sweep([_fsatomic], lambda: _fsatomic.atomic_write(str(target), b'new'), check)
+    assert points >= 5
+
+
+def test_failed_fsync_is_not_retried_and_aborts_the_write(tmp_path):
+    target = tmp_path / 'f'
+    target.write_bytes(b'old')
+    plan = faults.FaultPlan(fail_at=1, err=errno.EIO, only={'fsync'})
+    with faults.inject([_fsatomic], plan):
+        with pytest.raises(_fsatomic.DurabilityError):
+            _fsatomic.atomic_write(str(target), b'new')
+    assert plan.log.count('fsync') == 1
+    assert target.read_bytes() == b'old'
+    assert os.listdir(tmp_path) == ['f']
+
+
+def test_exchange_swaps_a_file_and_a_directory(tmp_path):
+    (tmp_path / 'a').write_text('file')
+    (tmp_path / 'b').mkdir()
+    (tmp_path / 'b' / 'inner').write_text('x')
+    _fsatomic.exchange(str(tmp_path / 'a'), str(tmp_path / 'b'))
+    assert (tmp_path / 'a' / 'inner').read_text() == 'x'
+    assert (tmp_path / 'b').read_text() == 'file'
+
+
+def test_makedirs_durable_creates_missing_parents_only(tmp_path):
+    deep = tmp_path / 'x' / 'y' / 'z'
+    assert _fsatomic.makedirs_durable(str(deep), mode=0o700) is True
+    assert deep.is_dir()
+    assert (deep.stat().st_mode & 0o777) == 0o700
+    assert _fsatomic.makedirs_durable(str(deep)) is False
+
+
+def test_remove_tree_does_not_follow_symlinks(tmp_path):
+    outside = tmp_path / 'outside'
+    outside.mkdir()
+    (outside / 'keep').write_text('keep')
+    tree = tmp_path / 'tree'
+    tree.mkdir()
+    (tree / 'link').symlink_to(outside)
+    _fsatomic.remove_tree(str(tree))
+    assert not tree.exists()
+    assert (outside / 'keep').read_text() == 'keep'
