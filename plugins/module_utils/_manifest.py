@@ -1,0 +1,511 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checksum manifests: what a tree holds, to the byte and to the mode bit.
+
+A manifest lists every entry below a set of source paths with its type, size,
+mode, owner, mtime and (for files) SHA-256.  Entry paths are relative to a
+root: ``/`` for the live system, ``<backup>/data`` inside a backup, so the same
+manifest describes both and verifying one against the other is a diff.
+
+The loader is strict: a manifest from disk is untrusted input that later
+drives writes, so anything that could point outside the tree refuses the
+whole manifest.
+
+Standard library only: this runs on managed hosts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import stat
+
+MANIFEST_VERSION = 1
+ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink')
+HASH_CHUNK = 1024 * 1024
+MAX_MANIFEST_BYTES = 512 * 1024 * 1024
+_SHA256_RE = re.compile(r'\A[0-9a-f]{64}\Z')
+_TOP_KEYS = {
+    'version': int, 'id': str, 'set': str, 'created': str, 'host': str,
+    'sources': list, 'entries': list, 'totals': dict, 'parent': (str, type(None)),
+}
+_INT_FIELDS = ('size', 'mode', 'uid', 'gid', 'mtime_ns')
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed or unsafe; the whole manifest is refused."""
+
+
+def hash_workers():
+    return max(2, min(8, (os.cpu_count() or 2)))
+
+
+class Entry:
+    """One file-system entry, path relative to the manifest root."""
+
+    __slots__ = ('path', 'type', 'size', 'mode', 'uid', 'gid', 'mtime_ns', 'sha256', 'target')
+
+    def __init__(self, path, type, size=0, mode=0, uid=0, gid=0, mtime_ns=0, sha256=None, target=None):
+        # pylint: disable=redefined-builtin
+        self.path = path
+        self.type = type
+        self.size = size
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        self.sha256 = sha256
+        self.target = target
+
+    @classmethod
+    def from_stat(cls, path, st):
+        return cls(path, _type_of(st.st_mode), size=st.st_size if stat.S_ISREG(st.st_mode) else 0,
+                   mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime_ns=st.st_mtime_ns)
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def is_content(self):
+        return self.type in ('file', 'hardlink')
+
+    def __repr__(self):
+        return 'Entry(%r, %r)' % (self.path, self.type)
+
+
+def _type_of(mode):
+    if stat.S_ISREG(mode):
+        return 'file'
+    if stat.S_ISDIR(mode):
+        return 'dir'
+    if stat.S_ISLNK(mode):
+        return 'symlink'
+    return None
+
+
+def check_rel_path(path, what='path'):
+    """Return ``path`` if it is a safe, normalised relative path; raise ManifestError otherwise."""
+    if not isinstance(path, str):
+        raise ManifestError('%s %r is not a string' % (what, path))
+    if not path:
+        raise ManifestError('%s is empty' % what)
+    if '\0' in path:
+        raise ManifestError('%s %r contains a NUL byte' % (what, path))
+    if path.startswith('/'):
+        raise ManifestError('%s %r is absolute; manifest paths must be relative' % (what, path))
+    parts = path.split('/')
+    for part in parts:
+        if part in ('', '.', '..'):
+            raise ManifestError('%s %r is not normalised (empty, "." or ".." component)' % (what, path))
+    return path
+
+
+def rel_source(source):
+    """``/srv/app/`` -> ``srv/app``: the manifest-relative form of an absolute source path."""
+    if not isinstance(source, str) or not source.startswith('/'):
+        raise ManifestError('source %r is not an absolute path' % (source,))
+    normal = os.path.normpath(source)
+    if normal != source.rstrip('/') and not (normal == '/' and source == '/'):
+        raise ManifestError('source %r is not normalised' % (source,))
+    if normal == '/':
+        raise ManifestError('the root directory cannot be a source')
+    return check_rel_path(normal.lstrip('/'), 'source')
+
+
+def sha256_fd(fd):
+    digest = hashlib.sha256()
+    while True:
+        chunk = os.read(fd, HASH_CHUNK)
+        if not chunk:
+            return digest.hexdigest()
+        digest.update(chunk)
+
+
+def sha256_file(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _excluded(rel_in_source, name, excludes):
+    for pattern in excludes:
+        if fnmatch.fnmatchcase(rel_in_source, pattern) or fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def scan(root, rel_sources, excludes=()):
+    """Walk ``rel_sources`` below ``root`` without following symlinks.
+
+    Returns ``(entries, skipped)``: entries in a deterministic order (sources in
+    the given order, then depth-first by name) with no digests yet, and the
+    relative paths of special files (devices, fifos, sockets) that were left out.
+    A source that does not exist is simply absent from the entries.
+    """
+    entries = []
+    skipped = []
+    seen_inodes = {}
+    for rel in rel_sources:
+        path = os.path.join(root, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        _scan_one(root, rel, '', st, excludes, entries, skipped, seen_inodes)
+    return entries, skipped
+
+
+def _scan_one(root, rel, rel_in_source, st, excludes, entries, skipped, seen_inodes):
+    kind = _type_of(st.st_mode)
+    if kind is None:
+        skipped.append(rel)
+        return
+    entry = Entry.from_stat(rel, st)
+    if kind == 'symlink':
+        entry.target = os.readlink(os.path.join(root, rel))
+    elif kind == 'file' and st.st_nlink > 1:
+        key = (st.st_dev, st.st_ino)
+        first = seen_inodes.get(key)
+        if first is None:
+            seen_inodes[key] = rel
+        else:
+            entry.type = 'hardlink'
+            entry.target = first
+    entries.append(entry)
+    if kind != 'dir':
+        return
+    directory = os.path.join(root, rel)
+    with os.scandir(directory) as listing:
+        children = sorted(listing, key=lambda child: child.name)
+    for child in children:
+        child_rel_in_source = child.name if not rel_in_source else rel_in_source + '/' + child.name
+        if _excluded(child_rel_in_source, child.name, excludes):
+            continue
+        child_st = child.stat(follow_symlinks=False)
+        _scan_one(root, rel + '/' + child.name, child_rel_in_source, child_st, excludes, entries, skipped, seen_inodes)
+
+
+def hash_entries(root, entries, workers=None):
+    """Fill in ``sha256`` for every file entry (in parallel; hashlib releases the GIL)."""
+    files = [entry for entry in entries if entry.type == 'file']
+    if not files:
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers or hash_workers()) as pool:
+        for entry, digest in zip(files, pool.map(lambda e: sha256_file(os.path.join(root, e.path)), files)):
+            entry.sha256 = digest
+    by_path = {entry.path: entry for entry in files}
+    for entry in entries:
+        if entry.type == 'hardlink':
+            entry.sha256 = by_path[entry.target].sha256
+
+
+def totals_of(entries):
+    return {
+        'files': sum(1 for e in entries if e.is_content()),
+        'dirs': sum(1 for e in entries if e.type == 'dir'),
+        'symlinks': sum(1 for e in entries if e.type == 'symlink'),
+        'bytes': sum(e.size for e in entries if e.type == 'file'),
+    }
+
+
+class Manifest:
+    """A loaded or freshly built manifest."""
+
+    def __init__(self, id, set, created, host, sources, entries, parent=None, version=MANIFEST_VERSION):
+        # pylint: disable=redefined-builtin
+        self.version = version
+        self.id = id
+        self.set = set
+        self.created = created
+        self.host = host
+        self.sources = list(sources)
+        self.entries = list(entries)
+        self.parent = parent
+        self._by_path = None
+
+    @property
+    def by_path(self):
+        if self._by_path is None:
+            self._by_path = {entry.path: entry for entry in self.entries}
+        return self._by_path
+
+    @property
+    def rel_sources(self):
+        return [rel_source(source) for source in self.sources]
+
+    @property
+    def totals(self):
+        return totals_of(self.entries)
+
+    def to_dict(self):
+        return {
+            'version': self.version, 'id': self.id, 'set': self.set, 'created': self.created,
+            'host': self.host, 'sources': self.sources, 'parent': self.parent,
+            'entries': [entry.to_dict() for entry in self.entries], 'totals': self.totals,
+        }
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + '\n'
+
+    def sha256sum_text(self, prefix='data/'):
+        """The content digests in the format coreutils ``sha256sum -c`` reads."""
+        lines = []
+        for entry in self.entries:
+            if not entry.is_content():
+                continue
+            name = prefix + entry.path
+            if '\\' in name or '\n' in name or '\r' in name:
+                name = name.replace('\\', '\\\\').replace('\n', '\\n').replace('\r', '\\r')
+                lines.append('\\%s  %s\n' % (entry.sha256, name))
+            else:
+                lines.append('%s  %s\n' % (entry.sha256, name))
+        return ''.join(lines)
+
+
+def _reject_duplicate_keys(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ManifestError('duplicate key %r in manifest JSON' % key)
+        result[key] = value
+    return result
+
+
+def loads(data, source='manifest'):
+    """Parse and check a manifest; any problem refuses the whole manifest."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode('utf-8')
+        except UnicodeDecodeError as exc:
+            raise ManifestError('%s is not valid UTF-8: %s' % (source, exc)) from None
+    try:
+        raw = json.loads(data, object_pairs_hook=_reject_duplicate_keys)
+    except ManifestError as exc:
+        raise ManifestError('%s: %s' % (source, exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError('%s is not valid JSON (truncated or corrupt?): %s' % (source, exc)) from None
+    try:
+        return _from_raw(raw)
+    except ManifestError as exc:
+        raise ManifestError('%s refused: %s' % (source, exc)) from None
+
+
+def load(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError('%s is not a regular file of a sane size' % path)
+        chunks = []
+        while True:
+            chunk = os.read(fd, HASH_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return loads(b''.join(chunks), source=path)
+
+
+def _from_raw(raw):
+    if not isinstance(raw, dict):
+        raise ManifestError('top level is not an object')
+    if raw.get('version') != MANIFEST_VERSION or isinstance(raw.get('version'), bool):
+        raise ManifestError('unknown manifest version %r (this engine reads version %d)'
+                            % (raw.get('version'), MANIFEST_VERSION))
+    missing = sorted(set(_TOP_KEYS) - set(raw))
+    if missing:
+        raise ManifestError('missing keys: %s' % ', '.join(missing))
+    unknown = sorted(set(raw) - set(_TOP_KEYS))
+    if unknown:
+        raise ManifestError('unknown keys: %s' % ', '.join(unknown))
+    for key, kind in _TOP_KEYS.items():
+        if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
+            raise ManifestError('%s has the wrong type' % key)
+    sources = raw['sources']
+    rels = [rel_source(source) for source in sources]
+    if len(set(rels)) != len(rels):
+        raise ManifestError('duplicate source')
+    entries = [_entry_from_raw(index, item) for index, item in enumerate(raw['entries'])]
+    _check_tree(entries, rels)
+    manifest = Manifest(raw['id'], raw['set'], raw['created'], raw['host'], sources, entries, raw['parent'])
+    _check_totals(manifest, raw['totals'])
+    return manifest
+
+
+def _entry_from_raw(index, item):
+    where = 'entry %d' % index
+    if not isinstance(item, dict):
+        raise ManifestError('%s is not an object' % where)
+    if set(item) != set(Entry.__slots__):
+        raise ManifestError('%s has keys %s, expected %s' % (where, sorted(item), sorted(Entry.__slots__)))
+    path = check_rel_path(item['path'], '%s path' % where)
+    kind = item['type']
+    if kind not in ENTRY_TYPES:
+        raise ManifestError('%s (%s) has unknown type %r' % (where, path, kind))
+    for name in _INT_FIELDS:
+        value = item[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ManifestError('%s (%s) field %s is not a non-negative integer' % (where, path, name))
+    if item['mode'] > 0o7777:
+        raise ManifestError('%s (%s) mode %o has bits beyond permissions' % (where, path, item['mode']))
+    digest = item['sha256']
+    target = item['target']
+    if kind in ('file', 'hardlink'):
+        if not isinstance(digest, str) or not _SHA256_RE.match(digest):
+            raise ManifestError('%s (%s) has no valid sha256' % (where, path))
+    elif digest is not None:
+        raise ManifestError('%s (%s) is a %s but carries a sha256' % (where, path, kind))
+    if kind == 'symlink':
+        if not isinstance(target, str) or not target or '\0' in target:
+            raise ManifestError('%s (%s) symlink target is invalid' % (where, path))
+    elif kind == 'hardlink':
+        check_rel_path(target, '%s hardlink target' % where)
+    elif target is not None:
+        raise ManifestError('%s (%s) is a %s but carries a target' % (where, path, kind))
+    return Entry(path, kind, item['size'], item['mode'], item['uid'], item['gid'], item['mtime_ns'], digest, target)
+
+
+def _check_tree(entries, rel_sources):
+    """Every entry lies under a source, its parents are directories, paths are unique."""
+    by_path = {}
+    for entry in entries:
+        if entry.path in by_path:
+            raise ManifestError('duplicate path %r' % entry.path)
+        by_path[entry.path] = entry
+    for entry in entries:
+        source = _source_of(entry.path, rel_sources)
+        if source is None:
+            raise ManifestError('path %r is not under any source' % entry.path)
+        parent = entry.path
+        while parent != source:
+            parent = parent.rsplit('/', 1)[0]
+            parent_entry = by_path.get(parent)
+            if parent_entry is None:
+                raise ManifestError('path %r has no directory entry for its parent %r' % (entry.path, parent))
+            if parent_entry.type != 'dir':
+                raise ManifestError('path %r lies below %r, which is a %s, not a directory'
+                                    % (entry.path, parent, parent_entry.type))
+        if entry.type == 'hardlink':
+            first = by_path.get(entry.target)
+            if first is None or first.type != 'file':
+                raise ManifestError('hardlink %r points at %r, which is not a file in this manifest'
+                                    % (entry.path, entry.target))
+            if first.sha256 != entry.sha256 or first.size != entry.size:
+                raise ManifestError('hardlink %r disagrees with its target %r' % (entry.path, entry.target))
+
+
+def _source_of(path, rel_sources):
+    for source in rel_sources:
+        if path == source or path.startswith(source + '/'):
+            return source
+    return None
+
+
+def _check_totals(manifest, totals):
+    actual = manifest.totals
+    for key in ('files', 'bytes'):
+        if totals.get(key) != actual[key]:
+            raise ManifestError('totals.%s is %r but the entries add up to %r' % (key, totals.get(key), actual[key]))
+
+
+def compare(expected, actual, owner=False, mtime=True):
+    """Differences between two entry lists: ``{'added': [...], 'removed': [...], 'changed': [...]}``.
+
+    ``expected`` is the reference (e.g. the manifest), ``actual`` what is there now.
+    ``added`` are paths only in ``actual``; ``removed`` only in ``expected``; ``changed``
+    are ``{'path', 'reasons'}`` with reasons among type, content, size, mode, owner,
+    mtime, target.  Directory mtimes are ignored (they change with their contents).
+    """
+    expected_by_path = {entry.path: entry for entry in expected}
+    actual_by_path = {entry.path: entry for entry in actual}
+    added = [entry.path for entry in actual if entry.path not in expected_by_path]
+    removed = [entry.path for entry in expected if entry.path not in actual_by_path]
+    changed = []
+    for want in expected:
+        have = actual_by_path.get(want.path)
+        if have is None:
+            continue
+        reasons = _reasons(want, have, owner, mtime)
+        if reasons:
+            changed.append({'path': want.path, 'reasons': reasons})
+    return {'added': added, 'removed': removed, 'changed': changed}
+
+
+def _reasons(want, have, owner, mtime):
+    want_kind = 'file' if want.is_content() else want.type
+    have_kind = 'file' if have.is_content() else have.type
+    if want_kind != have_kind:
+        return ['type']
+    reasons = []
+    if want_kind == 'file':
+        if want.size != have.size:
+            reasons.append('size')
+        if want.sha256 is not None and have.sha256 is not None and want.sha256 != have.sha256:
+            reasons.append('content')
+        if mtime and want.mtime_ns != have.mtime_ns:
+            reasons.append('mtime')
+    if want_kind == 'symlink':
+        if want.target != have.target:
+            reasons.append('target')
+    elif want.mode != have.mode:
+        reasons.append('mode')
+    if owner and (want.uid, want.gid) != (have.uid, have.gid):
+        reasons.append('owner')
+    return reasons
+
+
+def scan_and_hash_like(root, manifest, excludes=(), workers=None):
+    """Scan ``root`` over the manifest's sources and hash the files worth hashing.
+
+    Files whose size differs from the manifest are not hashed: they differ anyway.
+    """
+    entries, skipped = scan(root, manifest.rel_sources, excludes)
+    reference = manifest.by_path
+    to_hash = []
+    for entry in entries:
+        if entry.type != 'file':
+            continue
+        want = reference.get(entry.path)
+        if want is not None and want.is_content() and want.size == entry.size:
+            to_hash.append(entry)
+    if to_hash:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers or hash_workers()) as pool:
+            digests = pool.map(lambda e: sha256_file(os.path.join(root, e.path)), to_hash)
+            for entry, digest in zip(to_hash, digests):
+                entry.sha256 = digest
+    hashed = {entry.path: entry.sha256 for entry in entries if entry.type == 'file'}
+    for entry in entries:
+        if entry.type == 'hardlink':
+            entry.sha256 = hashed.get(entry.target)
+    return entries, skipped
+
+
+def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None):
+    """Compare the tree at ``root`` with ``manifest`` (content and metadata).
+
+    Returns the ``compare`` result; empty lists everywhere means the tree matches.
+    """
+    entries, skipped = scan_and_hash_like(root, manifest, excludes, workers)
+    result = compare(manifest.entries, entries, owner=owner, mtime=mtime)
+    result['added'].extend(path for path in skipped if path not in result['added'])
+    return result
+
+
+def is_clean(result):
+    return not (result['added'] or result['removed'] or result['changed'])
+
+
+def mismatch_list(result):
+    """Flatten a compare result into ``[{'path', 'problem'}]`` for module output."""
+    out = [{'path': path, 'problem': 'unexpected (not in manifest)'} for path in result['added']]
+    out.extend({'path': path, 'problem': 'missing'} for path in result['removed'])
+    out.extend({'path': item['path'], 'problem': 'changed: ' + ', '.join(item['reasons'])} for item in result['changed'])
+    return out
