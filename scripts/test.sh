@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole test suite:
+#   pytest (unit, integration through ansible-playbook, the SSH fleet) - ansible-test sanity -
+#   ansible-lint (production profile) - antsibull-changelog lint - molecule scenarios.
+# Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh || exit 1
+export PATH="$root/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok ($((SECONDS - start)) s)"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - start)) s)"
+  fi
+}
+
+step pytest pytest -p no:cacheprovider ${PYTEST_ARGS:-}
+step sanity bash scripts/sanity.sh
+step ansible-lint ansible-lint --profile production
+step changelog antsibull-changelog lint
+if [ -x scripts/molecule.sh ] || [ -f scripts/molecule.sh ]; then
+  step molecule bash scripts/molecule.sh
+fi
+
+echo
+[ ${#failures[@]} -eq 0 ] || echo "failed steps: ${failures[*]}"
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
