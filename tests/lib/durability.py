@@ -78,6 +78,7 @@ class DurabilityTracker:
         self.violations = []     # ('publish', message) found while the operation ran
         self.fsynced = []        # paths fsynced, in order
         self.failed_fsyncs = []  # inode keys whose fsync failed (for the never-retried check)
+        self.failed_fsync_paths = []
         self.retried = []        # paths fsynced again after their fsync failed
 
     # -- classification ---------------------------------------------------------------
@@ -132,6 +133,10 @@ class DurabilityTracker:
         if name in _ENTRY_CALLS or name == 'symlink':
             if token:
                 self._note_entries(token)
+                before = token[0][3] if token[0] else None
+                if name in ('unlink', 'remove') and before in self.failed_fsyncs:
+                    # the file whose fsync failed is gone; its inode number may be reused
+                    self.failed_fsyncs.remove(before)
             return
         if name == 'open':
             if token:
@@ -225,6 +230,7 @@ class DurabilityTracker:
             key = self._fd_key(args[0])
             if key is not None:
                 self.failed_fsyncs.append(key)
+                self.failed_fsync_paths.append(_fd_path(args[0]))
 
     def fsyncs_after_failure(self):
         """Paths fsynced again after an fsync of the same file or directory failed."""

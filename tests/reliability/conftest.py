@@ -1,0 +1,55 @@
+"""Reliability suite: shared fixtures and the summary table printed at the end of a run."""
+
+import json
+import os
+
+import pytest
+
+from lib import faults, scenarios
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUTPUT = os.path.join(ROOT, 'tests', 'output')
+SUMMARY_FILE = os.path.join(OUTPUT, 'reliability-summary.json')
+MUTATION_FILE = os.path.join(OUTPUT, 'mutation-check.json')
+
+
+@pytest.fixture
+def scenario(request, tmp_path):
+    """``scenario(name)`` -> a prepared scenario, or a skip naming the missing engine file."""
+    def make(name):
+        try:
+            return scenarios.make(name, tmp_path / name)
+        except scenarios.Unavailable as exc:
+            pytest.skip(str(exc))
+    return make
+
+
+def _mutation_row():
+    try:
+        with open(MUTATION_FILE) as handle:
+            data = json.load(handle)
+        return '%d of %d killed (scripts/mutation_check.py, %s)' % (data['killed'], data['total'], data['when'])
+    except (OSError, ValueError, KeyError):
+        return 'not run in this session (python scripts/mutation_check.py)'
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # pylint: disable=unused-argument
+    if not faults.STATS:
+        return
+    rows = [
+        ('fault points exercised', str(faults.STATS['fault_points'])),
+        ('faults injected into recovery', str(faults.STATS['recovery_fault_points'])),
+        ('crash iterations (SIGKILL)', str(faults.STATS['crash_iterations'])),
+        ('hostile inputs fuzzed', str(faults.STATS['inputs_fuzzed'])),
+        ('mutations killed', _mutation_row()),
+    ]
+    width = max(len(name) for name, _ in rows)
+    terminalreporter.section('reliability summary')
+    terminalreporter.write_line('| %-*s | %s |' % (width, 'measure', 'count'))
+    terminalreporter.write_line('|%s|%s|' % ('-' * (width + 2), '-' * 7))
+    for name, value in rows:
+        terminalreporter.write_line('| %-*s | %s |' % (width, name, value))
+    os.makedirs(OUTPUT, exist_ok=True)
+    with open(SUMMARY_FILE, 'w') as handle:
+        json.dump(dict(faults.STATS), handle, indent=2, sort_keys=True)

@@ -1,0 +1,212 @@
+"""Kill the operation with SIGKILL and check that recovery reaches exactly old or new.
+
+Each iteration forks a child that runs one scenario operation (tests/lib/scenarios.py)
+and dies by SIGKILL:
+
+* at an exact point: the fault proxy kills the child right after I/O call k, for
+  every k -- so every window is hit, including the one between two renames and
+  the one between a rename and the fsync of its directory;
+* at a random moment: the parent sleeps a random fraction of the operation's
+  running time and kills the child from outside, wherever it is (inside a write,
+  between threads of the hash pool, in Python code between two calls).
+
+The parent then runs the engine's recovery and checks the same promise as the
+fault sweep.  For operations with a recovery step, some iterations also kill the
+recovery itself at a random point before the final recovery runs.
+"""
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from lib import faults, scenarios
+
+NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
+RENAMES = ('replace', 'rename', 'exchange')
+DEFAULT_RANDOM_KILLS = 25
+SLOW_RANDOM_KILLS = 300
+SEED = int(os.environ.get('RELIABILITY_SEED', '20261121'))
+
+
+def _child(action):
+    """Run ``action`` in a forked child; returns the child's pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            action()
+        except BaseException:  # pylint: disable=broad-except
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def _wait(pid):
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def kill_after_call(sc, k, modules, target=None):
+    """Run ``target`` (default: the operation) in a child that SIGKILLs itself right after I/O call k."""
+    target = target or sc.run
+
+    def action():
+        with faults.inject(modules, faults.FaultPlan(fail_at=k, action='kill', when='after')):
+            target()
+    return _wait(_child(action))
+
+
+def kill_after_delay(sc, delay, target=None):
+    pid = _child(target or sc.run)
+    time.sleep(delay)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return _wait(pid)
+
+
+def clean_duration(sc):
+    """How long the operation takes in a child, from fork to exit (calibrates random kills)."""
+    sc.reset()
+    started = time.monotonic()
+    _wait(_child(sc.run))
+    sc.reset()
+    return max(time.monotonic() - started, 0.001)
+
+
+class Loop:
+    """Runs iterations and collects problems; counts only iterations where the kill landed."""
+
+    def __init__(self, sc):
+        self.sc = sc
+        self.problems = []
+        self.killed = 0
+        self.completed = 0
+
+    def settle(self, where, killed):
+        if killed:
+            self.killed += 1
+        else:
+            self.completed += 1
+        try:
+            self.sc.recover()
+        except Exception as exc:  # pylint: disable=broad-except
+            self.problems.append('%s: recovery failed: %r' % (where, exc))
+        self.problems.extend('%s: %s' % (where, p) for p in self.sc.verdict())
+        self.sc.reset()
+
+
+def crash_every_call(sc):
+    """Kill right after each I/O call; returns the Loop and the windows covered."""
+    modules = scenarios.engine_modules()
+    log = faults.call_log(modules, sc.run)
+    sc.reset()
+    loop = Loop(sc)
+    windows = {'after_rename': 0, 'between_renames': 0, 'rename_then_fsync': 0}
+    for k in range(1, len(log) + 1):
+        killed = kill_after_call(sc, k, modules)
+        if killed and log[k - 1] in RENAMES:
+            windows['after_rename'] += 1
+            later = log[k:]
+            following = next((name for name in later if name in RENAMES + ('fsync',)), None)
+            if following in RENAMES:
+                windows['between_renames'] += 1
+            elif following == 'fsync':
+                windows['rename_then_fsync'] += 1
+        loop.settle('%s killed after call %d (%s)' % (sc.name, k, log[k - 1]), killed)
+    return loop, windows, log
+
+
+def crash_randomly(sc, iterations, rng):
+    duration = clean_duration(sc)
+    loop = Loop(sc)
+    for i in range(iterations):
+        delay = rng.uniform(0, duration * 1.2)
+        killed = kill_after_delay(sc, delay)
+        loop.settle('%s killed after %.6fs (iteration %d, seed %d)' % (sc.name, delay, i, SEED), killed)
+    return loop
+
+
+def crash_recovery(sc, iterations, rng):
+    """Kill the operation, then kill recovery after a random call of it, then recover for real."""
+    modules = scenarios.engine_modules()
+    log = faults.call_log(modules, sc.run)
+    sc.reset()
+    loop = Loop(sc)
+    interrupted = os.path.join(sc.base, 'interrupted')
+    for i in range(iterations):
+        k = rng.randint(1, len(log))
+        kill_after_call(sc, k, modules)
+        if not sc.pending_recovery():
+            sc.reset()
+            continue
+        sc.snapshot(interrupted)
+        recovery_calls = len(faults.call_log(modules, sc.recover))
+        sc.restore_snapshot(interrupted)
+        j = rng.randint(1, max(1, recovery_calls))
+        killed = kill_after_call(sc, j, modules, target=sc.recover)
+        loop.settle('%s killed after call %d, its recovery killed after call %d of %d (iteration %d, seed %d)'
+                    % (sc.name, k, j, recovery_calls, i, SEED), killed)
+    return loop
+
+
+def assert_clean(loop):
+    problems = scenarios.unknown_problems(loop.sc, loop.problems)
+    assert not problems, '%d problem(s):\n%s' % (len(problems), '\n'.join(problems[:40]))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_after_every_io_call_recovers_to_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    loop, windows, log = crash_every_call(sc)
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+    assert loop.killed == len(log), 'the child survived a planned kill'
+    if any(call in RENAMES for call in log):
+        assert windows['after_rename'] >= 1
+    if any(log[i] in RENAMES and 'fsync' in log[i + 1:] for i in range(len(log))):
+        assert windows['rename_then_fsync'] + windows['between_renames'] >= 1
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_at_random_moments_recovers_to_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    loop = crash_randomly(sc, DEFAULT_RANDOM_KILLS, random.Random('%s-%d' % (name, SEED)))
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+    assert loop.killed + loop.completed == DEFAULT_RANDOM_KILLS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_at_many_random_moments_recovers_to_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    loop = crash_randomly(sc, SLOW_RANDOM_KILLS, random.Random('%s-slow-%d' % (name, SEED)))
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_during_recovery_then_recovery_again_reaches_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    if not sc.has_recovery:
+        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+    loop = crash_recovery(sc, DEFAULT_RANDOM_KILLS, random.Random('%s-recovery-%d' % (name, SEED)))
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+    assert loop.killed >= 1, 'no interruption left work for recovery'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_during_recovery_many_times(scenario, name):
+    sc = scenario(name)
+    if not sc.has_recovery:
+        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+    loop = crash_recovery(sc, SLOW_RANDOM_KILLS, random.Random('%s-recovery-slow-%d' % (name, SEED)))
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
