@@ -35,6 +35,8 @@ _TOP_KEYS = {
     'version': int, 'id': str, 'set': str, 'created': str, 'host': str,
     'sources': list, 'entries': list, 'totals': dict, 'parent': (str, type(None)),
 }
+# Keys a manifest may omit (an empty value of the type stands in).
+_OPTIONAL_KEYS = {'excludes': list}
 _INT_FIELDS = ('size', 'mode', 'uid', 'gid', 'mtime_ns')
 
 
@@ -141,14 +143,17 @@ def _excluded(rel_in_source, name, excludes):
     return False
 
 
-def scan(root, rel_sources, excludes=()):
+def scan(root, rel_sources, excludes=(), prune=()):
     """Walk ``rel_sources`` below ``root`` without following symlinks.
 
     Returns ``(entries, skipped)``: entries in a deterministic order (sources in
     the given order, then depth-first by name) with no digests yet, and the
     relative paths of special files (devices, fifos, sockets) that were left out.
-    A source that does not exist is simply absent from the entries.
+    A source that does not exist is simply absent from the entries.  ``prune``
+    holds exact relative paths not to enter (the backup store, when it lies
+    inside a source); unlike ``excludes`` they never match by name alone.
     """
+    prune = frozenset(prune)
     entries = []
     skipped = []
     seen_inodes = {}
@@ -158,11 +163,11 @@ def scan(root, rel_sources, excludes=()):
             st = os.lstat(path)
         except FileNotFoundError:
             continue
-        _scan_one(root, rel, '', st, excludes, entries, skipped, seen_inodes)
+        _scan_one(root, rel, '', st, (excludes, prune), entries, skipped, seen_inodes)
     return entries, skipped
 
 
-def _scan_one(root, rel, rel_in_source, st, excludes, entries, skipped, seen_inodes):
+def _scan_one(root, rel, rel_in_source, st, filters, entries, skipped, seen_inodes):
     kind = _type_of(st.st_mode)
     if kind is None:
         skipped.append(rel)
@@ -184,12 +189,13 @@ def _scan_one(root, rel, rel_in_source, st, excludes, entries, skipped, seen_ino
     directory = os.path.join(root, rel)
     with os.scandir(directory) as listing:
         children = sorted(listing, key=lambda child: child.name)
+    excludes, prune = filters
     for child in children:
         child_rel_in_source = child.name if not rel_in_source else rel_in_source + '/' + child.name
-        if _excluded(child_rel_in_source, child.name, excludes):
+        if _excluded(child_rel_in_source, child.name, excludes) or rel + '/' + child.name in prune:
             continue
         child_st = child.stat(follow_symlinks=False)
-        _scan_one(root, rel + '/' + child.name, child_rel_in_source, child_st, excludes, entries, skipped, seen_inodes)
+        _scan_one(root, rel + '/' + child.name, child_rel_in_source, child_st, filters, entries, skipped, seen_inodes)
 
 
 def hash_entries(root, entries, workers=None):
@@ -218,9 +224,10 @@ def totals_of(entries):
 class Manifest:
     """A loaded or freshly built manifest."""
 
-    def __init__(self, id, set, created, host, sources, entries, parent=None, version=MANIFEST_VERSION):
+    def __init__(self, id, set, created, host, sources, entries, parent=None, version=MANIFEST_VERSION, excludes=()):
         # pylint: disable=redefined-builtin
         self.version = version
+        self.excludes = list(excludes)
         self.id = id
         self.set = set
         self.created = created
@@ -247,7 +254,7 @@ class Manifest:
     def to_dict(self):
         return {
             'version': self.version, 'id': self.id, 'set': self.set, 'created': self.created,
-            'host': self.host, 'sources': self.sources, 'parent': self.parent,
+            'host': self.host, 'sources': self.sources, 'parent': self.parent, 'excludes': self.excludes,
             'entries': [entry.to_dict() for entry in self.entries], 'totals': self.totals,
         }
 
@@ -323,19 +330,27 @@ def _from_raw(raw):
     missing = sorted(set(_TOP_KEYS) - set(raw))
     if missing:
         raise ManifestError('missing keys: %s' % ', '.join(missing))
-    unknown = sorted(set(raw) - set(_TOP_KEYS))
+    unknown = sorted(set(raw) - set(_TOP_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         raise ManifestError('unknown keys: %s' % ', '.join(unknown))
+    for key, kind in _OPTIONAL_KEYS.items():
+        raw.setdefault(key, kind())
+        if not isinstance(raw[key], kind):
+            raise ManifestError('%s has the wrong type' % key)
     for key, kind in _TOP_KEYS.items():
         if not isinstance(raw[key], kind) or isinstance(raw[key], bool):
             raise ManifestError('%s has the wrong type' % key)
+    for pattern in raw['excludes']:
+        if not isinstance(pattern, str) or not pattern or '\0' in pattern:
+            raise ManifestError('exclude pattern %r is not a non-empty string without NUL' % (pattern,))
     sources = raw['sources']
     rels = [rel_source(source) for source in sources]
     if len(set(rels)) != len(rels):
         raise ManifestError('duplicate source')
     entries = [_entry_from_raw(index, item) for index, item in enumerate(raw['entries'])]
     _check_tree(entries, rels)
-    manifest = Manifest(raw['id'], raw['set'], raw['created'], raw['host'], sources, entries, raw['parent'])
+    manifest = Manifest(raw['id'], raw['set'], raw['created'], raw['host'], sources, entries, raw['parent'],
+                        excludes=raw['excludes'])
     _check_totals(manifest, raw['totals'])
     return manifest
 
@@ -462,12 +477,12 @@ def _reasons(want, have, owner, mtime):
     return reasons
 
 
-def scan_and_hash_like(root, manifest, excludes=(), workers=None):
+def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=()):
     """Scan ``root`` over the manifest's sources and hash the files worth hashing.
 
     Files whose size differs from the manifest are not hashed: they differ anyway.
     """
-    entries, skipped = scan(root, manifest.rel_sources, excludes)
+    entries, skipped = scan(root, manifest.rel_sources, excludes, prune)
     reference = manifest.by_path
     to_hash = []
     for entry in entries:
@@ -488,12 +503,12 @@ def scan_and_hash_like(root, manifest, excludes=(), workers=None):
     return entries, skipped
 
 
-def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None):
+def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None, prune=()):
     """Compare the tree at ``root`` with ``manifest`` (content and metadata).
 
     Returns the ``compare`` result; empty lists everywhere means the tree matches.
     """
-    entries, skipped = scan_and_hash_like(root, manifest, excludes, workers)
+    entries, skipped = scan_and_hash_like(root, manifest, excludes, workers, prune)
     result = compare(manifest.entries, entries, owner=owner, mtime=mtime)
     result['added'].extend(path for path in skipped if path not in result['added'])
     return result

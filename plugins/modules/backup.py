@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: backup
+short_description: Take a verified backup of files and directories, published atomically
+version_added: 0.1.0
+description:
+  - Copies O(paths) into a new backup of the backup set, hashing every file with SHA-256 in the same read pass.
+  - The backup is built in a hidden staging directory, flushed to disk, verified against its manifest and only
+    then renamed into place, so a backup either does not exist or is complete.  Leftovers of an interrupted run
+    are removed by the next run and never listed.
+  - Files keep their modes (and owners when run as root); symlinks are stored as symlinks, hardlinks within the
+    tree and empty directories are kept.  Fifos, sockets and devices are left out (see RV(special_files)).
+  - When nothing changed since the latest complete backup no new backup is taken and the task reports no change,
+    unless O(force=true) or a new checkpoint O(name) demands one.
+  - Backed-up contents never appear in the results.
+author:
+  - lastgood.rollback developers (@lastgood)
+extends_documentation_fragment:
+  - lastgood.rollback.attributes
+  - lastgood.rollback.attributes.action_group
+  - lastgood.rollback.attributes.store
+attributes:
+  check_mode:
+    support: full
+    details: Check mode scans O(paths) and reports what would be backed up (RV(files), RV(bytes), RV(reused)) without
+      writing anything.  RV(removed) lists the backups retention would remove now, before the new backup exists.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details: A second run with the same arguments and an unchanged tree reports no change; O(force=true) always takes
+      a new backup.
+options:
+  paths:
+    description:
+      - Absolute paths of the files and directories to back up.  They must not overlap or lie inside the store.
+      - A path that does not exist is recorded as absent (a restore removes it) and listed in RV(missing).
+      - When O(backup_root) lies inside one of the paths, the store itself is left out.
+    type: list
+    elements: path
+    required: true
+  name:
+    description:
+      - Make a named checkpoint with this id instead of a time-stamped one.  Checkpoints are pinned, so retention
+        keeps them.
+      - 1 to 100 letters, digits, C(.), C(_) and C(-), starting with a letter or digit.
+      - An existing checkpoint is never overwritten; if the paths still match it the task reports no change,
+        otherwise it fails.
+    type: str
+  incremental:
+    description:
+      - Hardlink files unchanged since the latest complete backup instead of copying them, and reuse their digests.
+      - A file is unchanged when its size, mtime, mode and owner match (and its content too with
+        O(checksum=always)).
+    type: bool
+    default: true
+  exclude:
+    description:
+      - Shell-style patterns of entries to leave out, matched against the path relative to each of O(paths) and
+        against the entry's name, for example V(*.log), V(cache) or V(tmp/*).
+      - Recorded in the manifest, so a later drift check or restore leaves the excluded entries alone.
+    type: list
+    elements: str
+    default: []
+  checksum:
+    description:
+      - V(auto) decides whether a file changed from its size, mtime, mode and owner.
+      - V(always) hashes every live file first and compares content, for trees where a file can change without
+        its mtime changing.
+    type: str
+    choices: [auto, always]
+    default: auto
+  keep_last:
+    description:
+      - After the backup, remove complete backups beyond the newest O(keep_last).
+      - Retention never removes the C(LASTGOOD) backup, a pinned one or the newest complete one.  A backup is kept
+        when either O(keep_last) or O(keep_days) keeps it.
+    type: int
+  keep_days:
+    description: After the backup, remove complete backups older than this many days (see O(keep_last)).
+    type: int
+  mark_lastgood:
+    description:
+      - Record the backup as the last known good one (the C(LASTGOOD) file of the set), which restores use by
+        default.  When nothing changed, the existing latest backup is marked.
+    type: bool
+    default: false
+  force:
+    description: Take a new backup even when nothing changed since the latest one.
+    type: bool
+    default: false
+seealso:
+  - module: lastgood.rollback.backup_info
+  - module: lastgood.rollback.backup_verify
+'''
+
+EXAMPLES = r'''
+- name: Back up the application config before the change
+  lastgood.rollback.backup:
+    paths:
+      - /etc/myapp
+      - /srv/myapp/current
+    exclude:
+      - "*.log"
+      - cache
+    keep_last: 10
+  register: app_backup
+
+- name: Take a pinned checkpoint that retention keeps
+  lastgood.rollback.backup:
+    paths: [/etc/myapp]
+    set: myapp
+    name: "pre-upgrade-{{ release }}"
+
+- name: Mark the config that passed its health check as last known good
+  lastgood.rollback.backup:
+    paths: [/etc/myapp]
+    mark_lastgood: true
+'''
+
+RETURN = r'''
+id:
+  description: Id of the new backup, or of the existing backup that already matches the paths.  Null in check mode
+    for a time-stamped backup (its id is chosen when it is written).
+  returned: always
+  type: str
+  sample: 20261121T231500Z-3fa2c1
+new_backup:
+  description: Whether a new backup was (or in check mode would be) taken.
+  returned: always
+  type: bool
+path:
+  description:
+    - Directory of the backup (null in check mode for a time-stamped backup).
+    - As for every result with a C(path), Ansible adds the directory's own attributes (C(mode), C(owner), C(size), ...).
+  returned: always
+  type: str
+  sample: /var/backups/lastgood/default/20261121T231500Z-3fa2c1
+manifest:
+  description: Path of the backup's C(MANIFEST.json).
+  returned: always
+  type: str
+files:
+  description: Number of files in the backup (hardlinks within the tree counted).
+  returned: always
+  type: int
+bytes:
+  description: Total size of the files in the backup.
+  returned: always
+  type: int
+reused:
+  description: Files hardlinked from the previous backup instead of copied.
+  returned: always
+  type: int
+copied:
+  description: Files copied.
+  returned: always
+  type: int
+copied_bytes:
+  description: Bytes copied (what the backup added to the store).
+  returned: always
+  type: int
+parent:
+  description: The backup files were hardlinked from (incremental base), or null.
+  returned: always
+  type: str
+lastgood:
+  description: Whether the backup is the set's C(LASTGOOD) backup now.
+  returned: always
+  type: bool
+pinned:
+  description: Whether the backup is pinned (named checkpoints are).
+  returned: always
+  type: bool
+duration:
+  description: Seconds the task spent in the store engine.
+  returned: always
+  type: float
+special_files:
+  description:
+    - Special files (fifos, sockets, devices) that were not backed up.
+    - Named so because a C(skipped) key would make Ansible report the task as skipped.
+  returned: always
+  type: list
+  elements: str
+missing:
+  description: Entries of O(paths) that do not exist (recorded as absent).
+  returned: always
+  type: list
+  elements: str
+removed:
+  description: Backups removed by retention (in check mode, those it would remove).
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible_collections.lastgood.rollback.plugins.module_utils._store import StoreError
+from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
+    run_store_module,
+    store_argument_spec,
+)
+
+
+def take_backup(module, store):
+    params = module.params
+    result = store.create(params['paths'], name=params['name'], incremental=params['incremental'],
+                          excludes=params['exclude'], checksum=params['checksum'],
+                          mark_lastgood=params['mark_lastgood'], force=params['force'],
+                          check_mode=module.check_mode)
+    for warning in result.pop('warnings'):
+        module.warn(warning)
+    for path in result['missing']:
+        module.warn('%s does not exist; the backup records it as absent' % path)
+    try:
+        result['removed'] = store.retention(keep_last=params['keep_last'], keep_days=params['keep_days'],
+                                            check_mode=module.check_mode)
+    except StoreError as exc:
+        raise StoreError('the backup succeeded (%s, id %s), then retention failed: %s'
+                         % ('new' if result['new_backup'] else 'unchanged', result['id'], exc)) from exc
+    result['changed'] = result['changed'] or bool(result['removed'])
+    return result
+
+
+def main():
+    run_store_module(store_argument_spec(
+        paths=dict(type='list', elements='path', required=True),
+        name=dict(type='str'),
+        incremental=dict(type='bool', default=True),
+        exclude=dict(type='list', elements='str', default=[]),
+        checksum=dict(type='str', choices=['auto', 'always'], default='auto'),
+        keep_last=dict(type='int'),
+        keep_days=dict(type='int'),
+        mark_lastgood=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+    ), take_backup)
+
+
+if __name__ == '__main__':
+    main()
