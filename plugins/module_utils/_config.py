@@ -32,6 +32,7 @@ import time
 import traceback
 
 from ._fsatomic import atomic_write, fsync_dir, read_bytes, write_all
+from ._store import Store, StoreError
 
 MAX_BYTES = 32 * 1024 * 1024
 BACKUP_MODES = ('sibling', 'store')
@@ -408,11 +409,13 @@ def _sibling_backup(real, original, st):
 
 
 def _store_backup(real, backup_root, set_name):
-    from ._store import Store
-    created = Store(backup_root, set_name).create(paths=[real], name=None, incremental=True, excludes=(),
-                                                  mark_lastgood=False)
+    try:
+        store = Store(backup_root, set_name)
+        created = store.create(paths=[real], name=None, incremental=True, excludes=(), mark_lastgood=False)
+    except StoreError as exc:
+        raise ConfigError(str(exc))
     return {'path': created['path'], 'id': created['id'],
-            'file': os.path.join(created['path'], 'data', real.lstrip('/'))}
+            'file': os.path.join(store.data_dir(created['id']), real.lstrip('/'))}
 
 
 def _owner(st):
@@ -528,7 +531,7 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
                 saved = _sibling_backup(real, original_bytes, st)
             else:
                 saved = _store_backup(real, backup_root, set_name)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ConfigError) as exc:
             raise ConfigError('backing up %s failed (%s); the file was not changed' % (real, exc))
         result['backup'] = saved['path']
         result['backup_id'] = saved['id']

@@ -111,11 +111,11 @@ def _update(state_dir, run_id, change, check):
         before = load(state_dir, run_id)
         after = change(json.loads(json.dumps(before)) if before is not None else None)
         if after is None or after == before:
-            return {'changed': False, 'state': before, 'previous_status': before and before['status']}
+            return {'changed': False, 'state': before, 'before': before, 'previous_status': before and before['status']}
         after['updated'] = utc_now()
         if not check:
             atomic_write_json(state_path(state_dir, run_id), after, mode=0o600)
-        return {'changed': True, 'state': after, 'previous_status': before and before['status']}
+        return {'changed': True, 'state': after, 'before': before, 'previous_status': before and before['status']}
 
 
 def _require(state, run_id, state_dir, what):
