@@ -1,0 +1,1 @@
+"""The demo application the rollback tests deploy, break and roll back (see docs/demo-app.md)."""
