@@ -1,0 +1,1318 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verified, all-or-nothing restore from the backup store, with a journal for crashes.
+
+A restore never writes into a live target piece by piece.  For each target path
+it builds the backed-up tree beside the target (same file system), fsyncs and
+verifies it, records its intent in a journal, and swaps the finished tree in:
+
+* ``exchange`` (renameat2 RENAME_EXCHANGE) where the kernel and file system allow it;
+* else two renames (target aside, stage in), each followed by a directory fsync;
+* a target that is a mount point cannot be renamed: it keeps its directory, and each
+  of its top-level children is swapped the same way, with the stage and the
+  displaced children kept inside it.
+
+Every version of every target (the old live one, the new staged one) is named in
+the journal by its (device, inode) and sits at one of three paths: the target,
+the stage, the displaced path.  Whoever reads the journal after a crash can see
+which version is where and move them to reach exactly the old or exactly the new
+state; every move re-reads the state first, so settling is idempotent and may
+itself be interrupted.  The journal's ``phase`` is the decision:
+
+``staging``  stages are being built; nothing live was touched: remove the stages.
+``ready``    every stage is complete, fsynced and verified: settle forward when a
+             swap has started (some target no longer holds its old version), else back.
+``forward``  / ``back``: the direction is decided; finish it.
+
+Only after the direction is written are the versions that lost discarded.
+
+Standard library only: this runs on managed hosts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import socket
+import stat
+import time
+
+from ._fsatomic import (
+    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, atomic_write_json, exchange, fsync_dir, fsync_fd, makedirs_durable, read_bytes,
+    write_all,
+)
+from ._manifest import ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file
+from ._manifest import _excluded as excluded_by
+
+JOURNAL_VERSION = 1
+JOURNAL_DIR = '.journal'
+LASTRESTORE = 'LASTRESTORE'
+STAGE_PREFIX = '.restore-'
+DISPLACED_PREFIX = '.displaced-'
+PRE_RESTORE_PREFIX = 'pre-restore-'
+UNDO_PREFIX = 'pre-undo-'
+PHASES = ('staging', 'ready', 'forward', 'back')
+TEXT_DIFF_MAX = 64 * 1024
+MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MOUNTINFO = '/proc/self/mountinfo'
+_HERE = 'See docs/restore.md, "Recovering by hand".'
+
+
+class RestoreError(Exception):
+    """A restore was refused or failed; the message says what state everything is in.
+
+    ``paths``: per target ``{path, state}``; ``journal``: the journal left for
+    recovery (None when none was left); ``displaced_backup``: where the version
+    the restore displaced is kept.
+    """
+
+    def __init__(self, message, paths=None, journal=None, displaced_backup=None):
+        super().__init__(message)
+        self.paths = paths or []
+        self.journal = journal
+        self.displaced_backup = displaced_backup
+
+
+class JournalError(RestoreError):
+    """A journal cannot be settled automatically; it is left for an operator."""
+
+
+def utc_now():
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+
+
+def running_as_root():
+    return os.geteuid() == 0
+
+
+# -- identities and moves --------------------------------------------------------------
+
+def _ident(path):
+    """``[st_dev, st_ino]`` of ``path`` itself (never followed), or None when absent."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+def _sync_parents(*paths):
+    for directory in sorted({os.path.dirname(path) for path in paths}):
+        fsync_dir(directory)
+
+
+def _rename(src, dst):
+    os.rename(src, dst)
+    _sync_parents(src, dst)
+
+
+def _discard(path):
+    """Remove the tree at ``path`` without following symlinks; missing is fine.
+
+    Only for versions this engine moved aside or staged.  Works through directory
+    descriptors so that a directory swapped for a symlink meanwhile makes it fail
+    rather than reach outside the tree.
+    """
+    parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _discard_in(parent, os.path.basename(path))
+    finally:
+        os.close(parent)
+
+
+def _discard_in(dir_fd, name):
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+            os.fchmod(fd, 0o700)
+        for child in os.listdir(fd):
+            _discard_in(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def _conflict(unit, what):
+    return JournalError('%s: %s. Expected the old version %s and the new version %s at %s, %s or %s; '
+                        'nothing was moved. %s'
+                        % (unit['target'], what, _ident_text(unit['old']), _ident_text(unit['new']),
+                           unit['target'], unit['stage'], unit['displaced'], _HERE))
+
+
+def _ident_text(ident):
+    return 'absent' if ident is None else '(dev %d, inode %d)' % tuple(ident)
+
+
+def place(unit, goal):
+    """Move things so that ``unit['target']`` holds version ``goal`` ('new' or 'old').
+
+    A unit is ``{target, stage, displaced, old, new}``: three paths in directories on
+    one file system and two versions named by identity (None: that version is
+    "absent").  Each step re-reads where the versions are, so calling this again
+    after an interruption continues where the last call stopped.
+    """
+    want, other = (unit['new'], unit['old']) if goal == 'new' else (unit['old'], unit['new'])
+    target = unit['target']
+    here = _ident(target)
+    if here == want:
+        return False
+    if here is not None and here != other:
+        raise _conflict(unit, 'the target holds something that is neither version (changed meanwhile?)')
+    spares = [unit['displaced'], unit['stage']] if goal == 'new' else [unit['stage'], unit['displaced']]
+    source = None
+    if want is not None:
+        source = next((path for path in spares if _ident(path) == want), None)
+        if source is None:
+            raise _conflict(unit, 'the %s version is not where the journal says' % goal)
+    if here is None:
+        _rename(source, target)
+        return True
+    if source is not None:
+        try:
+            exchange(source, target)
+        except OSError as exc:
+            if exc.errno not in EXCHANGE_UNSUPPORTED:
+                raise
+        else:
+            _sync_parents(source, target)
+            return True
+    free = next((path for path in spares if path != source and _ident(path) is None), None)
+    if free is None:
+        raise _conflict(unit, 'no free path to move the current version aside')
+    _rename(target, free)
+    if source is not None:
+        _rename(source, target)
+    return True
+
+
+def discard_loser(unit, goal):
+    """Once the target holds ``goal``, remove the other version from the spare paths."""
+    want, other = (unit['new'], unit['old']) if goal == 'new' else (unit['old'], unit['new'])
+    if _ident(unit['target']) != want:
+        raise _conflict(unit, 'the target does not hold the %s version; refusing to discard anything' % goal)
+    for path in (unit['stage'], unit['displaced']):
+        found = _ident(path)
+        if found is None:
+            continue
+        if found != other:
+            raise _conflict(unit, '%s holds something that is neither version' % path)
+        _discard(path)
+        fsync_dir(os.path.dirname(path))
+
+
+def started(unit):
+    """Whether a move of this unit has begun (its target no longer holds the old version)."""
+    return _ident(unit['target']) != unit['old']
+
+
+# -- the journal -----------------------------------------------------------------------
+
+def journal_dir(set_dir):
+    return os.path.join(set_dir, JOURNAL_DIR)
+
+
+_HELD = {}
+
+
+class JournalLock:
+    """Exclusive flock on the journal directory: one restore or recovery per set at a time.
+
+    Re-entrant within a process (a restore calls the store, which may recover the
+    journal too); ``held`` is false when there is no journal directory to lock and
+    ``create`` is false -- then there is nothing to recover either.
+    """
+
+    def __init__(self, set_dir, create=True):
+        self.directory = journal_dir(os.path.abspath(set_dir))
+        self.create = create
+        self.fd = None
+        self.held = False
+
+    def __enter__(self):
+        if self.directory in _HELD:
+            _HELD[self.directory] += 1
+            self.held = True
+            return self
+        if self.create:
+            makedirs_durable(self.directory, mode=0o700)
+        try:
+            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if self.create:
+                raise
+            return self
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        _HELD[self.directory] = 1
+        self.held = True
+        return self
+
+    def __exit__(self, *exc):
+        if not self.held:
+            return False
+        _HELD[self.directory] -= 1
+        if not _HELD[self.directory]:
+            del _HELD[self.directory]
+            os.close(self.fd)
+        return False
+
+
+class Journal:
+    """One intent record ``<set>/.journal/<token>.json``, replaced atomically at each phase."""
+
+    def __init__(self, set_dir, token):
+        self.directory = journal_dir(set_dir)
+        self.path = os.path.join(self.directory, token + '.json')
+
+    def write(self, record):
+        atomic_write_json(self.path, record, mode=0o600)
+
+    def advance(self, record, phase):
+        """Persist ``record`` at ``phase``; the in-memory phase moves only once it is on disk."""
+        self.write(dict(record, phase=phase))
+        record['phase'] = phase
+
+    def remove(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return
+        fsync_dir(self.directory)
+
+
+def pending_journals(set_dir):
+    """Paths of the intent records in ``set_dir``'s journal (sorted by name)."""
+    directory = journal_dir(set_dir)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(directory, name) for name in sorted(names)
+            if name.endswith('.json') and not name.startswith('.')]
+
+
+def _abs_normal(path, what):
+    if not isinstance(path, str) or not path.startswith('/') or os.path.normpath(path) != path or path == '/':
+        raise ValueError('%s %r is not a normalised absolute path' % (what, path))
+    check_rel_path(path[1:], what)
+    return path
+
+
+def _check_ident(value, what):
+    if value is None:
+        return
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        raise ValueError('%s is not [device, inode] or null' % what)
+
+
+def _check_unit(unit, stage, displaced):
+    if not isinstance(unit, dict) or set(unit) != {'target', 'stage', 'displaced', 'old', 'new'}:
+        raise ValueError('a unit does not have exactly target, stage, displaced, old, new')
+    _abs_normal(unit['target'], 'target')
+    if unit['stage'] != stage or unit['displaced'] != displaced:
+        raise ValueError('unit %s names a stage or displaced path other than %s and %s'
+                         % (unit['target'], stage, displaced))
+    _check_ident(unit['old'], 'old')
+    _check_ident(unit['new'], 'new')
+
+
+def check_record(record):
+    """Refuse a journal record whose paths this engine would never have written.
+
+    Recovery renames and removes what a record names, so a record is checked as
+    strictly as a manifest: every stage and displaced path must sit exactly where
+    this engine puts them for the target it names.
+    """
+    if not isinstance(record, dict):
+        raise ValueError('the record is not an object')
+    if record.get('version') != JOURNAL_VERSION or record.get('kind') != 'restore':
+        raise ValueError('not a version %d restore record' % JOURNAL_VERSION)
+    if record.get('phase') not in PHASES:
+        raise ValueError('unknown phase %r' % (record.get('phase'),))
+    token = record.get('token')
+    if not isinstance(token, str) or not token.isalnum():
+        raise ValueError('token %r is not alphanumeric' % (token,))
+    if not isinstance(record.get('items'), list) or not record['items']:
+        raise ValueError('no items')
+    for key in ('pre_restore', 'backup_id'):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ValueError('%s is not a string' % key)
+    for item in record['items']:
+        _check_item(item, token)
+    return record
+
+
+def _check_item(item, token):
+    if not isinstance(item, dict) or item.get('method') not in ('swap', 'files'):
+        raise ValueError('an item has no known method')
+    target = _abs_normal(item.get('target'), 'target')
+    units = item.get('units')
+    if not isinstance(units, list):
+        raise ValueError('item %s has no unit list' % target)
+    if item['method'] == 'swap':
+        if len(units) != 1 or not isinstance(units[0], dict) or units[0].get('target') != target \
+                or item.get('containers') != [] or item.get('root') is not None:
+            raise ValueError('swap item %s must have exactly one unit on its target and no containers' % target)
+        stage, displaced = swap_paths(target, token)
+        _check_unit(units[0], stage, displaced)
+        return
+    containers = list(file_containers(target, token))
+    if item.get('containers') != containers:
+        raise ValueError('files item %s has containers other than %s' % (target, containers))
+    root = item.get('root')
+    if not isinstance(root, dict) or set(root) != {'old', 'new'}:
+        raise ValueError('files item %s has no root attributes' % target)
+    for attrs in root.values():
+        if not isinstance(attrs, dict) or set(attrs) != {'mode', 'uid', 'gid'} or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in attrs.values()):
+            raise ValueError('files item %s root attributes are malformed' % target)
+    for unit in units:
+        child = unit.get('target') if isinstance(unit, dict) else None
+        if not isinstance(child, str) or os.path.dirname(child) != target:
+            raise ValueError('files item %s has a unit outside it' % target)
+        name = os.path.basename(child)
+        if child in containers:
+            raise ValueError('files item %s has a unit on its own containers' % target)
+        _check_unit(unit, os.path.join(containers[0], name), os.path.join(containers[1], name))
+
+
+def load_record(path):
+    try:
+        raw = read_bytes(path, limit=MAX_JOURNAL_BYTES)
+        record = json.loads(raw.decode('utf-8'))
+        return check_record(record)
+    except (ValueError, ManifestError) as exc:
+        raise JournalError('journal %s cannot be trusted (%s); nothing was touched. %s' % (path, exc, _HERE))
+
+
+def swap_paths(target, token):
+    """Stage and displaced paths beside ``target`` for the restore ``token``."""
+    parent, name = os.path.split(target)
+    return (os.path.join(parent, '%s%s-%s' % (STAGE_PREFIX, name[:100], token)),
+            os.path.join(parent, '%s%s-%s' % (DISPLACED_PREFIX, name[:100], token)))
+
+
+def file_containers(target, token):
+    """Stage and displaced directories inside a mount-point ``target``."""
+    return os.path.join(target, STAGE_PREFIX + token), os.path.join(target, DISPLACED_PREFIX + token)
+
+
+# -- settling a record -----------------------------------------------------------------
+
+def _apply_root(item, goal, as_root):
+    attrs = item['root']['new' if goal == 'new' else 'old']
+    if attrs is None:
+        return
+    target = item['target']
+    st = os.lstat(target)
+    if as_root and (st.st_uid, st.st_gid) != (attrs['uid'], attrs['gid']):
+        os.chown(target, attrs['uid'], attrs['gid'], follow_symlinks=False)
+        st = os.lstat(target)
+    if stat.S_IMODE(st.st_mode) != attrs['mode']:
+        os.chmod(target, attrs['mode'])
+    fsync_dir(target)
+
+
+def _discard_staging(record):
+    for item in record['items']:
+        paths = item['containers'] if item['method'] == 'files' else [item['units'][0]['stage']]
+        for path in paths:
+            if _ident(path) is not None:
+                _discard(path)
+                fsync_dir(os.path.dirname(path))
+
+
+def settle(journal, record, direction, as_root=None, set_dir=None):
+    """Finish ``record`` in ``direction`` ('forward' or 'back') and drop the journal.
+
+    A record still in ``staging`` can only go back (nothing live was touched).
+    """
+    as_root = running_as_root() if as_root is None else as_root
+    if record['phase'] == 'staging':
+        _discard_staging(record)
+        journal.remove()
+        return 'back'
+    if record['phase'] != direction:
+        journal.advance(record, direction)
+    goal = 'new' if direction == 'forward' else 'old'
+    for item in record['items']:
+        for unit in item['units']:
+            place(unit, goal)
+        if item['method'] == 'files':
+            _apply_root(item, goal, as_root)
+    for item in record['items']:
+        for unit in item['units']:
+            discard_loser(unit, goal)
+        for container in item.get('containers', ()):
+            if _ident(container) is not None:
+                _discard(container)
+                fsync_dir(os.path.dirname(container))
+    if direction == 'forward' and not record.get('undo') and set_dir is not None:
+        write_lastrestore(set_dir, record)
+    journal.remove()
+    return direction
+
+
+def decide(record):
+    """The direction recovery takes: the one decided, else forward once any swap started."""
+    if record['phase'] in ('forward', 'back'):
+        return record['phase']
+    if record['phase'] == 'staging':
+        return 'back'
+    moved = any(started(unit) for item in record['items'] for unit in item['units'])
+    return 'forward' if moved else 'back'
+
+
+def _remove_stale_temporaries(set_dir):
+    """Temporary files a killed atomic write of a journal record left behind."""
+    directory = journal_dir(set_dir)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    stale = [name for name in names if name.startswith(TMP_PREFIX)]
+    for name in stale:
+        os.unlink(os.path.join(directory, name))
+    if stale:
+        fsync_dir(directory)
+
+
+def recover_journal(set_dir, check_mode=False):
+    """Settle every restore left in flight in ``set_dir``; returns one report per record.
+
+    Report: ``{journal, backup_id, phase_found, direction, paths}``.  In check mode
+    nothing is touched and ``direction`` is what recovery would do.  Raises
+    JournalError (leaving the record) when a record cannot be settled safely.
+    """
+    reports = []
+    with JournalLock(set_dir, create=False) as lock:
+        if not lock.held:
+            return reports
+        for path in pending_journals(set_dir):
+            record = load_record(path)
+            host = socket.gethostname()
+            if record.get('host') != host:
+                raise JournalError('journal %s was written on host %r, this is %r; it names paths on that host '
+                                   'and is left alone. Settle it there. %s' % (path, record.get('host'), host, _HERE))
+            direction = decide(record)
+            report = {'journal': path, 'backup_id': record.get('backup_id'), 'phase_found': record['phase'],
+                      'direction': direction, 'paths': [item['target'] for item in record['items']],
+                      'displaced_backup': record.get('pre_restore')}
+            if not check_mode:
+                journal = Journal(set_dir, record['token'])
+                settle(journal, record, direction, set_dir=set_dir)
+            reports.append(report)
+        if not check_mode:
+            _remove_stale_temporaries(set_dir)
+    return reports
+
+
+def write_lastrestore(set_dir, record):
+    """Remember what the last completed restore displaced, for ``undo``."""
+    atomic_write_json(os.path.join(set_dir, LASTRESTORE), {
+        'version': 1, 'restored': record['backup_id'], 'pre_restore': record.get('pre_restore'),
+        'paths': [item['target'] for item in record['items']], 'finished': utc_now(), 'host': record.get('host'),
+    }, mode=0o600)
+
+
+def read_lastrestore(set_dir):
+    path = os.path.join(set_dir, LASTRESTORE)
+    try:
+        raw = read_bytes(path, limit=MAX_JOURNAL_BYTES)
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw.decode('utf-8'))
+        if not isinstance(data, dict) or data.get('version') != 1:
+            raise ValueError('unknown format')
+        for target in data.get('paths', []):
+            _abs_normal(target, 'paths')
+        if data.get('pre_restore') is not None and not isinstance(data['pre_restore'], str):
+            raise ValueError('pre_restore is not a backup id')
+    except (ValueError, ManifestError) as exc:
+        raise RestoreError('%s cannot be read (%s); undo does not know what the last restore displaced. '
+                           'Restore the pre-restore backup by id instead (restore with id: pre-restore-...).'
+                           % (path, exc))
+    return data
+
+
+# -- building and checking trees ---------------------------------------------------------
+
+def entries_under(manifest, rel):
+    if manifest is None:
+        return []
+    prefix = rel + '/'
+    return [entry for entry in manifest.entries if entry.path == rel or entry.path.startswith(prefix)]
+
+
+class _DirCursor:
+    """Directories below ``root_fd`` opened one component at a time, never through a symlink."""
+
+    def __init__(self, root_fd):
+        self.root_fd = root_fd
+        self.stack = []
+
+    def at(self, parts):
+        keep = 0
+        while keep < len(self.stack) and keep < len(parts) and self.stack[keep][0] == parts[keep]:
+            keep += 1
+        while len(self.stack) > keep:
+            os.close(self.stack.pop()[1])
+        for name in parts[keep:]:
+            parent = self.stack[-1][1] if self.stack else self.root_fd
+            self.stack.append((name, os.open(name, _DIR_FLAGS, dir_fd=parent)))
+        return self.stack[-1][1] if self.stack else self.root_fd
+
+    def close(self):
+        while self.stack:
+            os.close(self.stack.pop()[1])
+
+
+def _set_fd_attrs(fd, entry, as_root):
+    if as_root:
+        os.fchown(fd, entry.uid, entry.gid)
+    os.fchmod(fd, entry.mode)
+    os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
+def _copy_file(src_dir_fd, src_name, dir_fd, name, entry, as_root, where):
+    """Copy one backed-up file, checking its digest on the way; fsynced before returning."""
+    src = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(src).st_mode):
+            raise RestoreError('backup file for %s is not a regular file; the backup changed after it was verified'
+                               % where)
+        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            while True:
+                chunk = os.read(src, COPY_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                write_all(dst, chunk)
+            if size != entry.size or digest.hexdigest() != entry.sha256:
+                raise RestoreError('backup file for %s no longer matches its manifest digest; the backup changed '
+                                   'after it was verified' % where)
+            _set_fd_attrs(dst, entry, as_root)
+            fsync_fd(dst, where)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _parts_below(rel, path):
+    return () if path == rel else tuple(path[len(rel) + 1:].split('/'))
+
+
+def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
+    """Create at ``dest`` (absent) the object the manifest records at ``rel``.
+
+    Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime
+    and (as root) owner from the manifest.  Every file is fsynced, every
+    directory fsynced after its last entry, and ``dest``'s parent last.  All
+    creation goes through directory descriptors opened with O_NOFOLLOW, so no
+    entry can land outside ``dest`` whatever the manifest says.  ``root_attrs``
+    false leaves ``dest`` itself at mode 0700 (a container whose children move).
+    """
+    entries = sorted(entries_under(manifest, rel), key=lambda entry: entry.path.split('/'))
+    if not entries or entries[0].path != rel:
+        raise RestoreError('backup %s holds nothing at /%s' % (manifest.id, rel))
+    in_subset = {entry.path for entry in entries}
+    parent_dir, name = os.path.split(dest)
+    src_root = os.open(data_dir, _DIR_FLAGS)
+    dst_parent = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dst_root = None
+    cursors = []
+    try:
+        source = _DirCursor(src_root)
+        cursors.append(source)
+        root = entries[0]
+        if root.type == 'dir':
+            os.mkdir(name, 0o700, dir_fd=dst_parent)
+            dst_root = os.open(name, _DIR_FLAGS, dir_fd=dst_parent)
+            dest_cursor = _DirCursor(dst_root)
+            link_cursor = _DirCursor(dst_root)
+            cursors.extend((dest_cursor, link_cursor))
+        for entry in entries:
+            parts = _parts_below(rel, entry.path)
+            if not parts:
+                dir_fd, leaf = dst_parent, name
+            else:
+                dir_fd, leaf = dest_cursor.at(parts[:-1]), parts[-1]
+            where = '/' + entry.path
+            if entry.type == 'dir':
+                if parts:
+                    os.mkdir(leaf, 0o700, dir_fd=dir_fd)
+            elif entry.type == 'symlink':
+                os.symlink(entry.target, leaf, dir_fd=dir_fd)
+                if as_root:
+                    os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.utime(leaf, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+            elif entry.type == 'file' or entry.target not in in_subset:
+                content = entry.path if entry.type == 'file' else entry.target
+                content_parts = content.split('/')
+                _copy_file(source.at(content_parts[:-1]), content_parts[-1], dir_fd, leaf, entry, as_root, where)
+        for entry in entries:
+            if entry.type != 'hardlink' or entry.target not in in_subset:
+                continue
+            parts = _parts_below(rel, entry.path)
+            first = _parts_below(rel, entry.target)
+            os.link(first[-1], parts[-1], src_dir_fd=link_cursor.at(first[:-1]),
+                    dst_dir_fd=dest_cursor.at(parts[:-1]), follow_symlinks=False)
+        for entry in reversed(entries):
+            if entry.type != 'dir':
+                continue
+            parts = _parts_below(rel, entry.path)
+            fd = dest_cursor.at(parts) if parts else dst_root
+            if parts or root_attrs:
+                _set_fd_attrs(fd, entry, as_root)
+            fsync_fd(fd, '/' + entry.path)
+        fsync_fd(dst_parent, parent_dir)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+        if dst_root is not None:
+            os.close(dst_root)
+        os.close(dst_parent)
+        os.close(src_root)
+
+
+def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
+    """Compare the object at ``path`` with what the manifest records at ``rel``.
+
+    ``path`` may be anywhere (a stage, a displaced copy, the live target); entries are
+    compared as if it sat at ``/rel``.  Returns the ``_manifest.compare`` result in
+    manifest-relative paths (``added``: at ``path`` but not in the backup).
+    """
+    parent, name = os.path.split(path)
+    scanned, skipped = scan(parent, [name], excludes)
+    expected = entries_under(manifest, rel)
+    want = {entry.path: entry for entry in expected}
+    local = {}
+    for entry in scanned:
+        original = entry.path
+        entry.path = rel + original[len(name):]
+        local[entry.path] = original
+        if entry.type == 'hardlink':
+            entry.target = rel + entry.target[len(name):]
+    to_hash = [entry for entry in scanned if entry.type == 'file' and entry.path in want
+               and want[entry.path].is_content() and want[entry.path].size == entry.size]
+    if to_hash:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=hash_workers()) as pool:
+            digests = pool.map(lambda e: sha256_file(os.path.join(parent, local[e.path])), to_hash)
+            for entry, digest in zip(to_hash, digests):
+                entry.sha256 = digest
+    hashed = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
+    for entry in scanned:
+        if entry.type == 'hardlink':
+            entry.sha256 = hashed.get(entry.target)
+    if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
+        for key in ('mode', 'uid', 'gid', 'mtime_ns'):
+            setattr(scanned[0], key, getattr(want[rel], key))
+    result = compare(expected, scanned, owner=owner, mtime=True)
+    result['added'].extend(rel + skipped_path[len(name):] for skipped_path in skipped)
+    return result
+
+
+def mount_points():
+    """Mount points of this process's namespace (bind mounts of one file system included)."""
+    try:
+        raw = read_bytes(_MOUNTINFO, limit=16 * 1024 * 1024)
+    except (OSError, ValueError):
+        return frozenset()
+    points = set()
+    for line in raw.decode('utf-8', 'surrogateescape').splitlines():
+        fields = line.split(' ')
+        if len(fields) > 4:
+            points.add(_unescape_mount(fields[4]))
+    return frozenset(points)
+
+
+def _unescape_mount(text):
+    out = []
+    i = 0
+    while i < len(text):
+        if text[i] == '\\' and i + 3 < len(text) + 0 and text[i + 1:i + 4].isdigit():
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return ''.join(out)
+
+
+def is_mount_point(path, points=None):
+    if os.path.ismount(path):
+        return True
+    points = mount_points() if points is None else points
+    parent, name = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), name) in points
+
+
+# -- plan and diff -----------------------------------------------------------------------
+
+def plan_target(manifest, rel, target, as_root, excludes=()):
+    """What restoring ``target`` would do: files the restore adds, removes and changes."""
+    result = inspect(manifest, rel, target, owner=as_root, excludes=excludes)
+    return {
+        'path': target,
+        'added': ['/' + path for path in result['removed']],
+        'removed': ['/' + path for path in result['added']],
+        'changed': [{'path': '/' + item['path'], 'reasons': item['reasons']} for item in result['changed']],
+    }
+
+
+def plan_is_empty(plan):
+    return not (plan['added'] or plan['removed'] or plan['changed'])
+
+
+def _text_of(path):
+    """``(text, None)`` for a small UTF-8 file without NUL bytes, else ``(None, why not)``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return '', None
+    except OSError as exc:
+        return None, 'unreadable: %s' % exc.strerror
+    if stat.S_ISDIR(st.st_mode):
+        return None, 'directory'
+    if stat.S_ISLNK(st.st_mode):
+        return None, 'symlink'
+    if not stat.S_ISREG(st.st_mode):
+        return None, 'special file'
+    if st.st_size > TEXT_DIFF_MAX:
+        return None, 'larger than %d bytes' % TEXT_DIFF_MAX
+    try:
+        data = read_bytes(path, limit=TEXT_DIFF_MAX)
+    except (OSError, ValueError) as exc:
+        return None, 'unreadable: %s' % exc
+    if b'\0' in data:
+        return None, 'binary'
+    try:
+        return data.decode('utf-8'), None
+    except UnicodeDecodeError:
+        return None, 'binary'
+
+
+def _backup_side(manifest, data_dir, path):
+    entry = manifest.by_path.get(path.lstrip('/')) if manifest is not None else None
+    if entry is None:
+        return '', None
+    if entry.type == 'dir':
+        return None, 'directory'
+    if entry.type == 'symlink':
+        return None, 'symlink'
+    if entry.size > TEXT_DIFF_MAX:
+        return None, 'larger than %d bytes' % TEXT_DIFF_MAX
+    return _text_of(os.path.join(data_dir, entry.path if entry.type == 'file' else entry.target))
+
+
+def diff_for(plans, manifest, data_dir):
+    """Ansible diffs: before/after text for small text files, one summary line for everything else.
+
+    Contents appear only here (diff mode is the caller's choice); files that look
+    binary or are larger than TEXT_DIFF_MAX are only named.
+    """
+    diffs = []
+    summary = []
+    for plan in plans:
+        touched = ([(path, 'add', None) for path in plan['added']]
+                   + [(path, 'remove', None) for path in plan['removed']]
+                   + [(item['path'], 'change', item['reasons']) for item in plan['changed']])
+        for path, action, reasons in sorted(touched):
+            before, why_before = _text_of(path) if action != 'add' else ('', None)
+            after, why_after = _backup_side(manifest, data_dir, path) if action != 'remove' else ('', None)
+            detail = ' (%s)' % ', '.join(reasons) if reasons else ''
+            if before is not None and after is not None and before != after:
+                diffs.append({'before_header': path, 'after_header': path, 'before': before, 'after': after})
+            else:
+                why = why_before or why_after
+                summary.append('%s %s%s%s\n' % (action, path, detail, '; ' + why if why else ''))
+    if summary:
+        diffs.append({'prepared': ''.join(summary)})
+    return diffs
+
+
+# -- the restore ---------------------------------------------------------------------------
+
+class _Item:
+    """One target path of a restore: what is there, what the backup has, how to swap."""
+
+    def __init__(self, target, rel, manifest, excludes, plan):
+        self.target = target
+        self.rel = rel
+        self.excludes = excludes
+        self.plan = plan
+        self.new = manifest.by_path.get(rel)
+        self.old_exists = _ident(target) is not None
+        self.method = None
+        self.record = None
+
+
+def select_targets(manifest, paths):
+    """``[(target, rel)]`` for the requested paths (all sources when none), checked against the backup."""
+    rels = manifest.rel_sources
+    if not paths:
+        return [('/' + rel, rel) for rel in rels]
+    chosen = []
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith('/'):
+            raise RestoreError('path %r is not absolute; give paths as the backup recorded them (%s)'
+                               % (path, ', '.join(manifest.sources)))
+        rel = '/'.join(part for part in path.split('/') if part and part != '.')
+        try:
+            check_rel_path(rel, 'path')
+        except ManifestError as exc:
+            raise RestoreError('path %r is not usable: %s' % (path, exc))
+        if not any(rel == source or rel.startswith(source + '/') for source in rels):
+            raise RestoreError('%s is not part of backup %s (it holds %s); nothing was restored'
+                               % (path, manifest.id, ', '.join(manifest.sources) or 'nothing'))
+        chosen.append(('/' + rel, rel))
+    _refuse_overlaps([rel for _, rel in chosen])
+    return chosen
+
+
+def _refuse_overlaps(rels):
+    ordered = sorted(set(rels))
+    if len(ordered) != len(rels):
+        raise RestoreError('a path is listed twice; nothing was restored')
+    for first, second in zip(ordered, ordered[1:]):
+        if second.startswith(first + '/'):
+            raise RestoreError('/%s lies inside /%s; list one of them; nothing was restored' % (second, first))
+
+
+def refuse_store_overlap(targets, backup_root):
+    """A restore must never move the store it reads from (nor the journal that guards it)."""
+    roots = {os.path.normpath(backup_root), os.path.realpath(backup_root)}
+    for target, _rel in targets:
+        for candidate in {target, os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))}:
+            for root in roots:
+                if candidate == root or root.startswith(candidate + '/') or candidate.startswith(root + '/'):
+                    raise RestoreError('%s overlaps the backup store %s; a restore never moves or writes into the '
+                                       'store. Nothing was restored. Restore the paths beside the store instead '
+                                       '(paths: [...])' % (target, backup_root))
+
+
+def target_excludes(manifest, rel):
+    """The backup's exclude patterns as they apply below ``rel`` (patterns are source-relative)."""
+    source = next(src for src in manifest.rel_sources if rel == src or rel.startswith(src + '/'))
+    if rel == source:
+        return list(manifest.excludes)
+    prefix = rel[len(source) + 1:] + '/'
+    return [pattern[len(prefix):] if pattern.startswith(prefix) else pattern for pattern in manifest.excludes]
+
+
+def carry_excluded(live, stage, excludes):
+    """Hard-link the live entries the backup excluded into the stage, so the restore keeps them.
+
+    Only below directories that exist in both trees.  Works through directory
+    descriptors opened with O_NOFOLLOW: a live tree changed under our feet can
+    make this fail, never make it link something from outside ``live``.
+    """
+    if not excludes:
+        return
+    try:
+        live_fd = os.open(live, _DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return
+        raise
+    try:
+        stage_fd = os.open(stage, _DIR_FLAGS)
+        try:
+            _carry_dir(live_fd, stage_fd, '', excludes)
+        finally:
+            os.close(stage_fd)
+    finally:
+        os.close(live_fd)
+
+
+def _carry_dir(live_fd, stage_fd, rel_in_source, excludes):
+    in_stage = set(os.listdir(stage_fd))
+    linked = False
+    for name in sorted(os.listdir(live_fd)):
+        child = name if not rel_in_source else rel_in_source + '/' + name
+        st = os.stat(name, dir_fd=live_fd, follow_symlinks=False)
+        if excluded_by(child, name, excludes):
+            if name not in in_stage:
+                _replicate(live_fd, stage_fd, name, st)
+                linked = True
+        elif stat.S_ISDIR(st.st_mode) and name in in_stage and stat.S_ISDIR(
+                os.stat(name, dir_fd=stage_fd, follow_symlinks=False).st_mode):
+            sub_live = os.open(name, _DIR_FLAGS, dir_fd=live_fd)
+            try:
+                sub_stage = os.open(name, _DIR_FLAGS, dir_fd=stage_fd)
+                try:
+                    _carry_dir(sub_live, sub_stage, child, excludes)
+                finally:
+                    os.close(sub_stage)
+            finally:
+                os.close(sub_live)
+    if linked:
+        fsync_fd(stage_fd, 'staged directory')
+
+
+def _replicate(live_fd, stage_fd, name, st):
+    if not stat.S_ISDIR(st.st_mode):
+        os.link(name, name, src_dir_fd=live_fd, dst_dir_fd=stage_fd, follow_symlinks=False)
+        return
+    os.mkdir(name, 0o700, dir_fd=stage_fd)
+    sub_live = os.open(name, _DIR_FLAGS, dir_fd=live_fd)
+    try:
+        sub_stage = os.open(name, _DIR_FLAGS, dir_fd=stage_fd)
+        try:
+            for child in sorted(os.listdir(sub_live)):
+                _replicate(sub_live, sub_stage, child, os.stat(child, dir_fd=sub_live, follow_symlinks=False))
+            if running_as_root():
+                os.fchown(sub_stage, st.st_uid, st.st_gid)
+            os.fchmod(sub_stage, stat.S_IMODE(st.st_mode))
+            os.utime(sub_stage, ns=(st.st_atime_ns, st.st_mtime_ns))
+            fsync_fd(sub_stage, 'staged directory')
+        finally:
+            os.close(sub_stage)
+    finally:
+        os.close(sub_live)
+
+
+def _choose_method(item, points):
+    if not item.old_exists or not is_mount_point(item.target, points):
+        item.method = 'swap'
+        return
+    st = os.lstat(item.target)
+    if not stat.S_ISDIR(st.st_mode) or item.new is None or item.new.type != 'dir':
+        raise RestoreError('%s is a mount point and the backup does not hold a directory there; a mount point '
+                           'cannot be replaced or removed. Target untouched.' % item.target)
+    item.method = 'files'
+
+
+def _new_record(token, backup_id, set_name, undo, items):
+    return {
+        'version': JOURNAL_VERSION, 'kind': 'restore', 'token': token, 'phase': 'staging',
+        'host': socket.gethostname(), 'pid': os.getpid(), 'created': utc_now(),
+        'set': set_name, 'backup_id': backup_id, 'undo': undo, 'pre_restore': None,
+        'items': [item.record for item in items],
+    }
+
+
+def _item_record(item, token):
+    if item.method == 'swap':
+        stage, displaced = swap_paths(item.target, token)
+        unit = {'target': item.target, 'stage': stage, 'displaced': displaced, 'old': None, 'new': None}
+        return {'target': item.target, 'method': 'swap', 'containers': [], 'root': None, 'units': [unit]}
+    containers = list(file_containers(item.target, token))
+    st = os.lstat(item.target)
+    old = {'mode': stat.S_IMODE(st.st_mode), 'uid': st.st_uid, 'gid': st.st_gid}
+    new = {'mode': item.new.mode, 'uid': item.new.uid, 'gid': item.new.gid}
+    return {'target': item.target, 'method': 'files', 'containers': containers,
+            'root': {'old': old, 'new': new}, 'units': []}
+
+
+def _stage(item, manifest, data_dir, as_root):
+    """Build and verify the new version of one item; fill in the record's identities."""
+    record = item.record
+    if item.method == 'swap':
+        unit = record['units'][0]
+        if item.new is not None:
+            makedirs_durable(os.path.dirname(item.target), mode=0o755)
+            build_tree(manifest, item.rel, data_dir, unit['stage'], as_root)
+            if item.new.type == 'dir':
+                carry_excluded(item.target, unit['stage'], item.excludes)
+            _verify_stage(manifest, item, unit['stage'], as_root)
+            unit['new'] = _ident(unit['stage'])
+        return
+    stage, displaced = record['containers']
+    build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False)
+    carry_excluded(item.target, stage, item.excludes)
+    _verify_stage(manifest, item, stage, as_root, ignore_root_attrs=True)
+    os.mkdir(displaced, 0o700)
+    fsync_dir(item.target)
+
+
+def _fill_old_identities(item):
+    record = item.record
+    if item.method == 'swap':
+        record['units'][0]['old'] = _ident(item.target)
+        return
+    stage, displaced = record['containers']
+    ours = {os.path.basename(stage), os.path.basename(displaced)}
+    names = sorted((set(os.listdir(item.target)) | set(os.listdir(stage))) - ours)
+    record['units'] = [{'target': os.path.join(item.target, name), 'stage': os.path.join(stage, name),
+                        'displaced': os.path.join(displaced, name), 'old': _ident(os.path.join(item.target, name)),
+                        'new': _ident(os.path.join(stage, name))} for name in names]
+
+
+def _verify_stage(manifest, item, path, as_root, ignore_root_attrs=False):
+    result = inspect(manifest, item.rel, path, owner=as_root, excludes=item.excludes,
+                     ignore_root_attrs=ignore_root_attrs)
+    if not is_clean(result):
+        raise RestoreError('the staged copy of %s does not match the backup manifest (%s)'
+                           % (item.target, _describe_mismatch(result)))
+
+
+def _describe_mismatch(result, limit=5):
+    problems = (['%s: not in the backup' % path for path in result['added']]
+                + ['%s: missing' % path for path in result['removed']]
+                + ['%s: %s' % (item['path'], ', '.join(item['reasons'])) for item in result['changed']])
+    more = '' if len(problems) <= limit else ' and %d more' % (len(problems) - limit)
+    return '; '.join('/' + problem for problem in problems[:limit]) + more
+
+
+def _verify_targets(items, manifest, as_root, token):
+    failures = []
+    for item in items:
+        excludes = list(item.excludes)
+        if item.method == 'files':
+            excludes.extend(os.path.basename(path) for path in file_containers(item.target, token))
+        if item.new is None:
+            if _ident(item.target) is not None:
+                failures.append('%s should be absent but exists' % item.target)
+            continue
+        result = inspect(manifest, item.rel, item.target, owner=as_root, excludes=excludes)
+        if not is_clean(result):
+            failures.append('%s: %s' % (item.target, _describe_mismatch(result)))
+    return failures
+
+
+def _free_checkpoint_name(store, base):
+    name = base
+    number = 1
+    while os.path.lexists(store.backup_dir(name)):
+        number += 1
+        name = '%s-%d' % (base, number)
+    return name
+
+
+class Restorer:
+    """One restore of one backup (or one undo) into the live system.
+
+    ``store`` is a ``_store.Store``; the restorer uses its public interface
+    (load_manifest, data_dir, backup_dir, create) and keeps its own journal in
+    ``<set>/.journal/``.  The caller holds the store lock.
+    """
+
+    def __init__(self, store, keep_displaced=True, verify_after=True, as_root=None):
+        self.store = store
+        self.set_dir = store.set_dir
+        self.keep_displaced = keep_displaced
+        self.verify_after = verify_after
+        self.as_root = running_as_root() if as_root is None else as_root
+
+    def run(self, manifest, targets, undo=False, check_mode=False, diff=False):
+        """Restore ``targets`` (``[(path, rel)]``) from the (verified) backup ``manifest``."""
+        data_dir = self.store.data_dir(manifest.id)
+        items = []
+        for target, rel in targets:
+            excludes = target_excludes(manifest, rel)
+            plan = plan_target(manifest, rel, target, self.as_root, excludes)
+            items.append(_Item(target, rel, manifest, excludes, plan))
+        result = {
+            'changed': False, 'backup_id': manifest.id, 'undo': undo, 'displaced_backup': None,
+            'plan': [item.plan for item in items],
+            'paths': [{'path': item.target, 'state': 'unchanged', 'verified': True, 'method': None}
+                      for item in items],
+        }
+        todo = [item for item in items if not plan_is_empty(item.plan)]
+        if diff:
+            result['diff'] = diff_for([item.plan for item in todo], manifest, data_dir)
+        if not todo:
+            return result
+        result['changed'] = True
+        states = {entry['path']: entry for entry in result['paths']}
+        if check_mode:
+            for item in todo:
+                states[item.target].update(state='would be restored', verified=None)
+            return result
+        self._swap(todo, manifest, data_dir, undo, states, result)
+        return result
+
+    def _swap(self, items, manifest, data_dir, undo, states, result):
+        points = mount_points()
+        for item in items:
+            _choose_method(item, points)
+        token = secrets.token_hex(6)
+        for item in items:
+            item.record = _item_record(item, token)
+        record = _new_record(token, manifest.id, os.path.basename(self.set_dir), undo, items)
+        journal = Journal(self.set_dir, token)
+        try:
+            lock = JournalLock(self.set_dir)
+            lock.__enter__()
+        except OSError as exc:
+            raise RestoreError('could not lock the restore journal %s (%s); nothing was done, target untouched'
+                               % (journal.directory, exc))
+        try:
+            self._prepare(journal, record, items, manifest, data_dir, undo, states)
+            result['displaced_backup'] = record['pre_restore']
+            self._switch(journal, record, items, manifest, token, states)
+            self._finish(journal, record, items, states)
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _prepare(self, journal, record, items, manifest, data_dir, undo, states):
+        """Journal, stage, verify the stages, keep the live version: up to phase ``ready``."""
+        try:
+            journal.write(record)
+        except OSError as exc:
+            raise RestoreError('could not write the restore journal %s (%s); nothing was done, target untouched'
+                               % (journal.path, exc))
+        try:
+            for item in items:
+                _stage(item, manifest, data_dir, self.as_root)
+            record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
+            for item in items:
+                _fill_old_identities(item)
+            journal.advance(record, 'ready')
+        except Exception as exc:
+            self._fail(journal, record, items, states, 'preparing the restore', exc)
+
+    def _switch(self, journal, record, items, manifest, token, states):
+        """Put every new version in place, then verify the targets; any failure settles back."""
+        failures = []
+        try:
+            for item in items:
+                for unit in item.record['units']:
+                    place(unit, 'new')
+                if item.method == 'files':
+                    _apply_root(item.record, 'new', self.as_root)
+            if self.verify_after:
+                failures = _verify_targets(items, manifest, self.as_root, token)
+        except Exception as exc:
+            self._fail(journal, record, items, states, 'swapping the restored version in', exc)
+        if failures:
+            self._fail(journal, record, items, states, 'verifying the restored targets',
+                       RestoreError('; '.join(failures)))
+
+    def _finish(self, journal, record, items, states):
+        """Commit forward: discard the displaced versions (kept in the store), drop the journal."""
+        try:
+            settle(journal, record, 'forward', as_root=self.as_root, set_dir=self.set_dir)
+        except Exception as exc:
+            for item in items:
+                states[item.target].update(state='restored, cleanup pending', verified=self.verify_after,
+                                           method=item.method)
+            raise RestoreError(
+                'restored %s from backup %s%s, but finishing up failed (%s). The journal %s is kept; the next '
+                'run of any store module finishes it (the restored version stays). %s'
+                % (', '.join(item.target for item in items), record['backup_id'],
+                   ' and verified it' if self.verify_after else '', exc, journal.path, _HERE),
+                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+        for item in items:
+            states[item.target].update(state='restored', verified=bool(self.verify_after), method=item.method)
+
+    def _keep_displaced(self, items, backup_id, undo):
+        """Back up the live versions about to be displaced (absent ones as absent); returns the backup id."""
+        if not self.keep_displaced:
+            return None
+        base = (UNDO_PREFIX if undo else PRE_RESTORE_PREFIX) + _name_part(backup_id)
+        created = self.store.create([item.target for item in items], name=_free_checkpoint_name(self.store, base),
+                                    incremental=True, mark_lastgood=False)
+        return created['id']
+
+    def _fail(self, journal, record, items, states, step, exc):
+        """Settle back after a failure and raise the error that says where things are."""
+        targets = ', '.join(item.target for item in items)
+        try:
+            settle(journal, record, 'back', as_root=self.as_root)
+        except Exception as second:
+            for item in items:
+                states[item.target].update(state='unknown until recovery', verified=False, method=item.method)
+            raise RestoreError(
+                'restore of %s failed while %s (%s), and rolling back failed too (%s). The journal %s records '
+                'where the old and the new versions are; the next run of any store module settles it to exactly '
+                'the old or exactly the new version. %s' % (targets, step, exc, second, journal.path, _HERE),
+                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+        for item in items:
+            states[item.target].update(state='untouched', verified=None, method=item.method)
+        kept = ''
+        if record['pre_restore']:
+            kept = ' (the copy taken beforehand, backup %s, is not needed)' % record['pre_restore']
+        raise RestoreError('restore of %s failed while %s: %s. Rolled back: every target is exactly as before '
+                           '(untouched)%s. Fix the cause and run the restore again.' % (targets, step, exc, kept),
+                           paths=list(states.values()))
+
+
+def _name_part(backup_id):
+    return backup_id[:100 - len(PRE_RESTORE_PREFIX) - 4]
+
+
+def verify_backup(store, backup_id):
+    """Refuse a backup that does not match its manifest."""
+    check = store.verify(backup_id)
+    if not check['ok']:
+        problems = check.get('mismatches') or []
+        shown = '; '.join('%s: %s' % (item.get('path'), item.get('problem')) for item in problems[:5])
+        raise RestoreError('backup %s does not match its manifest (%d problem(s): %s). Restore refused; target '
+                           'untouched. The backup is damaged: restore another backup (see backup_info) and '
+                           'investigate the store at %s.' % (backup_id, len(problems), shown, store.set_dir))
+
+
+def restore(store, set_dir=None, ref=None, paths=None, keep_displaced=True, verify_after=True, undo=False,
+            check_mode=False, diff=False):
+    """Recover any interrupted restore, then restore backup ``ref`` (or undo the last restore).
+
+    ``ref``: None/'lastgood', 'latest', a backup id or checkpoint name.  ``paths``: a
+    subset of the backup's paths (default all).  Returns ``{changed, backup_id, undo,
+    recovered, store_recovered, paths: [{path, state, verified, method}], plan: [{path,
+    added, removed, changed}], displaced_backup[, undone][, diff]}``.  Raises
+    RestoreError (or the store's StoreError) with a message that says what state
+    everything is in; the backup is never written.
+    """
+    if set_dir is not None and os.path.abspath(set_dir) != os.path.abspath(store.set_dir):
+        raise RestoreError('set_dir %s is not the store\'s set directory %s' % (set_dir, store.set_dir))
+    if check_mode:
+        return _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check_mode, diff)
+    with store.locked():
+        return _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check_mode, diff)
+
+
+def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check_mode, diff):
+    recovered = recover_journal(store.set_dir, check_mode=check_mode)
+    store_recovered = [] if check_mode else store.recover()
+    undone = None
+    if undo:
+        if ref is not None:
+            raise RestoreError('undo restores what the last restore displaced; do not name a backup with it')
+        undone = read_lastrestore(store.set_dir)
+        if undone is None:
+            raise RestoreError('nothing to undo: no restore has completed in %s' % store.set_dir)
+        if undone.get('pre_restore') is None:
+            raise RestoreError('the last restore (of backup %s, finished %s) kept no copy of what it displaced '
+                               '(keep_displaced was off), so it cannot be undone; restore an older backup by id '
+                               'instead' % (undone.get('restored'), undone.get('finished')))
+        ref = undone['pre_restore']
+    backup_id = store.resolve(ref)['id']
+    manifest = store.load_manifest(backup_id)
+    targets = select_targets(manifest, paths)
+    refuse_store_overlap(targets, store.backup_root)
+    verify_backup(store, backup_id)
+    restorer = Restorer(store, keep_displaced=keep_displaced, verify_after=verify_after)
+    result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff)
+    result['recovered'] = recovered
+    result['store_recovered'] = store_recovered
+    if undone is not None:
+        result['undone'] = {'restored': undone.get('restored'), 'finished': undone.get('finished')}
+    result['changed'] = result['changed'] or bool(recovered)
+    return result
