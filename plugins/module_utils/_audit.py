@@ -242,6 +242,7 @@ def append(path, event, run_id=None, level='info', detail=None, host=None, user=
     append removes.
     """
     record = build_record(event, run_id=run_id, level=level, detail=detail, host=host, user=user, ts=ts)
+    line_size = len(encode_line(record, GENESIS))
     path = os.path.abspath(os.fspath(path))
     makedirs_durable(os.path.dirname(path), mode=0o750)
     rotated = None
@@ -249,7 +250,7 @@ def append(path, event, run_id=None, level='info', detail=None, host=None, user=
         fd = _open_current(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, fcntl.LOCK_EX, mode)
         try:
             size = os.fstat(fd).st_size
-            if rotate_bytes and rotated is None and size > 0 and size + len(encode_line(record, GENESIS)) > rotate_bytes:
+            if rotate_bytes and rotated is None and size > 0 and size + line_size > rotate_bytes:
                 rotated = _rotate(path)
                 continue
             return _append_locked(path, fd, size, record, rotated, mode)
