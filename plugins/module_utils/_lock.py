@@ -287,7 +287,17 @@ def acquire(path, run_id, ttl=DEFAULT_TTL, pid=None, user=None, force=False, aud
             _audit_break(audit_log, 'lock_forced', 'warning', run_id, path, holder, 'acquire with force')
         elif audit_log is not None:
             _audit_break(audit_log, 'lock_stale_taken_over', 'notice', run_id, path, holder, reason)
-        atomic_write_json(path, mine, mode=0o644)
+        try:
+            atomic_write_json(path, mine, mode=0o644)
+        except BaseException:
+            # the rename may have happened before the failure (a failed directory fsync):
+            # a run told that acquire failed must not be left holding the lock
+            try:
+                if _read(path) == mine:
+                    os.unlink(path)
+            except OSError:
+                pass
+            raise
     return result
 
 
