@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Install the peers the benchmark compares against (rsync, restic, coreutils' sha256sum)
+# Install the peers the benchmark compares against (rsync, restic, coreutils' sha256sum) and GNU time
 # from the distribution's packages when they are missing.  Idempotent; needs root for apt.
 set -euo pipefail
 missing=()
 for tool in rsync restic sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# `time` is also a shell keyword: look for GNU time's binary (peak memory per run).
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "bench/setup.sh: rsync, restic and sha256sum are installed"
+  echo "bench/setup.sh: rsync, restic, sha256sum and GNU time are installed"
   exit 0
 fi
 packages=()
 for tool in "${missing[@]}"; do
   case $tool in
     sha256sum) packages+=(coreutils) ;;
+    time) packages+=(time) ;;
     *) packages+=("$tool") ;;
   esac
 done
