@@ -107,6 +107,7 @@ class _DirLock:
 
 def _update(state_dir, run_id, change, check):
     """Apply ``change(state or None) -> new state or None (no change)`` under the directory lock."""
+    path = state_path(state_dir, run_id)
     with _DirLock(state_dir, create=not check):
         before = load(state_dir, run_id)
         after = change(json.loads(json.dumps(before)) if before is not None else None)
@@ -114,7 +115,7 @@ def _update(state_dir, run_id, change, check):
             return {'changed': False, 'state': before, 'before': before, 'previous_status': before and before['status']}
         after['updated'] = utc_now()
         if not check:
-            atomic_write_json(state_path(state_dir, run_id), after, mode=0o600)
+            atomic_write_json(path, after, mode=0o600)
         return {'changed': True, 'state': after, 'before': before, 'previous_status': before and before['status']}
 
 
