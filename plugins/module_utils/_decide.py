@@ -148,7 +148,11 @@ def check_rule(rule):
 
 
 def effective_rules(rules=None, overrides=None):
-    """The rule list: ``rules`` (replacing the defaults) or the defaults, with ``overrides`` merged by name."""
+    """The rule list: ``rules`` (replacing the defaults) or the defaults, with ``overrides`` merged by name.
+
+    Disabled rules (``enabled: false``) stay in the list; ``decide`` skips them but
+    still accepts their condition and metric names as inputs.
+    """
     chosen = copy.deepcopy(DEFAULT_RULES if rules is None else rules)
     if not isinstance(chosen, list):
         raise DecisionError('rules must be a list')
@@ -170,7 +174,7 @@ def effective_rules(rules=None, overrides=None):
             for key in ('metric', 'op', 'threshold'):
                 by_name[name].pop(key, None)
         check_rule(by_name[name])
-    return [rule for rule in chosen if rule.get('enabled', True)]
+    return chosen
 
 
 def effective_breaker(overrides=None):
@@ -271,12 +275,13 @@ def decide(conditions=(), metrics=None, audit_records=None, rules=None, rule_ove
            breaker_overrides=None, now=None):
     """Evaluate the rules and the circuit breaker; see the module docs for the result's keys."""
     now = time.time() if now is None else now
-    table = effective_rules(rules, rule_overrides)
+    every_rule = effective_rules(rules, rule_overrides)
+    table = [rule for rule in every_rule if rule.get('enabled', True)]
     breaker = effective_breaker(breaker_overrides)
-    known_conditions = set(rule['condition'] for rule in table if 'condition' in rule)
+    known_conditions = set(rule['condition'] for rule in every_rule if 'condition' in rule)
     known_conditions.update(condition_for_code(code) for code in breaker['violation_codes'])
     known_conditions.add('multiple_critical_violations')
-    known_metrics = set(rule['metric'] for rule in table if 'metric' in rule) | set(BREAKER_METRICS)
+    known_metrics = set(rule['metric'] for rule in every_rule if 'metric' in rule) | set(BREAKER_METRICS)
     unknown = sorted(set(conditions or ()) - known_conditions)
     if unknown:
         raise DecisionError('unknown condition(s) %s; known: %s' % (', '.join(unknown), ', '.join(sorted(known_conditions))))
@@ -310,7 +315,8 @@ def decide(conditions=(), metrics=None, audit_records=None, rules=None, rule_ove
     if breaker_result['fired']:
         entry = _fired_entry(dict(breaker, name='circuit_breaker', source='circuit_breaker',
                                   description='automatic rollback: circuit breaker'), breaker_result['reason'])
-        fired.append(entry)
+        # on equal level and urgency the automatic verdict decides: it needs no human to act
+        fired.insert(0, entry)
     order = dict((entry['name'], index) for index, entry in enumerate(fired))
     fired.sort(key=lambda entry: (-entry['level'], entry['urgency_minutes'], order[entry['name']]))
     winner = fired[0] if fired else None
