@@ -81,12 +81,14 @@ class StoreError(Exception):
     """A store operation failed or was refused.
 
     The message says what failed, where, what state the store is in now and
-    what to do next.  ``path`` names the file the problem is about, when one is.
+    what to do next.  ``path`` names the file the problem is about, when one is;
+    ``settled`` tells that the message already states the outcome of a backup.
     """
 
-    def __init__(self, message, path=None):
+    def __init__(self, message, path=None, settled=False):
         super().__init__(message)
         self.path = path
+        self.settled = settled
 
 
 class _BaseDamaged(Exception):
@@ -230,8 +232,13 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        _fsatomic.makedirs_durable(self.set_dir, mode=0o700)
-        fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _fsatomic.makedirs_durable(self.set_dir, mode=0o700)
+            fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreError('cannot create or open %s: %s. Nothing was changed. Next: %s.'
+                             % (self._where(), exc, describe_os_error(exc)[1] or 'fix the error and rerun'),
+                             self.set_dir) from exc
         try:
             self._flock(fd)
             self._lock_depth = 1
@@ -240,7 +247,10 @@ class Store:
             finally:
                 self._lock_depth = 0
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # close(2) releases the descriptor, and with it the lock, even when it reports an error
 
     def _flock(self, fd):
         deadline = time.monotonic() + self.lock_timeout
@@ -629,6 +639,16 @@ class Store:
             check_checkpoint_name(name)
         if checksum not in CHECKSUM_MODES:
             raise StoreError('checksum must be one of %s, not %r' % (', '.join(CHECKSUM_MODES), checksum))
+        try:
+            return self._create(sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode,
+                                started)
+        except StoreError as exc:
+            if exc.settled:
+                raise
+            raise StoreError('%s. No backup was published; existing backups and LASTGOOD are unchanged.'
+                             % str(exc).rstrip('.'), exc.path, settled=True) from exc
+
+    def _create(self, sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode, started):
         rels = [source.lstrip('/') for source in sources]
         entries, special = self._scan_live(rels, excludes, checksum)
         present = set(entry.path for entry in entries)
@@ -659,7 +679,7 @@ class Store:
         except (OSError, _manifest.ManifestError) as exc:
             raise StoreError('reading the paths to back up failed: %s. Nothing was written. Next: %s.'
                              % (exc, describe_os_error(exc)[1] or 'fix the path and rerun'),
-                             getattr(exc, 'filename', None)) from exc
+                             getattr(exc, 'filename', None), settled=True) from exc
         return entries, skipped
 
     @staticmethod
@@ -679,7 +699,7 @@ class Store:
         if not self._matches(self.load_manifest(name), live, checksum):
             raise StoreError('checkpoint %s already exists in %s and the paths have changed since it was taken; a '
                              'checkpoint is never overwritten. Nothing was written. Next: choose a new name (or '
-                             'remove the old checkpoint first).' % (name, self._where()))
+                             'remove the old checkpoint first).' % (name, self._where()), settled=True)
         return self._unchanged(by_id[name], live, mark_lastgood, check_mode, started)
 
     def _unchanged(self, info, live, mark_lastgood, check_mode, started):
@@ -693,12 +713,13 @@ class Store:
     def _predicted(self, name, base, live, checksum, mark_lastgood, started):
         base_by_path = base.by_path if base is not None else None
         entries = live['entries']
-        reused = [entry for entry in entries if _reusable(base_by_path, entry, checksum) is not None]
+        files = [entry for entry in entries if entry.type == 'file']
+        reused = [entry for entry in files if _reusable(base_by_path, entry, checksum) is not None]
         totals = _manifest.totals_of(entries)
         result = self._result(name, changed=True, new=True, files=totals['files'], size=totals['bytes'],
                               parent=base.id if base is not None else None, lastgood=mark_lastgood,
                               pinned=name is not None, live=live, started=started)
-        result.update(path=None, manifest=None, reused=len(reused), copied=totals['files'] - len(reused),
+        result.update(path=None, manifest=None, reused=len(reused), copied=len(files) - len(reused),
                       copied_bytes=totals['bytes'] - sum(entry.size for entry in reused))
         return result
 
@@ -733,7 +754,7 @@ class Store:
                 lastgood = self.mark_lastgood(backup_id) or True
             except StoreError as exc:
                 raise StoreError('backup %s was created, verified and published, but %s' % (backup_id, exc),
-                                 self._lastgood_path) from exc
+                                 self._lastgood_path, settled=True) from exc
         totals = build.manifest.totals
         return self._result(backup_id, changed=True, new=True, files=totals['files'], size=totals['bytes'],
                             parent=build.manifest.parent, lastgood=lastgood, pinned=name is not None, live=live,
@@ -749,7 +770,8 @@ class Store:
             cleanup = self._discard(build.staging)
             if isinstance(exc, _BaseDamaged) or not isinstance(exc, Exception):
                 raise
-            raise StoreError(self._failure_message(build.step, exc, cleanup), getattr(exc, 'filename', None)) from exc
+            raise StoreError(self._failure_message(build.step, exc, cleanup), getattr(exc, 'filename', None),
+                             settled=True) from exc
         return build
 
     def _publish(self, build, name):
@@ -765,7 +787,7 @@ class Store:
             if not isinstance(exc, Exception):
                 raise
             raise StoreError(self._failure_message('publishing the backup', exc, cleanup),
-                             getattr(exc, 'filename', None)) from exc
+                             getattr(exc, 'filename', None), settled=True) from exc
         try:
             _fsatomic.fsync_dir(self.set_dir)
         except OSError as exc:
@@ -780,9 +802,10 @@ class Store:
                              'it could not be taken back (%s): it may not survive a power loss. Next: %s; then run '
                              'lastgood.rollback.backup_verify on it.'
                              % (build.backup_id, self.set_dir, exc, undo,
-                                describe_os_error(exc)[1] or 'check the disk'), self.set_dir) from exc
+                                describe_os_error(exc)[1] or 'check the disk'), self.set_dir, settled=True) from exc
         cleanup = self._discard(build.staging)
-        raise StoreError(self._failure_message('publishing the backup', exc, cleanup), self.set_dir) from exc
+        raise StoreError(self._failure_message('publishing the backup', exc, cleanup), self.set_dir,
+                         settled=True) from exc
 
     @staticmethod
     def _discard(staging):

@@ -152,7 +152,7 @@ files:
   returned: always
   type: int
 bytes:
-  description: Total size of the files in the backup.
+  description: Total size of the files in the backup (a file hardlinked within the tree counted once).
   returned: always
   type: int
 reused:
