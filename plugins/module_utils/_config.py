@@ -402,9 +402,17 @@ def _free_backup_name(real):
 
 def _sibling_backup(real, original, st):
     name = _free_backup_name(real)
-    atomic_write(name, original, mode=st.st_mode & 0o7777, mtime_ns=st.st_mtime_ns, **_owner(st))
-    if not _reads_back(name, original):
-        raise OSError('backup %s does not read back identical to %s' % (name, real))
+    try:
+        atomic_write(name, original, mode=st.st_mode & 0o7777, mtime_ns=st.st_mtime_ns, **_owner(st))
+        if not _reads_back(name, original):
+            raise OSError('backup %s does not read back identical to %s' % (name, real))
+    except BaseException:
+        # a backup that is not durable or could not be checked is not one to offer for recovery
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+        raise
     return {'path': name, 'id': None, 'file': name}
 
 
