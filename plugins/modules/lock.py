@@ -101,7 +101,7 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-path:
+lock_file:
   description: The lock file.
   returned: always
   type: str
@@ -148,16 +148,16 @@ def run(module):
     path = params['path'] or os.path.join(params['backup_root'], params['set'], '.lock')
     operation = params['operation']
     if operation == 'status':
-        return dict(_lock.status(path), changed=False, path=path)
+        return dict(_lock.status(path), changed=False, lock_file=path)
     if operation == 'acquire':
         result = _lock.acquire(path, params['run_id'], ttl=params['ttl'], pid=params['pid'], force=params['force'],
                                audit_log=params['audit_log'], check=module.check_mode)
         if result['took_over']:
             module.warn('lock %s taken over from %s: %s' % (path, _lock.describe(result['previous']), result['took_over']))
-        return dict(result, path=path)
+        return dict(result, lock_file=path)
     result = _lock.release(path, params['run_id'], force=params['force'], audit_log=params['audit_log'],
                            check=module.check_mode)
-    return dict(result, path=path, holder=None)
+    return dict(result, lock_file=path, holder=None)
 
 
 def main():

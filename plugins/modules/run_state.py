@@ -127,8 +127,8 @@ resumed:
   description: Whether O(operation=start) found state from an earlier attempt.
   returned: O(operation=start)
   type: bool
-path:
-  description: The state file.
+state_file:
+  description: The state file of the run.
   returned: always
   type: str
 '''
@@ -158,7 +158,7 @@ def run(module):
         'changed': result['changed'], 'state': state, 'exists': state is not None,
         'status': state['status'] if state else None,
         'completed_phases': list(state['completed_phases']) if state else [],
-        'path': _state.state_path(state_dir, run_id),
+        'state_file': _state.state_path(state_dir, run_id),
     }
     if operation == 'start':
         output['resumed'] = result['resumed']
