@@ -57,6 +57,11 @@ MAX_HOSTS = 200
 # Paths every host sees privately.  The demo application lives in /srv/app.
 PRIVATE_PATHS = ('/srv/app', '/var/backups/lastgood', '/var/log/lastgood', '/var/lib/lastgood')
 
+# Files each host gets a fresh, empty copy of when they exist on the machine.  Root's shell
+# startup file is one: sshd runs every command through root's shell, and a controller's
+# .bashrc (pyenv, conda, ...) would be sourced, slowly, on every host for every command.
+PRIVATE_FILES = ('/root/.bashrc',)
+
 APP_ROOT = '/srv/app'
 
 STATE_VERSION = 1
@@ -290,6 +295,11 @@ class Fleet:
     def _make_host_files(self, host):
         for private in PRIVATE_PATHS:
             os.makedirs(os.path.join(host.root, private.lstrip('/')), mode=0o755, exist_ok=True)
+        for private in PRIVATE_FILES:
+            copy = os.path.join(host.root, private.lstrip('/'))
+            os.makedirs(os.path.dirname(copy), mode=0o700, exist_ok=True)
+            with open(copy, 'w') as handle:
+                handle.write('# %s of fleet host %s (tests/fleet/fleet.py)\n' % (private, host.name))
         key = os.path.join(host.dir, 'ssh_host_ed25519_key')
         _keygen(key, 'lastgood-fleet-%s' % host.name)
         with open(os.path.join(host.dir, 'sshd_config'), 'w') as handle:
@@ -299,7 +309,7 @@ class Fleet:
     def _launch(self, host):
         sshd = shutil.which('sshd') or '/usr/sbin/sshd'
         binds = []
-        for private in PRIVATE_PATHS:
+        for private in PRIVATE_PATHS + tuple(f for f in PRIVATE_FILES if os.path.isfile(f)):
             binds += [os.path.join(host.root, private.lstrip('/')), private]
         argv = ['unshare', '--mount', '--uts', '--pid', '--fork', '--mount-proc', '--propagation', 'private',
                 '--kill-child', '--', '/bin/sh', '-euc', _HOST_INIT, 'fleet-host-init',
