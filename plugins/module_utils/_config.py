@@ -21,7 +21,6 @@ rest of the file survive; otherwise the document is re-dumped.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -459,6 +458,24 @@ def _restore(real, original, st):
         return False
 
 
+def _unshared_copy(doc, real):
+    """A deep copy in which YAML aliases no longer share one node.
+
+    A value set through an alias then changes that path only, not the anchor and every
+    other alias of it (copy.deepcopy would keep them shared).
+    """
+    def walk(node):
+        if isinstance(node, dict):
+            return dict((key, walk(value)) for key, value in node.items())
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+    try:
+        return walk(doc)
+    except RecursionError:
+        raise ConfigError('%s is nested too deeply or refers to itself through an alias' % real)
+
+
 def _new_text(original, fmt, content, set_values, unset, real):
     """(new text, new document, method) for the requested change."""
     if content is not None:
@@ -477,7 +494,7 @@ def _new_text(original, fmt, content, set_values, unset, real):
         current = {}
     edits = [(parse_key_path(key), value) for key, value in (set_values or {}).items()]
     removals = [parse_key_path(key) for key in (unset or ())]
-    doc = copy.deepcopy(current)
+    doc = _unshared_copy(current, real)
     for keys, value in edits:
         set_path(doc, keys, value)
     for keys in removals:

@@ -98,6 +98,19 @@ def test_a_block_scalar_is_redumped_rather_than_edited_in_place(tmp_path):
     assert open(path).read() == 'motd: short\nother: 1\n'
 
 
+def test_a_value_set_through_an_alias_changes_only_that_path(tmp_path):
+    path = _write(tmp_path / 'c.yaml', 'defaults: &d\n  host: a\n  port: 1\nprod: *d\n')
+    result = _config.update(path, set_values={'prod.host': 'b'})
+    assert result['method'] == 'dump'
+    assert open(path).read() == 'defaults:\n  host: a\n  port: 1\nprod:\n  host: b\n  port: 1\n'
+
+
+def test_a_document_that_contains_itself_is_refused(tmp_path):
+    path = _write(tmp_path / 'c.yaml', 'a: &x [*x]\n')
+    with pytest.raises(_config.ConfigError, match='refers to itself'):
+        _config.update(path, set_values={'b': 1})
+
+
 def test_json_values_keep_key_order_and_indentation(json_file):
     result = _config.update(json_file, set_values={'customModes[0].groups[1]': 'edit', 'version': 4})
     assert result['method'] == 'dump'
