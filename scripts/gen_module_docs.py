@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write docs/modules.md, the module reference, from ``ansible-doc --json``.
 
 Every module in plugins/modules is documented, so what the page says is what
@@ -85,7 +84,7 @@ def _render(macro, argument):
     if macro == 'U':
         return '<%s>' % argument
     if macro == 'L':
-        label, _, url = argument.partition(',')
+        label, url = argument.split(',', 1) if ',' in argument else (argument, argument)
         return '[%s](%s)' % (label.strip(), url.strip())
     if macro == 'M':
         return '[`%s`](#%s)' % (argument, anchor(argument))

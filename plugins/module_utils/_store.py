@@ -159,8 +159,9 @@ def _reusable(base_by_path, entry, checksum):
     old = base_by_path.get(entry.path)
     if old is None or old.type != 'file':
         return None
-    if (old.size, old.mtime_ns, old.mode, old.uid, old.gid) != (entry.size, entry.mtime_ns, entry.mode,
-                                                                 entry.uid, entry.gid):
+    same = (old.size, old.mtime_ns, old.mode, old.uid, old.gid) == (
+        entry.size, entry.mtime_ns, entry.mode, entry.uid, entry.gid)
+    if not same:
         return None
     if checksum == 'always' and entry.sha256 != old.sha256:
         return None
@@ -694,8 +695,8 @@ class Store:
     def _existing_checkpoint(self, name, by_id, live, checksum, mark_lastgood, check_mode, started):
         if name not in by_id:
             raise StoreError('checkpoint %s already exists in %s but is not a complete backup; remove %s by hand '
-                             '(it is never used) or choose another name' % (name, self._where(),
-                                                                              self.backup_dir(name)))
+                             '(it is never used) or choose another name'
+                             % (name, self._where(), self.backup_dir(name)))
         if not self._matches(self.load_manifest(name), live, checksum):
             raise StoreError('checkpoint %s already exists in %s and the paths have changed since it was taken; a '
                              'checkpoint is never overwritten. Nothing was written. Next: choose a new name (or '
@@ -1052,8 +1053,8 @@ class _Build:
                     _fsatomic.write_all(fd_out, chunk)
                     copied += len(chunk)
                 after = os.fstat(fd_in)
-                if copied != before.st_size or (after.st_size, after.st_mtime_ns) != (before.st_size,
-                                                                                       before.st_mtime_ns):
+                stable = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+                if copied != before.st_size or not stable:
                     return False
                 if self.as_root:
                     os.fchown(fd_out, before.st_uid, before.st_gid)

@@ -48,7 +48,7 @@ def run_playbook(tmp_path, text, *args, extra=None):
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
                ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
     run = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-e', json.dumps(variables), str(path)] + list(args),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     recap = re.search(r'localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', run.stdout)
     counts = dict(zip(('ok', 'changed', 'unreachable', 'failed'), map(int, recap.groups()))) if recap else None
     return run, counts
@@ -99,8 +99,8 @@ def test_check_mode_writes_nothing(tmp_path, app):
 
 
 def test_info_and_verify_report_the_backup_and_drift(tmp_path, app):
-    run, _ = run_playbook(tmp_path, BACKUP_PLAY)
-    assert run.returncode == 0, run.stdout + run.stderr
+    run, counts = run_playbook(tmp_path, BACKUP_PLAY)
+    assert run.returncode == 0 and counts['changed'] == 1, run.stdout + run.stderr
     taken = saved(tmp_path, 'backup.json')
     (app / 'conf' / 'app.yml').write_text('port: 9090\n')
     run, counts = run_playbook(tmp_path, '''
@@ -147,8 +147,8 @@ def test_info_and_verify_report_the_backup_and_drift(tmp_path, app):
 
 
 def test_backup_verify_fails_on_a_corrupted_backup_unless_told_to_report(tmp_path, app):
-    run, _ = run_playbook(tmp_path, BACKUP_PLAY)
-    assert run.returncode == 0, run.stdout + run.stderr
+    run, counts = run_playbook(tmp_path, BACKUP_PLAY)
+    assert run.returncode == 0 and counts['changed'] == 1, run.stdout + run.stderr
     taken = saved(tmp_path, 'backup.json')
     stored = os.path.join(taken['path'], 'data', str(app).lstrip('/'), 'conf', 'app.yml')
     st = os.stat(stored)
