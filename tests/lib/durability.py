@@ -79,6 +79,7 @@ class DurabilityTracker:
         self.fsynced = []        # paths fsynced, in order
         self.failed_fsyncs = []  # inode keys whose fsync failed (for the never-retried check)
         self.failed_fsync_paths = []
+        self.symlinks_in = {}    # dir inode key -> symlink inode keys changed in it
         self.retried = []        # paths fsynced again after their fsync failed
 
     # -- classification ---------------------------------------------------------------
@@ -213,16 +214,26 @@ class DurabilityTracker:
         except OSError:
             return
         self.dirty[_key(st)] = path
+        if stat.S_ISLNK(st.st_mode):
+            parent = _lstat(os.path.dirname(path))
+            if parent is not None:
+                self.symlinks_in.setdefault(_key(parent), set()).add(_key(st))
 
     def _synced(self, key, fd):
         if key is None:
             return
         path = _fd_path(fd)
-        if key in self.failed_fsyncs:
+        is_dir = os.path.isdir(path) if path else False
+        if key in self.failed_fsyncs and not is_dir:
+            # a directory may be fsynced again for later changes (cleanup); a file whose
+            # fsync failed must be abandoned, never fsynced again and trusted
             self.retried.append(path)
         self.fsynced.append(path)
         self.dirty.pop(key, None)
         self.pending.pop(key, None)
+        # a symlink cannot be fsynced; the best there is, is its directory's fsync
+        for link_key in self.symlinks_in.pop(key, ()):
+            self.dirty.pop(link_key, None)
 
     def failed(self, name, args, kwargs):
         """A fault hit ``name``; remember failed fsyncs for the never-retried check."""

@@ -12,7 +12,9 @@ engine exactly like the kernel's:
 
 * ``close`` releases the descriptor and then reports the error (Linux close(2)).
 * ``os.path.exists``/``isdir``/``isfile``/``islink``/``lexists`` answer False on
-  a failed stat, as the real ones do -- an EIO there looks like "missing".
+  a failed stat, as the real ones do -- an EIO there looks like "missing".  They
+  are logged as ``path.isdir`` etc.: a fault there is silent, so sampled sweeps
+  always include them.
 * ``os.walk`` reports a failed directory listing to ``onerror`` (default: skip
   the directory silently), as the real one does.
 * ``os.scandir`` fails when opened; its entries' ``stat()`` counts as an lstat.
@@ -42,7 +44,7 @@ IO_CALLS = frozenset((
     'sendfile', 'ftruncate', 'truncate', 'posix_fallocate', 'lseek', 'close', 'stat', 'lstat',
     'fstat', 'readlink', 'listdir', 'scandir', 'access', 'statvfs', 'fstatvfs', 'exchange',
     'walk', 'fwalk', 'dup', 'flock', 'lockf',
-))
+) + tuple('path.' + name for name in ('exists', 'lexists', 'isdir', 'isfile', 'islink', 'ismount')))
 
 # Calls that change the file system (the subset a "read-only" check cares about).
 MUTATING_CALLS = frozenset((
@@ -208,7 +210,7 @@ class _FaultyPath:
         if name in _PATH_PREDICATES:
             def predicate(*args, **kwargs):
                 try:
-                    plan.check('stat', args)
+                    plan.check('path.' + name, args)
                 except OSError:
                     return False
                 return value(*args, **kwargs)
@@ -307,19 +309,22 @@ def inject(modules, plan):
 
 
 def sweep(modules, operation, after_each, persistent=False, err=errno_mod.EIO, limit=100000, only=None,
-          observer_factory=None, start=1, stride=1):
+          observer_factory=None, start=1, stride=1, points=None):
     """Run ``operation()`` failing call k for k = 1, 2, ... until it completes unfaulted.
 
     ``after_each(k, plan, error)`` runs after every attempt (``error`` is the exception
     the operation raised, or None) and holds the test's assertions.  ``only`` limits
     the counted calls to those names; ``observer_factory()`` gives each attempt a fresh
     observer (``plan.observer``); ``start``/``stride`` sample every stride-th call
-    from call ``start`` on.  Returns the number of fault points exercised.
+    from call ``start`` on; ``points`` (sorted call numbers) samples exactly those,
+    then runs once more past the last call.  Returns the number of fault points exercised.
     """
+    if points is not None:
+        chosen = iter(list(points) + [limit])
     k = start - stride
     exercised = 0
     while True:
-        k += stride
+        k = next(chosen) if points is not None else k + stride
         if k > limit:
             raise AssertionError('operation did not complete within %d fault points' % limit)
         observer = observer_factory() if observer_factory is not None else None
@@ -345,6 +350,24 @@ def count_calls(modules, operation, only=None):
     with inject(modules, plan):
         operation()
     return plan.calls
+
+
+# The calls where a fault or crash changes what is on disk or what is durable; a
+# sampled sweep always includes every one of them.
+CRITICAL_CALLS = frozenset(('fsync', 'fdatasync', 'replace', 'rename', 'exchange', 'link', 'symlink', 'unlink',
+                            'remove', 'rmdir', 'mkdir') + tuple('path.' + name for name in _PATH_PREDICATES))
+
+
+def sample_points(log, budget, critical=CRITICAL_CALLS, offset=0):
+    """Call numbers (1-based) of ``log`` to fault: every ``critical`` call, plus other calls
+    spread evenly (shifted by ``offset``) up to ``budget`` points in all."""
+    must = [k for k, name in enumerate(log, 1) if name in critical]
+    others = [k for k, name in enumerate(log, 1) if name not in critical]
+    room = max(0, budget - len(must))
+    if others and room:
+        step = max(1, len(others) // room)
+        must.extend(others[(offset % step)::step][:room])
+    return sorted(set(must))
 
 
 def call_log(modules, operation, only=None, observer=None):

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import stat
+import time
 
 from lib import durability, trees
 
@@ -188,7 +189,7 @@ class Scenario:
         return problems
 
     def leftovers(self):
-        return trees.leftovers(self.work)
+        return trees.leftovers(self.work, markers=self.markers)
 
     def pending_recovery(self):
         """Whether the interrupted state holds something recovery has to finish or undo."""
@@ -235,10 +236,14 @@ class Scenario:
         if state == self.old:
             if error is None and result is not None and not self.reported_trouble(result):
                 problems.append('the operation reported success but the state is the old one')
-        elif state != self.new:
+        elif state != self.new and not self.documented_partial(state):
             problems.append('state is neither the old nor the new one: %s'
                             % describe_difference(self.old, self.new, state))
         return problems
+
+    def documented_partial(self, state):
+        """Whether ``state`` is a documented stop between two independent atomic steps."""
+        return False
 
 
 def describe_difference(old, new, state):
@@ -338,14 +343,9 @@ class LockAcquire(Scenario):
                                        audit_log=self.audit_log)
 
     def observe(self):
-        try:
-            with open(self.lock) as handle:
-                holder = json.load(handle)
-        except FileNotFoundError:
-            return 'free'
-        except ValueError:
-            return 'unreadable'
-        return holder.get('run_id')
+        # what a user can tell: who holds the lock (a stale holder and no holder are both "nobody")
+        state = engine('_lock').status(self.lock)
+        return state['holder'].get('run_id') if state['held'] else None
 
     def invariants(self):
         lock = engine('_lock')
@@ -422,10 +422,7 @@ class ConfigUpdate(Scenario):
     """Flip a key in a JSON registry file, with a sibling backup and automatic restore."""
 
     name = 'config_update'
-    known_bugs = (STALE_TEMP_BUG,
-                  (r'fsync retried after it failed: \S*/etc/app$',
-                   'after the directory fsync fails, the automatic restore fsyncs the same directory again and '
-                   'trusts that second result (restored: true) although a failed fsync is never retried'))
+    known_bugs = (STALE_TEMP_BUG,)
     needs = ('_config',)
 
     def build(self):
@@ -466,7 +463,233 @@ class ConfigUpdate(Scenario):
         return []
 
 
-SCENARIOS = {cls.name: cls for cls in (AuditAppend, LockAcquire, RunStatePhase, ConfigUpdate)}
+# -- backup store and restore --------------------------------------------------------------
+
+MTIME = 1763766900 * 10 ** 9
+
+
+def _write(path, data, mode=0o644, mtime_ns=MTIME):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def build_app_v1(root):
+    """A small application tree with every entry type the store records."""
+    _write(os.path.join(root, 'config.json'), b'{"feature": true, "version": 1}\n', 0o640)
+    _write(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v1\n', 0o755)
+    _write(os.path.join(root, 'data', 'blob.bin'), bytes(range(256)) * 64, 0o600)
+    _write(os.path.join(root, 'data', 'hard-a'), b'shared inode\n', 0o644)
+    os.link(os.path.join(root, 'data', 'hard-a'), os.path.join(root, 'data', 'hard-b'))
+    os.symlink('config.json', os.path.join(root, 'current'))
+    os.makedirs(os.path.join(root, 'empty'))
+    os.chmod(os.path.join(root, 'bin'), 0o750)
+
+
+def change_app_to_v2(root):
+    """The live tree after a bad deploy: content, modes, added and removed entries all differ."""
+    _write(os.path.join(root, 'config.json'), b'{"feature": false, "version": 2, "broken": true}\n', 0o644,
+           MTIME + 10 ** 9)
+    _write(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v2\n', 0o700, MTIME + 10 ** 9)
+    os.unlink(os.path.join(root, 'data', 'hard-b'))
+    _write(os.path.join(root, 'data', 'new.txt'), b'added by v2\n', 0o644)
+    os.unlink(os.path.join(root, 'current'))
+    os.symlink('bin/run.sh', os.path.join(root, 'current'))
+    os.rmdir(os.path.join(root, 'empty'))
+    os.chmod(os.path.join(root, 'bin'), 0o755)
+
+
+class StoreScenario(Scenario):
+    """Shared set-up: a live tree at work/live/app and a store at work/store (set 'app')."""
+
+    needs = ('_store', '_manifest')
+    has_recovery = True
+
+    def paths(self):
+        self.live_root = os.path.join(self.work, 'live')
+        self.target = os.path.join(self.live_root, 'app')
+        self.backup_root = os.path.join(self.work, 'store')
+
+    def store(self):
+        return engine('_store').Store(self.backup_root, 'app')
+
+    def recover(self):
+        self.store().recover()
+
+    def leftovers(self):
+        found = trees.leftovers(self.work, markers=self.markers)
+        journal = os.path.join(self.backup_root, 'app', '.journal')
+        if os.path.isdir(journal):
+            found.extend(os.path.join(journal, name) for name in os.listdir(journal))
+        return found
+
+    def backups(self):
+        """{id: info} of every backup directory the store lists."""
+        return {info['id']: info for info in self.store().list()}
+
+    def data_digest(self, backup_id):
+        return trees.tree_digest(os.path.join(self.store().data_dir(backup_id), self.target.lstrip('/')))
+
+    def store_problems(self):
+        """Every listed backup must be complete and verify; LASTGOOD must name one of them."""
+        problems = []
+        store = self.store()
+        for backup_id, info in sorted(self.backups().items()):
+            if not info['complete']:
+                problems.append('backup %s is listed but incomplete: %s' % (backup_id, info['error']))
+                continue
+            check = store.verify(backup_id)
+            if not check['ok']:
+                problems.append('backup %s does not verify: %s' % (backup_id, check['mismatches'][:3]))
+        lastgood = os.path.join(store.set_dir, 'LASTGOOD')
+        if os.path.exists(lastgood):
+            with open(lastgood) as handle:
+                named = handle.read().strip()
+            if named not in self.backups():
+                problems.append('LASTGOOD names %s, which is not a backup' % named)
+        return problems
+
+    def invariants(self):
+        return super().invariants() + self.store_problems()
+
+
+class Backup(StoreScenario):
+    """An incremental backup of a changed tree, marked last-good."""
+
+    name = 'backup'
+
+    def build(self):
+        self.paths()
+        build_app_v1(self.target)
+        self.store().create([self.target], mark_lastgood=True)
+        change_app_to_v2(self.target)
+
+    def run(self):
+        return self.store().create([self.target], incremental=True, mark_lastgood=True)
+
+    def documented_partial(self, state):
+        # publishing the backup and marking it last-good are two atomic steps; the
+        # engine reports "created, verified and published, but marking failed"
+        return state == dict(self.new, lastgood=self.old['lastgood'])
+
+    def observe(self):
+        backups = self.backups()
+        lastgood = [backup_id for backup_id, info in backups.items() if info['lastgood']]
+        return {
+            'live': trees.tree_digest(self.target),
+            'backups': tuple(sorted(self.data_digest(backup_id) if info['complete'] else 'incomplete'
+                                    for backup_id, info in backups.items())),
+            'lastgood': self.data_digest(lastgood[0]) if lastgood else None,
+        }
+
+
+class Retention(StoreScenario):
+    """keep_last=1 over four backups: LASTGOOD, the pinned checkpoint and the newest survive."""
+
+    name = 'retention'
+    known_bugs = (
+        (r'state is neither the old nor the new one: .*before-upgrade.*',
+         'retention deletes a pinned checkpoint after one transient EIO: _prune_pins() asks os.path.isdir(), '
+         'which answers False on an I/O error, so the pin is dropped as "backup does not exist"'),
+        (r'at call \d+ \((path\.isdir|stat|listdir|open|read|close)\): the operation reported success but the state is the '
+         r'old one',
+         'retention reports success (nothing removed) when reading the set or a manifest fails with an I/O error: '
+         'the set directory then looks absent and the backup incomplete'),
+    )
+
+    def build(self):
+        self.paths()
+        build_app_v1(self.target)
+        store = self.store()
+        store.create([self.target], name='before-upgrade')
+        for number in range(3):
+            _write(os.path.join(self.target, 'config.json'), b'{"n": %d}\n' % number, 0o640, MTIME + number)
+            created = store.create([self.target], mark_lastgood=(number == 0))
+            time.sleep(0.01)
+            del created
+
+    def run(self):
+        return self.store().retention(keep_last=1)
+
+    def observe(self):
+        backups = self.backups()
+        return tuple(sorted((backup_id, info['complete'], info['lastgood'], info['pinned'])
+                            for backup_id, info in backups.items()))
+
+
+class Restore(StoreScenario):
+    """Restore the last-good backup over a live tree a bad deploy changed."""
+
+    name = 'restore'
+    needs = ('_store', '_manifest', '_restore')
+
+    def build(self):
+        self.paths()
+        build_app_v1(self.target)
+        self.backup_id = self.store().create([self.target], mark_lastgood=True)['id']
+        change_app_to_v2(self.target)
+        self.before = trees.tree_digest(self.target)
+
+    def recover(self):
+        store = self.store()
+        engine('_restore').recover_journal(store.set_dir)
+        store.recover()
+
+    def run(self):
+        store = self.store()
+        return engine('_restore').restore(store, store.set_dir)
+
+    def observe(self):
+        return trees.tree_digest(self.target)
+
+    def pending_recovery(self):
+        return bool(self.leftovers())
+
+    def invariants(self):
+        problems = super().invariants()
+        backups = self.backups()
+        if self.backup_id not in backups:
+            problems.append('the restored-from backup %s is gone' % self.backup_id)
+        displaced = [backup_id for backup_id in backups if backup_id.startswith('pre-')]
+        for backup_id in displaced:
+            if backups[backup_id]['complete'] and self.data_digest(backup_id) != self.before:
+                problems.append('%s does not hold the version the restore displaced' % backup_id)
+        if self.observe() == self.new and not displaced:
+            problems.append('the target was restored but no pre-restore backup keeps the displaced version')
+        return problems
+
+
+class Undo(Restore):
+    """Undo a completed restore: the version it displaced comes back."""
+
+    name = 'undo'
+
+    def build(self):
+        super().build()
+        store = self.store()
+        engine('_restore').restore(store, store.set_dir)
+        self.before = trees.tree_digest(self.target)
+
+    def run(self):
+        store = self.store()
+        return engine('_restore').restore(store, store.set_dir, undo=True)
+
+    def invariants(self):
+        problems = StoreScenario.invariants(self)
+        backups = self.backups()
+        if self.backup_id not in backups:
+            problems.append('backup %s is gone' % self.backup_id)
+        if not any(backup_id.startswith('pre-restore-') for backup_id in backups):
+            problems.append('the pre-restore backup that undo reads is gone')
+        return problems
+
+
+SCENARIOS = {cls.name: cls for cls in (AuditAppend, LockAcquire, RunStatePhase, ConfigUpdate, Backup, Retention,
+                                       Restore, Undo)}
 
 
 def unknown_problems(sc, problems):

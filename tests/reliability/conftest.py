@@ -2,6 +2,8 @@
 
 import json
 import os
+import pathlib
+import tempfile
 
 import pytest
 
@@ -13,12 +15,32 @@ SUMMARY_FILE = os.path.join(OUTPUT, 'reliability-summary.json')
 MUTATION_FILE = os.path.join(OUTPUT, 'mutation-check.json')
 
 
+FAST_TMP = '/dev/shm'
+
+
 @pytest.fixture
-def scenario(request, tmp_path):
+def fast_dir(tmp_path):
+    """A scratch directory on tmpfs when there is one (real fsyncs cost milliseconds each on disk).
+
+    Durability is judged by tests/lib/durability.py from the calls the engine makes,
+    not by the file system, so nothing is lost by running the sweeps in memory.
+    """
+    if not os.access(FAST_TMP, os.W_OK):
+        yield tmp_path
+        return
+    path = tempfile.mkdtemp(prefix='lastgood-reliability-', dir=FAST_TMP)
+    try:
+        yield pathlib.Path(path)
+    finally:
+        scenarios.remove_tree(path)
+
+
+@pytest.fixture
+def scenario(fast_dir):
     """``scenario(name)`` -> a prepared scenario, or a skip naming the missing engine file."""
     def make(name):
         try:
-            return scenarios.make(name, tmp_path / name)
+            return scenarios.make(name, fast_dir / name)
         except scenarios.Unavailable as exc:
             pytest.skip(str(exc))
     return make

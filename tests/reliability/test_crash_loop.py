@@ -26,8 +26,10 @@ from lib import faults, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 RENAMES = ('replace', 'rename', 'exchange')
-DEFAULT_RANDOM_KILLS = 25
+CRASH_BUDGET = 40           # default run: kills per scenario at exact points (all disk-changing calls included)
+DEFAULT_RANDOM_KILLS = 15
 SLOW_RANDOM_KILLS = 300
+RECOVERY_CALLS_GUESS = 80   # recovery of these scenarios makes 10-80 calls; a kill past the end is a clean run
 SEED = int(os.environ.get('RELIABILITY_SEED', '20261121'))
 
 
@@ -100,25 +102,26 @@ class Loop:
         self.sc.reset()
 
 
-def crash_every_call(sc):
-    """Kill right after each I/O call; returns the Loop and the windows covered."""
+def crash_after_calls(sc, budget=None):
+    """Kill right after each I/O call (a sample of ``budget`` that includes every call that
+    changes the disk or makes it durable, when given); returns the Loop, windows covered, log."""
     modules = scenarios.engine_modules()
     log = faults.call_log(modules, sc.run)
     sc.reset()
+    points = faults.sample_points(log, budget) if budget and len(log) > budget else range(1, len(log) + 1)
     loop = Loop(sc)
     windows = {'after_rename': 0, 'between_renames': 0, 'rename_then_fsync': 0}
-    for k in range(1, len(log) + 1):
+    for k in points:
         killed = kill_after_call(sc, k, modules)
         if killed and log[k - 1] in RENAMES:
             windows['after_rename'] += 1
-            later = log[k:]
-            following = next((name for name in later if name in RENAMES + ('fsync',)), None)
+            following = next((name for name in log[k:] if name in RENAMES + ('fsync',)), None)
             if following in RENAMES:
                 windows['between_renames'] += 1
             elif following == 'fsync':
                 windows['rename_then_fsync'] += 1
         loop.settle('%s killed after call %d (%s)' % (sc.name, k, log[k - 1]), killed)
-    return loop, windows, log
+    return loop, windows, log, len(points)
 
 
 def crash_randomly(sc, iterations, rng):
@@ -132,25 +135,25 @@ def crash_randomly(sc, iterations, rng):
 
 
 def crash_recovery(sc, iterations, rng):
-    """Kill the operation, then kill recovery after a random call of it, then recover for real."""
+    """Kill the operation, then kill its recovery after a random call, then recover for real.
+
+    The interrupted state is made afresh for each iteration (never copied: the
+    restore journal names versions by inode, which a copy would change)."""
     modules = scenarios.engine_modules()
     log = faults.call_log(modules, sc.run)
     sc.reset()
+    moves = [k for k, name in enumerate(log, 1) if name in RENAMES + ('mkdir',)]
     loop = Loop(sc)
-    interrupted = os.path.join(sc.base, 'interrupted')
     for i in range(iterations):
-        k = rng.randint(1, len(log))
+        k = rng.choice(moves) if moves and rng.random() < 0.7 else rng.randint(1, len(log))
         kill_after_call(sc, k, modules)
         if not sc.pending_recovery():
             sc.reset()
             continue
-        sc.snapshot(interrupted)
-        recovery_calls = len(faults.call_log(modules, sc.recover))
-        sc.restore_snapshot(interrupted)
-        j = rng.randint(1, max(1, recovery_calls))
+        j = rng.randint(1, RECOVERY_CALLS_GUESS)
         killed = kill_after_call(sc, j, modules, target=sc.recover)
-        loop.settle('%s killed after call %d, its recovery killed after call %d of %d (iteration %d, seed %d)'
-                    % (sc.name, k, j, recovery_calls, i, SEED), killed)
+        loop.settle('%s killed after call %d, its recovery killed after call %d (iteration %d, seed %d)'
+                    % (sc.name, k, j, i, SEED), killed)
     return loop
 
 
@@ -159,17 +162,33 @@ def assert_clean(loop):
     assert not problems, '%d problem(s):\n%s' % (len(problems), '\n'.join(problems[:40]))
 
 
-@pytest.mark.parametrize('name', NAMES)
-def test_sigkill_after_every_io_call_recovers_to_old_or_new_state(scenario, name):
-    sc = scenario(name)
-    loop, windows, log = crash_every_call(sc)
-    faults.record('crash_iterations', loop.killed)
-    assert_clean(loop)
-    assert loop.killed == len(log), 'the child survived a planned kill'
+def check_windows(loop, windows, log, planned):
+    # call counts vary a little between runs (thread pools), so a kill planned near
+    # the end may find the operation already finished
+    assert loop.killed >= planned * 0.9, 'only %d of %d planned kills landed' % (loop.killed, planned)
     if any(call in RENAMES for call in log):
         assert windows['after_rename'] >= 1
     if any(log[i] in RENAMES and 'fsync' in log[i + 1:] for i in range(len(log))):
         assert windows['rename_then_fsync'] + windows['between_renames'] >= 1
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_after_each_disk_changing_call_recovers_to_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    loop, windows, log, planned = crash_after_calls(sc, CRASH_BUDGET)
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+    check_windows(loop, windows, log, planned)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NAMES)
+def test_sigkill_after_every_io_call_recovers_to_old_or_new_state(scenario, name):
+    sc = scenario(name)
+    loop, windows, log, planned = crash_after_calls(sc)
+    faults.record('crash_iterations', loop.killed)
+    assert_clean(loop)
+    check_windows(loop, windows, log, planned)
 
 
 @pytest.mark.parametrize('name', NAMES)

@@ -24,7 +24,11 @@ from lib import durability, faults, scenarios
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 ERRNOS = [pytest.param(err, id=errno.errorcode[err]) for err in faults.REALISTIC_ERRNOS]
 MODES = [pytest.param(False, id='transient'), pytest.param(True, id='persistent')]
-SAMPLE_STRIDE = 5
+EIO_BUDGET = 60           # default run: fault points per EIO sweep (every disk-changing call is one)
+ERRNO_BUDGET = 16         # default run: per sweep with another errno (renames always included)
+RECOVERY_SNAPSHOTS = 2    # default run: interrupted states whose recovery is swept
+RECOVERY_BUDGET = 30      # default run: fault points per recovery sweep
+RENAMES = frozenset(('replace', 'rename', 'exchange', 'link'))
 FSYNC_CALLS = ('fsync', 'fdatasync')
 
 
@@ -38,7 +42,7 @@ def engine_errors():
     return tuple(allowed)
 
 
-def sweep_scenario(sc, persistent, err, start=1, stride=1):
+def sweep_scenario(sc, persistent, err, points=None):
     """Sweep ``sc``; returns (fault points exercised, problems found)."""
     modules = scenarios.engine_modules()
     allowed = engine_errors()
@@ -71,7 +75,7 @@ def sweep_scenario(sc, persistent, err, start=1, stride=1):
 
     points = faults.sweep(modules, operation, after_each, persistent=persistent, err=err,
                           observer_factory=lambda: durability.DurabilityTracker(sc.markers),
-                          start=start, stride=stride)
+                          points=points)
     return points, problems
 
 
@@ -80,11 +84,21 @@ def assert_clean(problems, sc):
     assert not problems, '%d problem(s):\n%s' % (len(problems), '\n'.join(problems[:40]))
 
 
+def default_points(sc, budget, critical=faults.CRITICAL_CALLS, offset=0):
+    """Fault points for the default run: every call of a small operation; for a larger one
+    every call in ``critical`` and other calls spread evenly, ``budget`` in all."""
+    log = faults.call_log(scenarios.engine_modules(), sc.run)
+    sc.reset()
+    if len(log) <= budget:
+        return None
+    return faults.sample_points(log, budget, critical, offset)
+
+
 @pytest.mark.parametrize('persistent', MODES)
 @pytest.mark.parametrize('name', NAMES)
-def test_io_fault_at_every_call_leaves_exactly_old_or_new_state(scenario, name, persistent):
+def test_io_fault_at_every_disk_changing_call_leaves_exactly_old_or_new_state(scenario, name, persistent):
     sc = scenario(name)
-    points, problems = sweep_scenario(sc, persistent, errno.EIO)
+    points, problems = sweep_scenario(sc, persistent, errno.EIO, points=default_points(sc, EIO_BUDGET))
     assert_clean(problems, sc)
     assert points >= 5, '%s made only %d I/O calls; the proxy is not in its path' % (name, points)
 
@@ -94,8 +108,9 @@ def test_io_fault_at_every_call_leaves_exactly_old_or_new_state(scenario, name, 
 @pytest.mark.parametrize('name', NAMES)
 def test_other_errnos_at_sampled_calls_leave_exactly_old_or_new_state(scenario, name, persistent, err):
     sc = scenario(name)
-    offset = 1 + faults.REALISTIC_ERRNOS.index(err) % SAMPLE_STRIDE
-    points, problems = sweep_scenario(sc, persistent, err, start=offset, stride=SAMPLE_STRIDE)
+    offset = faults.REALISTIC_ERRNOS.index(err)
+    points, problems = sweep_scenario(sc, persistent, err,
+                                      points=default_points(sc, ERRNO_BUDGET, RENAMES, offset))
     assert_clean(problems, sc)
     assert points >= 1
 
@@ -111,39 +126,58 @@ def test_every_errno_at_every_call_leaves_exactly_old_or_new_state(scenario, nam
     assert points >= 5
 
 
-def recovery_snapshots(sc, limit):
-    """Interrupted states that leave recovery work: [(fault point, snapshot dir)], at most ``limit``."""
-    modules = scenarios.engine_modules()
-    total = faults.count_calls(modules, sc.run)
+def interrupt(sc, k, modules):
+    """Reset, then run the operation with a persistent fault from call k on (its own
+    clean-up fails too, so recovery gets the most to do).  Re-running beats copying a
+    snapshot: the restore journal names versions by inode, which a copy would change."""
     sc.reset()
-    step = max(1, total // limit) if limit else 1
+    with faults.inject(modules, faults.FaultPlan(fail_at=k, persistent=True)):
+        try:
+            sc.run()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def interruption_points(sc, limit):
+    """Call numbers k whose interruption leaves work for recovery.
+
+    With ``limit``, k is taken right after the calls that move things (renames,
+    exchanges, mkdir of a stage), spread evenly, until ``limit`` are found;
+    without, every k is tried.
+    """
+    modules = scenarios.engine_modules()
+    log = faults.call_log(modules, sc.run)
+    if limit:
+        candidates = sorted({k + 1 for k, name in enumerate(log, 1) if name in RENAMES | {'mkdir'}})
+        step = max(1, len(candidates) // (limit * 2))
+        candidates = candidates[::step]
+    else:
+        candidates = range(1, len(log) + 1)
     found = []
-    for k in range(1, total + 1, step):
-        plan = faults.FaultPlan(fail_at=k, persistent=True)
-        with faults.inject(modules, plan):
-            try:
-                sc.run()
-            except Exception:  # pylint: disable=broad-except
-                pass
+    for k in candidates:
+        if limit and len(found) >= limit:
+            break
+        interrupt(sc, k, modules)
         if sc.pending_recovery():
-            where = os.path.join(sc.base, 'interrupted-%d' % k)
-            sc.snapshot(where)
-            found.append((k, where))
-        sc.reset()
+            found.append(k)
+    sc.reset()
     return found
 
 
-def sweep_recovery(sc, limit):
+def sweep_recovery(sc, limit, budget=None):
     modules = scenarios.engine_modules()
     allowed = engine_errors()
     problems = []
-    snapshots = recovery_snapshots(sc, limit)
-    if not snapshots:
+    points_k = interruption_points(sc, limit)
+    if not points_k:
         pytest.skip('%s: no interrupted state leaves work for recovery' % sc.name)
     exercised = 0
-    for k, snap in snapshots:
+    for k in points_k:
+        interrupt(sc, k, modules)
+        log = faults.call_log(modules, sc.recover)
+        points = faults.sample_points(log, budget) if budget and len(log) > budget else None
         for persistent in (False, True):
-            sc.restore_snapshot(snap)
+            interrupt(sc, k, modules)
 
             def after_each(j, plan, error, k=k, persistent=persistent):
                 where = '%s interrupted at call %d, recovery %s fault at call %d (%s)' % (
@@ -157,10 +191,11 @@ def sweep_recovery(sc, limit):
                 except Exception as exc:  # pylint: disable=broad-except
                     problems.append('%s: second, unfaulted recovery failed: %r' % (where, exc))
                 problems.extend('%s: %s' % (where, p) for p in sc.verdict(error=error))
-                sc.restore_snapshot(snap)
+                interrupt(sc, k, modules)
 
-            exercised += faults.sweep(modules, sc.recover, after_each, persistent=persistent,
+            exercised += faults.sweep(modules, sc.recover, after_each, persistent=persistent, points=points,
                                       observer_factory=lambda: durability.DurabilityTracker(sc.markers))
+    sc.reset()
     faults.record('recovery_fault_points', exercised)
     return exercised, problems
 
@@ -170,7 +205,7 @@ def test_fault_during_recovery_then_recovery_again_reaches_old_or_new_state(scen
     sc = scenario(name)
     if not sc.has_recovery:
         pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
-    exercised, problems = sweep_recovery(sc, limit=6)
+    exercised, problems = sweep_recovery(sc, RECOVERY_SNAPSHOTS, RECOVERY_BUDGET)
     assert_clean(problems, sc)
     assert exercised >= 1
 
