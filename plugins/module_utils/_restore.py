@@ -45,7 +45,7 @@ import stat
 import time
 
 from ._fsatomic import (
-    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, atomic_write_json, exchange, fsync_dir, fsync_fd, makedirs_durable, read_bytes,
+    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd, makedirs_durable, read_bytes,
     write_all,
 )
 from ._manifest import ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file
@@ -91,6 +91,24 @@ def utc_now():
 
 def running_as_root():
     return os.geteuid() == 0
+
+
+def _close_quietly(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def fsync_failed(exc):
+    """Whether ``exc`` is (or was caused by) a failed fsync, after which nothing may be fsynced again."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, DurabilityError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # -- identities and moves --------------------------------------------------------------
@@ -259,7 +277,7 @@ class JournalLock:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except BaseException:
-            os.close(self.fd)
+            _close_quietly(self.fd)
             raise
         _HELD[self.directory] = 1
         self.held = True
@@ -271,7 +289,7 @@ class JournalLock:
         _HELD[self.directory] -= 1
         if not _HELD[self.directory]:
             del _HELD[self.directory]
-            os.close(self.fd)
+            _close_quietly(self.fd)
         return False
 
 
@@ -668,9 +686,10 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
                     os.mkdir(leaf, 0o700, dir_fd=dir_fd)
             elif entry.type == 'symlink':
                 os.symlink(entry.target, leaf, dir_fd=dir_fd)
-                if as_root:
+                # A symlink cannot be fsynced: change its inode only when the owner must differ
+                # (its mtime is not restored; nothing compares it).
+                if as_root and (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
                     os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
-                os.utime(leaf, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
             elif entry.type == 'file' or entry.target not in in_subset:
                 content = entry.path if entry.type == 'file' else entry.target
                 content_parts = content.split('/')
@@ -1158,18 +1177,16 @@ class Restorer:
         record = _new_record(token, manifest.id, os.path.basename(self.set_dir), undo, items)
         journal = Journal(self.set_dir, token)
         try:
-            lock = JournalLock(self.set_dir)
-            lock.__enter__()
+            with JournalLock(self.set_dir):
+                self._prepare(journal, record, items, manifest, data_dir, undo, states)
+                result['displaced_backup'] = record['pre_restore']
+                self._switch(journal, record, items, manifest, token, states)
+                self._finish(journal, record, items, states)
+        except RestoreError:
+            raise
         except OSError as exc:
             raise RestoreError('could not lock the restore journal %s (%s); nothing was done, target untouched'
                                % (journal.directory, exc))
-        try:
-            self._prepare(journal, record, items, manifest, data_dir, undo, states)
-            result['displaced_backup'] = record['pre_restore']
-            self._switch(journal, record, items, manifest, token, states)
-            self._finish(journal, record, items, states)
-        finally:
-            lock.__exit__(None, None, None)
 
     def _prepare(self, journal, record, items, manifest, data_dir, undo, states):
         """Journal, stage, verify the stages, keep the live version: up to phase ``ready``."""
@@ -1232,8 +1249,21 @@ class Restorer:
         return created['id']
 
     def _fail(self, journal, record, items, states, step, exc):
-        """Settle back after a failure and raise the error that says where things are."""
+        """Settle back after a failure and raise the error that says where things are.
+
+        After a failed fsync nothing is settled in this run (a second fsync of the same
+        directory would prove nothing): the journal stays for the next run's recovery.
+        """
         targets = ', '.join(item.target for item in items)
+        if fsync_failed(exc):
+            for item in items:
+                states[item.target].update(state='unknown until recovery', verified=False, method=item.method)
+            raise RestoreError(
+                'restore of %s failed while %s: %s. A failed fsync is never retried, so this run stops here: the '
+                'journal %s records where the old and the new versions are, and the next run of any store module '
+                'settles it to exactly the old (or, if the swap had begun, exactly the new) version. Check the '
+                'disk (dmesg) first. %s' % (targets, step, exc, journal.path, _HERE),
+                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
         try:
             settle(journal, record, 'back', as_root=self.as_root)
         except Exception as second:
@@ -1315,4 +1345,40 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     if undone is not None:
         result['undone'] = {'restored': undone.get('restored'), 'finished': undone.get('finished')}
     result['changed'] = result['changed'] or bool(recovered)
+    result['msg'] = summarize(result, check_mode)
     return result
+
+
+def _count(plan):
+    return '%d added, %d removed, %d changed' % (len(plan['added']), len(plan['removed']), len(plan['changed']))
+
+
+def summarize(result, check_mode=False):
+    """One paragraph for the operator: what happened to which path, where the old version is."""
+    parts = []
+    for report in result.get('recovered', []):
+        parts.append('First settled an interrupted restore of %s (backup %s) from its journal %s: %s.'
+                     % (', '.join(report['paths']), report['backup_id'], report['journal'],
+                        'rolled forward to the restored version' if report['direction'] == 'forward'
+                        else 'rolled back to the version before it'))
+    changed = [plan for plan in result['plan'] if not plan_is_empty(plan)]
+    same = [plan['path'] for plan in result['plan'] if plan_is_empty(plan)]
+    source = 'backup %s' % result['backup_id']
+    if result.get('undone'):
+        source = 'backup %s (what the restore of %s, finished %s, displaced)' % (
+            result['backup_id'], result['undone']['restored'], result['undone']['finished'])
+    if changed and check_mode:
+        parts.append('Check mode: restoring %s would change %s; nothing was changed.'
+                     % (source, '; '.join('%s (%s)' % (plan['path'], _count(plan)) for plan in changed)))
+    elif changed:
+        verified = ', and verified the result against the backup manifest' if all(
+            entry['verified'] for entry in result['paths'] if entry['state'] == 'restored') else ''
+        parts.append('Restored %s from %s%s.' % (', '.join(plan['path'] for plan in changed), source, verified))
+        if result['displaced_backup']:
+            parts.append('The versions it replaced are kept as backup %s%s.' % (
+                result['displaced_backup'], '' if result.get('undo') else ' (undo: true puts them back)'))
+        else:
+            parts.append('The versions it replaced were not kept (keep_displaced: false).')
+    if same:
+        parts.append('%s already match%s %s.' % (', '.join(same), 'es' if len(same) == 1 else '', source))
+    return ' '.join(parts)

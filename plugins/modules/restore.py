@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: restore
+short_description: Restore paths from a verified backup, all or nothing, with undo
+version_added: 0.1.0
+description:
+  - Restores the paths of a backup (all of them, or the O(paths) given) to exactly what the backup holds - content,
+    type, mode, mtime, symlink targets, hardlinks, and owners when run as root - and removes what the backup does
+    not hold.
+  - The backup is verified against its manifest first; if anything differs the restore is refused and nothing is
+    touched.
+  - Each target is rebuilt beside itself on the same file system, flushed to disk, verified, and swapped in
+    atomically (C(renameat2) C(RENAME_EXCHANGE) where the kernel and file system allow it, else two renames
+    guarded by a journal).  A target that is a mount point keeps its directory and has its top-level entries
+    swapped, also under the journal.  After the swap the targets are verified again (O(verify_after)); if they do
+    not match, everything is rolled back.
+  - A crash or I/O error at any moment leaves every target exactly as before or exactly restored - never a mix -
+    once the journal has been settled.  Every run settles a journal an interrupted run left before doing anything
+    else and reports it in RV(recovered).
+  - The live version a restore replaces is kept as a backup named C(pre-restore-<id>) (O(keep_displaced)), which
+    O(undo=true) puts back.
+  - Entries the backup excluded (its C(exclude) patterns) are left as they are in the live tree.
+  - See the collection's C(docs/restore.md) for the journal format and how to recover by hand.
+author:
+  - lastgood.rollback developers (@lastgood)
+extends_documentation_fragment:
+  - lastgood.rollback.attributes
+  - lastgood.rollback.attributes.action_group
+  - lastgood.rollback.attributes.store
+attributes:
+  check_mode:
+    support: full
+    details: Check mode verifies the backup and returns the plan (RV(plan)) without writing anything; a journal
+      left by an interrupted run is reported in RV(recovered) but not settled.
+  diff_mode:
+    support: full
+    details: Shows before and after text of small text files (up to 64 KiB, UTF-8, no NUL bytes); other files are
+      only named.  The texts are the live and backed-up contents, secrets included - turn diff off (C(diff: false)
+      on the task) for paths holding secrets.
+  idempotent:
+    support: full
+    details: A second identical restore finds the targets matching the backup and reports no change.
+options:
+  id:
+    description:
+      - The backup to restore - V(lastgood) (the set's C(LASTGOOD) backup), V(latest) (the newest complete
+        backup), a backup id or a checkpoint name.
+      - When omitted, the C(LASTGOOD) backup.  Not allowed with O(undo=true).
+    type: str
+    aliases: [backup]
+  paths:
+    description:
+      - Restore only these paths.  Each must be one of the backup's paths or lie inside one of them (restore one
+        component of an application, for example).  Paths must not overlap.
+      - A path inside the backup that the backup does not hold is removed (it did not exist when the backup was
+        taken).
+      - With O(undo=true), a subset of the paths the last restore changed.
+      - Default is every path of the backup.
+    type: list
+    elements: path
+  keep_displaced:
+    description:
+      - Keep the live version that the restore replaces as a pinned backup named C(pre-restore-<id>) (C(pre-undo-<id>)
+        for an undo), taken just before the swap.  Only this makes O(undo=true) possible.
+      - Pinned backups are kept by retention until unpinned.
+    type: bool
+    default: true
+  undo:
+    description:
+      - Put back what the last completed restore of this set displaced (its C(pre-restore-<id>) backup), for the
+        paths it changed.  The last restore is recorded in the C(LASTRESTORE) file of the set.
+      - A second undo finds nothing to change.
+    type: bool
+    default: false
+  verify_after:
+    description:
+      - After the swap, verify every restored target against the backup manifest; on a mismatch roll back.
+      - The staged copy is always verified before the swap; this checks the result in place.
+    type: bool
+    default: true
+notes:
+  - Modes and mtimes are always restored; owners and groups only when the module runs as root (C(become: true)).
+  - Missing parent directories of a target are created with mode C(0755) and kept.
+  - Restoring needs free space for one more copy of each restored target on its file system.
+seealso:
+  - module: lastgood.rollback.backup
+  - module: lastgood.rollback.backup_verify
+  - module: lastgood.rollback.backup_info
+'''
+
+EXAMPLES = r'''
+- name: Show what restoring the last known good configuration would change
+  lastgood.rollback.restore:
+    set: myapp
+  check_mode: true
+  diff: true
+  register: restore_plan
+
+- name: Restore the last known good configuration
+  lastgood.rollback.restore:
+    set: myapp
+  become: true
+
+- name: Restore only the application's config directory from a named checkpoint
+  lastgood.rollback.restore:
+    set: myapp
+    id: pre-upgrade-42
+    paths:
+      - /srv/myapp/current/config
+
+- name: Put back what the last restore replaced
+  lastgood.rollback.restore:
+    set: myapp
+    undo: true
+'''
+
+RETURN = r'''
+backup_id:
+  description: The backup that was restored (for an undo, the C(pre-restore-<id>) backup).
+  returned: success
+  type: str
+  sample: 20261121T231500Z-4f2a9c
+undo:
+  description: Whether this was an undo.
+  returned: success
+  type: bool
+undone:
+  description: For an undo, the restore it undid - the backup it had restored and when it finished.
+  returned: success and undo
+  type: dict
+  sample: {restored: 20261121T231500Z-4f2a9c, finished: '2026-11-21T23:20:04Z'}
+displaced_backup:
+  description: Id of the backup that keeps the versions this restore replaced, or null when nothing was replaced
+    or O(keep_displaced=false).
+  returned: always
+  type: str
+  sample: pre-restore-20261121T231500Z-4f2a9c
+paths:
+  description:
+    - One entry per target path - C(path), C(state), C(verified), C(method).
+    - C(state) is V(restored), V(unchanged) (already matched the backup), V(would be restored) (check mode),
+      V(untouched) (the restore failed and was rolled back), V(unknown until recovery) (a journal was left; the
+      next run settles it) or V(restored, cleanup pending).
+    - C(method) is V(swap) (the target was swapped as a whole) or V(files) (a mount point; its top-level entries
+      were swapped).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /srv/myapp/current, state: restored, verified: true, method: swap}]
+plan:
+  description: Per target path, the entries the restore adds (C(added)), removes (C(removed)) and changes
+    (C(changed), with the reasons - content, size, mode, owner, mtime, type, target).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{path: /etc/myapp, added: [], removed: [/etc/myapp/new.conf],
+            changed: [{path: /etc/myapp/app.conf, reasons: [content, size, mtime]}]}]
+recovered:
+  description: Interrupted restores this run settled first (in check mode, would settle) - C(journal),
+    C(backup_id), C(paths), C(phase_found), C(direction) (V(forward) - the restored version stays - or V(back)),
+    C(displaced_backup).
+  returned: success
+  type: list
+  elements: dict
+store_recovered:
+  description: Leftovers of interrupted backups the store removed first.
+  returned: success
+  type: list
+  elements: str
+journal:
+  description: On failure, the journal left for recovery (null when the failure left none).
+  returned: failure
+  type: str
+msg:
+  description: What happened to which path and where the replaced version is, or on failure what state
+    everything is in and what to do next.
+  returned: always
+  type: str
+'''
+
+from ansible_collections.lastgood.rollback.plugins.module_utils._restore import RestoreError, restore
+from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
+    run_store_module,
+    store_argument_spec,
+)
+
+
+def run_restore(module, store):
+    params = module.params
+    try:
+        return restore(store, ref=params['id'], paths=params['paths'], keep_displaced=params['keep_displaced'],
+                       verify_after=params['verify_after'], undo=params['undo'], check_mode=module.check_mode,
+                       diff=module._diff)
+    except RestoreError as exc:
+        module.fail_json(msg=str(exc), paths=exc.paths, journal=exc.journal, displaced_backup=exc.displaced_backup)
+
+
+def main():
+    run_store_module(store_argument_spec(
+        id=dict(type='str', aliases=['backup']),
+        paths=dict(type='list', elements='path'),
+        keep_displaced=dict(type='bool', default=True),
+        undo=dict(type='bool', default=False),
+        verify_after=dict(type='bool', default=True),
+    ), run_restore)
+
+
+if __name__ == '__main__':
+    main()
