@@ -339,7 +339,7 @@ def _schema_errors(doc, schema):
         raise ConfigError('the JSON Schema itself is invalid: %s' % exc.message)
     found = []
     for error in sorted(validator_class(schema).iter_errors(doc), key=lambda e: list(e.absolute_path)):
-        where = _show([p for p in error.absolute_path]) or '(document)'
+        where = _show(list(error.absolute_path)) or '(document)'
         found.append('%s: %s' % (where, error.message))
     return found
 

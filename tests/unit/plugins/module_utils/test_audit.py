@@ -233,7 +233,9 @@ def test_query_filters_by_run_id_event_level_and_time_window(tmp_path):
     _audit.append(path, 'a', run_id='r1', ts='2026-01-01T10:00:00.000000Z')
     _audit.append(path, 'b', run_id='r2', level='error', ts='2026-01-01T11:00:00.000000Z')
     _audit.append(path, 'a', run_id='r2', ts='2026-01-01T12:00:00.000000Z')
-    events = lambda **kw: [(r['event'], r['run_id']) for r in _audit.query(path, **kw)]  # noqa: E731
+
+    def events(**filters):
+        return [(r['event'], r['run_id']) for r in _audit.query(path, **filters)]
     assert events(run_id='r2') == [('b', 'r2'), ('a', 'r2')]
     assert events(events=['a']) == [('a', 'r1'), ('a', 'r2')]
     assert events(levels=['error']) == [('b', 'r2')]

@@ -25,7 +25,8 @@ METRIC_ROWS = [
     ('agent_spawn_failure_rate_high', 'agent_spawn_failure_rate', 1, 'within 15 minutes', ON_CALL, [(9.9, False), (10, False), (10.1, True)]),
     ('performance_degradation', 'performance_degradation_factor', 2, 'within 1 hour', DEVOPS, [(1.9, False), (2, False), (2.1, True)]),
     ('quality_score_low', 'quality_score', 2, 'immediate', ON_CALL, [(59.9, True), (60, False), (60.1, False)]),
-    ('integration_test_failure_rate_high', 'integration_test_failure_rate', 3, 'within 1 hour', ['engineering_lead'], [(49.9, False), (50, False), (50.1, True)]),
+    ('integration_test_failure_rate_high', 'integration_test_failure_rate', 3, 'within 1 hour', ['engineering_lead'],
+     [(49.9, False), (50, False), (50.1, True)]),
     ('resource_usage_high', 'resource_usage', 2, 'within 1 hour', DEVOPS, [(89.9, False), (90, False), (90.1, True)]),
     ('error_rate_high', 'error_rate', 1, 'within 15 minutes', ON_CALL, [(9.9, False), (10, False), (10.1, True)]),
 ]

@@ -192,7 +192,7 @@ def _run_races(tmp_path, prepare):
         for proc in procs:
             proc.join()
         assert [proc.exitcode for proc in procs] == [0] * RACERS
-        outcomes = [results.get(timeout=30) for _ in range(RACERS)]
+        outcomes = [results.get(timeout=30) for _racer in range(RACERS)]
         won = [racer for _trial, racer, ok in outcomes if ok]
         assert len(won) == 1, 'trial %d: winners %s' % (trial, won)
         assert _lock.status(path)['holder']['run_id'] == 'trial%d-racer%d' % (trial, won[0])
