@@ -373,7 +373,7 @@ def _run_validate_command(command, data, basename):
                 pass
 
 
-def check_document(doc, fmt, required_keys=(), schema=None):
+def check_document(doc, required_keys=(), schema=None):
     """Problems of ``doc`` (required keys, schema) as a list of sentences; empty when valid."""
     problems = []
     for text in required_keys or ():
@@ -519,7 +519,7 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
     Raises ConfigError (``restored``/``backup`` set when the failure came after the backup).
     """
     if (content is None) == (not set_values and not unset):
-        raise ConfigError('give either content, or set and/or unset')
+        raise ConfigError('give either content, or values and/or unset')
     if backup not in BACKUP_MODES:
         raise ConfigError('backup must be one of %s' % ', '.join(BACKUP_MODES))
     real = os.path.realpath(os.path.abspath(os.fspath(path)))
@@ -530,7 +530,7 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
         text, doc, method = _new_text(original, fmt, content, set_values, unset, real)
         data = text.encode('utf-8')
         schema = load_schema(schema, schema_path)
-        problems = check_document(doc, fmt, required_keys, schema)
+        problems = check_document(doc, required_keys, schema)
         if problems:
             raise ConfigError('the new content of %s is invalid: %s' % (real, '; '.join(problems)))
         if validate_cmd:
@@ -565,7 +565,7 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
         written = read_bytes(real, limit=MAX_BYTES)
         if written != data:
             raise OSError('%s does not read back as written' % real)
-        problems = check_document(parse(written.decode('utf-8'), fmt, real), fmt, required_keys, schema)
+        problems = check_document(parse(written.decode('utf-8'), fmt, real), required_keys, schema)
         if problems:
             raise ConfigError('re-validation after the write failed: %s' % '; '.join(problems))
     except (OSError, ValueError, ConfigError) as exc:
