@@ -44,7 +44,7 @@ def listing(host, path):
     for line in sums.stdout.splitlines():
         digest, name = line.split(None, 1)
         rel = name[2:] if name.startswith('./') else ''
-        kind, mode, _ = result[rel]
+        kind, mode = result[rel][:2]
         result[rel] = (kind, mode, digest)
     return result
 

@@ -59,7 +59,7 @@ def run_ansible_playbook(inventory, playbook, *args, env=None, timeout=300):
     full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'))
     full_env.update(env or {})
     return subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def _skip_without_fleet_support():

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A fleet of real SSH test hosts on one machine, without containers.
 
 Each host is an ``sshd`` listening on its own loopback address (127.0.B.11,
@@ -402,13 +401,13 @@ class Fleet:
 
     # -- running commands on hosts -----------------------------------------
 
-    def ssh(self, name, command, check=True, timeout=60, input=None):
+    def ssh(self, name, command, check=True, timeout=60, stdin=None):
         """Run ``command`` (a string for the remote shell) on host ``name`` over SSH."""
         argv = ['ssh', '-F', self.ssh_config_path, name, command]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
-            raise FleetError('on %s, %r exited %d:\n%s%s' % (name, command, result.returncode,
-                                                               result.stdout, result.stderr))
+            raise FleetError('on %s, %r exited %d:\n%s%s'
+                             % (name, command, result.returncode, result.stdout, result.stderr))
         return result
 
     def install_app(self, names=None, start=True):
@@ -419,7 +418,7 @@ class Fleet:
                 future.result()
 
     def _install_app_on(self, host, start):
-        command = '%s %s install %s --bind %s --port %d --host-name %s' % (
+        command = 'DEMO_APP_PYTHON=%s %s install %s --bind %s --port %d --host-name %s' % (
             shlex.quote(target_python()), shlex.quote(APPCTL_SOURCE), APP_ROOT, host.address,
             DEFAULT_APP_PORT, host.name)
         if start:

@@ -20,7 +20,12 @@ import re
 import socket
 import time
 
-from . import layout
+from . import layout, yamlsubset
+
+try:
+    import yaml
+except ImportError:  # the fixture works without PyYAML
+    yaml = None
 
 REQUIRED_PARTY_MODE = (('enabled', bool), ('maxAgents', int), ('maxRounds', int))
 _ENV_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
@@ -28,21 +33,15 @@ _SLUG = re.compile(r'^[a-z0-9][a-z0-9-]*$')
 _TRUE = ('true', '1', 'yes', 'on')
 _FALSE = ('false', '0', 'no', 'off')
 
-try:
-    import yaml as _pyyaml
-except ImportError:  # the fixture works without PyYAML
-    _pyyaml = None
-    from . import yamlsubset as _subset
-
 
 def parse_yaml(text):
     """Parse YAML with PyYAML when installed, else the documented subset reader."""
-    if _pyyaml is not None:
+    if yaml is not None:
         try:
-            return _pyyaml.safe_load(text)
-        except _pyyaml.YAMLError as exc:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise ValueError(str(exc).replace('\n', ' '))
-    return _subset.loads(text)
+    return yamlsubset.loads(text)
 
 
 def override_name(feature):

@@ -2,13 +2,13 @@
 
 import json
 import os
-import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
+from lib.demo_app import APPCTL, run_appctl
 from demoapp import audit, install, snapshot
-
-APPCTL = os.path.join(install.SOURCE, 'appctl')
 
 
 def problems(app, check=None):
@@ -152,8 +152,6 @@ def test_flags_endpoint_honours_the_override_file_after_reload(app):
 
 
 def test_health_returns_http_503_with_reasons_when_unhealthy(app):
-    import urllib.error
-    import urllib.request
     app.write('custom_modes.json', '{')
     app.run('start')
     settings = json.loads(app.read('settings.json'))
@@ -206,14 +204,14 @@ def test_health_reports_unreachable_when_the_server_is_not_running(app):
 def test_start_reports_the_servers_own_error_when_the_port_is_taken(app):
     app.run('start')
     other = app.file('../second')
-    subprocess.run([app.appctl, 'install', other, '--port', str(json.loads(app.read('settings.json'))['port'])],
-                   check=True, capture_output=True)
+    port = str(json.loads(app.read('settings.json'))['port'])
+    assert run_appctl(app.appctl, 'install', other, '--port', port).returncode == 0
     try:
-        result = subprocess.run([app.appctl, '--root', other, 'start'], capture_output=True, text=True)
+        result = run_appctl(app.appctl, '--root', other, 'start')
         assert result.returncode == 1
         assert 'Address already in use' in result.stderr
     finally:
-        subprocess.run([app.appctl, '--root', other, 'stop'], capture_output=True)
+        run_appctl(app.appctl, '--root', other, 'stop')
 
 
 # -- code: git tags, releases, current ----------------------------------------------
@@ -255,16 +253,16 @@ def test_selftest_fails_for_a_release_marked_bad(app):
 
 
 def test_install_refuses_an_existing_app_without_force(app):
-    result = subprocess.run([app.appctl, 'install', app.root], capture_output=True, text=True)
+    result = run_appctl(app.appctl, 'install', app.root)
     assert result.returncode == 1
     assert 'already holds the demo app' in result.stderr
     app.write('config.yaml', 'broken: [\n')
-    assert subprocess.run([APPCTL, 'install', app.root, '--force'], capture_output=True).returncode == 0
+    assert run_appctl(APPCTL, 'install', app.root, '--force').returncode == 0
     assert problems(app) == []
 
 
 def test_install_refuses_to_reinstall_with_the_copy_inside_the_root(app):
-    result = subprocess.run([app.appctl, 'install', app.root, '--force'], capture_output=True, text=True)
+    result = run_appctl(app.appctl, 'install', app.root, '--force')
     assert result.returncode == 1
     assert 'from the source checkout' in result.stderr
     assert problems(app) == []

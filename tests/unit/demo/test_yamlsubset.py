@@ -5,10 +5,11 @@ import os
 import pytest
 import yaml
 
+from lib import demo_app
 from demoapp import yamlsubset
 from demoapp.yamlsubset import YAMLSubsetError
 
-SEED_CONFIG = os.path.join(os.path.dirname(yamlsubset.__file__), '..', 'seed', 'config.yaml')
+SEED_CONFIG = os.path.join(demo_app.APP_SOURCE, 'seed', 'config.yaml')
 
 AGREES = [
     'a: 1\nb: two\nc: 3.5\nd: ~\ne:\n',
