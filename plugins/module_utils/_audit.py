@@ -35,7 +35,9 @@ import re
 import socket
 import time
 
-from ._fsatomic import atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, write_all
+from ._fsatomic import (
+    atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, remove_stale_temps, write_all,
+)
 
 GENESIS = '0' * 64
 LEVELS = ('debug', 'info', 'notice', 'warning', 'error', 'critical')
@@ -259,6 +261,9 @@ def append(path, event, run_id=None, level='info', detail=None, host=None, user=
 
 
 def _append_locked(path, fd, size, record, rotated, mode):
+    # the head is only ever written under this lock, so any temporary file of it is
+    # left by an append that died; nothing else would remove it
+    remove_stale_temps(head_path(path))
     last, end = _tail(fd, size)
     repaired = size - end
     if repaired:

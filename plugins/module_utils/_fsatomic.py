@@ -108,6 +108,27 @@ def atomic_write(path, data, mode=0o600, uid=None, gid=None, mtime_ns=None, sync
         fsync_dir(directory)
 
 
+def remove_stale_temps(path):
+    """Remove the temporary files that interrupted atomic writes of ``path`` left behind.
+
+    A write killed (or whose clean-up failed on a dying disk) leaves its
+    ``.lastgood-tmp-`` file; nobody else would ever remove it.  Only callers that
+    hold a lock serialising every writer of ``path`` may call this: then no
+    temporary file found here belongs to a write still in progress.  Returns the
+    names removed.
+    """
+    directory, base = os.path.split(os.path.abspath(os.fspath(path)))
+    prefix = '%s%s.' % (TMP_PREFIX, base[:80])
+    stale = [name for name in os.listdir(directory)
+             if name.startswith(prefix) and len(name) == len(prefix) + 8
+             and all(char in '0123456789abcdef' for char in name[len(prefix):])]
+    for name in stale:
+        os.unlink(os.path.join(directory, name))
+    if stale:
+        fsync_dir(directory)
+    return stale
+
+
 def atomic_write_text(path, text, mode=0o600, **kwargs):
     atomic_write(path, text.encode('utf-8'), mode=mode, **kwargs)
 

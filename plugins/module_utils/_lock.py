@@ -28,7 +28,9 @@ import socket
 import time
 
 from . import _audit
-from ._fsatomic import atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, write_all
+from ._fsatomic import (
+    atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, remove_stale_temps, write_all,
+)
 
 DEFAULT_TTL = 4 * 3600
 GUARD_SUFFIX = '.guard'
@@ -280,6 +282,9 @@ def acquire(path, run_id, ttl=DEFAULT_TTL, pid=None, user=None, force=False, aud
             result['took_over'] = reason or 'forced by run %s' % run_id
         if check:
             return result
+        # the lock file is only ever replaced under the guard, so a temporary file of
+        # it is left by an acquire that died; nothing else would remove it
+        remove_stale_temps(path)
         if holder is None:
             _create_exclusive(path, mine)
             return result

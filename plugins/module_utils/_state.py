@@ -18,7 +18,7 @@ import json
 import os
 
 from ._audit import close_quietly, utc_now
-from ._fsatomic import atomic_write_json, read_bytes
+from ._fsatomic import atomic_write_json, read_bytes, remove_stale_temps
 from ._lock import RUN_ID_RE, open_lock_file
 
 VERSION = 1
@@ -115,6 +115,7 @@ def _update(state_dir, run_id, change, check):
             return {'changed': False, 'state': before, 'before': before, 'previous_status': before and before['status']}
         after['updated'] = utc_now()
         if not check:
+            remove_stale_temps(path)
             atomic_write_json(path, after, mode=0o600)
         return {'changed': True, 'state': after, 'before': before, 'previous_status': before and before['status']}
 
