@@ -82,13 +82,15 @@ class StoreError(Exception):
 
     The message says what failed, where, what state the store is in now and
     what to do next.  ``path`` names the file the problem is about, when one is;
-    ``settled`` tells that the message already states the outcome of a backup.
+    ``settled`` tells that the message already states the outcome of a backup;
+    ``unreadable`` that reading failed (an I/O error), not that content is bad.
     """
 
-    def __init__(self, message, path=None, settled=False):
+    def __init__(self, message, path=None, settled=False, unreadable=False):
         super().__init__(message)
         self.path = path
         self.settled = settled
+        self.unreadable = unreadable
 
 
 class _BaseDamaged(Exception):
@@ -150,6 +152,26 @@ def describe_os_error(exc):
 
 def is_root():
     return os.geteuid() == 0
+
+
+def _is_dir(path):
+    """Whether ``path`` is a directory (not a symlink to one).
+
+    Only absence answers False; any other error (EIO, EACCES) raises OSError, so
+    that a failing disk is never taken for a missing backup.
+    """
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _exists(path):
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def _reusable(base_by_path, entry, checksum):
@@ -218,6 +240,13 @@ class Store:
     def _pinned_path(self):
         return os.path.join(self.set_dir, PINNED_FILE)
 
+    def _backup_exists(self, backup_id):
+        try:
+            return _is_dir(self.backup_dir(backup_id))
+        except OSError as exc:
+            raise StoreError('cannot read backup %s in %s: %s' % (backup_id, self._where(), exc),
+                             self.backup_dir(backup_id), unreadable=True) from exc
+
     def _where(self):
         return "set '%s' at %s on host %s" % (self.set_name, self.set_dir, self.host)
 
@@ -273,8 +302,13 @@ class Store:
         pins of backups that do not exist.  Also fsyncs the set directory, so a
         publish whose final fsync failed becomes durable.
         """
-        if not os.path.isdir(self.set_dir):
-            return []
+        try:
+            if not _is_dir(self.set_dir):
+                return []
+        except OSError as exc:
+            raise StoreError('cannot read %s: %s. Nothing was changed. Next: %s.'
+                             % (self._where(), exc, describe_os_error(exc)[1] or 'fix the error and rerun'),
+                             self.set_dir, unreadable=True) from exc
         with self.locked():
             removed = []
             try:
@@ -328,7 +362,7 @@ class Store:
             pins = self._read_pins()
         except StoreError:
             return
-        existing = set(name for name in pins if os.path.isdir(os.path.join(self.set_dir, name)))
+        existing = set(name for name in pins if _is_dir(os.path.join(self.set_dir, name)))
         if existing != pins:
             self._write_pins(existing)
 
@@ -413,19 +447,21 @@ class Store:
                 found.append(name)
         return found
 
-    def list(self):
+    def list(self, strict=False):
         """Every backup of the set, oldest first, as info dicts.
 
         Keys: id, name (the checkpoint name or None), path, manifest, created,
         complete (MANIFEST.json present and intact), lastgood, pinned, parent,
         files, bytes, sources, host, error (why the backup is not complete).
+        ``strict``: a manifest that cannot be read (I/O error) raises StoreError
+        instead of listing the backup as incomplete.
         """
         lastgood, pins = self._marks()
-        infos = [self._info(name, lastgood, pins) for name in self._backup_names()]
+        infos = [self._info(name, lastgood, pins, strict) for name in self._backup_names()]
         infos.sort(key=lambda info: (info['created'] or '', info['id']))
         return infos
 
-    def _info(self, backup_id, lastgood, pins):
+    def _info(self, backup_id, lastgood, pins, strict=False):
         info = {
             'id': backup_id, 'name': None if AUTO_ID_RE.match(backup_id) else backup_id,
             'path': self.backup_dir(backup_id), 'manifest': self.manifest_path(backup_id),
@@ -435,6 +471,8 @@ class Store:
         try:
             manifest = self.load_manifest(backup_id)
         except StoreError as exc:
+            if strict and exc.unreadable:
+                raise
             info['error'] = str(exc)
             return info
         totals = manifest.totals
@@ -457,7 +495,7 @@ class Store:
             return complete[-1]
         else:
             backup_id = check_name(ref, 'backup reference')
-        if not os.path.isdir(self.backup_dir(backup_id)):
+        if not self._backup_exists(backup_id):
             raise StoreError('backup %s does not exist in %s (backups there: %s)'
                              % (backup_id, self._where(), ', '.join(sorted(self._backup_names())) or 'none'))
         lastgood, pins = self._marks()
@@ -476,14 +514,18 @@ class Store:
         except FileNotFoundError:
             raise StoreError('backup %s in %s has no %s: it is incomplete and must not be used'
                              % (backup_id, self._where(), MANIFEST_JSON), MANIFEST_JSON) from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise StoreError('cannot read %s: %s' % (json_path, exc), MANIFEST_JSON, unreadable=True) from exc
+        except ValueError as exc:
             raise StoreError('cannot read %s: %s' % (json_path, exc), MANIFEST_JSON) from exc
         try:
             sums = _fsatomic.read_bytes(sums_path, limit=_manifest.MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise StoreError('backup %s has no %s, so its manifest cannot be proven intact; it must not be used'
                              % (backup_id, MANIFEST_SHA256), MANIFEST_SHA256) from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise StoreError('cannot read %s: %s' % (sums_path, exc), MANIFEST_SHA256, unreadable=True) from exc
+        except ValueError as exc:
             raise StoreError('cannot read %s: %s' % (sums_path, exc), MANIFEST_SHA256) from exc
         self._check_manifest_digest(backup_id, json_bytes, sums)
         try:
@@ -521,7 +563,7 @@ class Store:
         as ``sha256sum -c MANIFEST.sha256`` run there prints them.
         """
         directory = self.backup_dir(backup_id)
-        if not os.path.isdir(directory):
+        if not self._backup_exists(backup_id):
             raise StoreError('backup %s does not exist in %s' % (backup_id, self._where()))
         result = {'ok': False, 'id': backup_id, 'path': directory, 'mismatches': [], 'files': None, 'bytes': None}
         try:
@@ -557,7 +599,7 @@ class Store:
         while pending:
             rel_dir = pending.pop()
             path = os.path.join(directory, DATA_DIR, rel_dir)
-            if not os.path.isdir(path) or os.path.islink(path):
+            if not _is_dir(path):
                 continue
             for name in sorted(os.listdir(path)):
                 rel = rel_dir + '/' + name if rel_dir else name
@@ -648,6 +690,11 @@ class Store:
                 raise
             raise StoreError('%s. No backup was published; existing backups and LASTGOOD are unchanged.'
                              % str(exc).rstrip('.'), exc.path, settled=True) from exc
+        except OSError as exc:
+            hint = describe_os_error(exc)[1] or 'fix the cause and rerun'
+            raise StoreError('backup in %s failed: %s. No backup was published; existing backups and LASTGOOD are '
+                             'unchanged. Next: %s.' % (self._where(), exc, hint), getattr(exc, 'filename', None),
+                             settled=True) from exc
 
     def _create(self, sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode, started):
         rels = [source.lstrip('/') for source in sources]
@@ -658,7 +705,7 @@ class Store:
                 'missing': ['/' + rel for rel in rels if rel not in present]}
         infos = [info for info in self.list() if info['complete']]
         by_id = {info['id']: info for info in infos}
-        if name is not None and (name in by_id or os.path.lexists(os.path.join(self.set_dir, name))):
+        if name is not None and (name in by_id or _exists(os.path.join(self.set_dir, name))):
             return self._existing_checkpoint(name, by_id, live, checksum, mark_lastgood, check_mode, started)
         base = None
         if infos:
@@ -780,7 +827,7 @@ class Store:
         try:
             if name is not None:
                 self._write_pins(self._read_pins() | {name})
-            if os.path.lexists(final):
+            if _exists(final):
                 raise StoreError('%s appeared while the backup was being written' % final, final)
             os.rename(build.staging, final)
         except BaseException as exc:
@@ -839,8 +886,14 @@ class Store:
         for value, what in ((keep_last, 'keep_last'), (keep_days, 'keep_days')):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise StoreError('%s must be a positive integer, not %r' % (what, value))
-        if (keep_last is None and keep_days is None) or not os.path.isdir(self.set_dir):
+        if keep_last is None and keep_days is None:
             return []
+        try:
+            if not _is_dir(self.set_dir):
+                return []
+        except OSError as exc:
+            raise StoreError('retention cannot read %s: %s; nothing was removed' % (self._where(), exc),
+                             self.set_dir, unreadable=True) from exc
         if check_mode:
             return self._doomed(keep_last, keep_days, now)
         with self.locked():
@@ -853,7 +906,10 @@ class Store:
             return removed
 
     def _doomed(self, keep_last, keep_days, now):
-        infos = [info for info in self.list() if info['complete']]
+        try:
+            infos = [info for info in self.list(strict=True) if info['complete']]
+        except StoreError as exc:
+            raise StoreError('retention refused: %s; nothing was removed' % exc, exc.path, unreadable=True) from exc
         if not infos:
             return []
         protected = {infos[-1]['id'], self._read_lastgood()} | self._read_pins()
@@ -893,8 +949,11 @@ def list_sets(backup_root):
         return []
     except OSError as exc:
         raise StoreError('cannot list the backup store %s: %s' % (backup_root, exc), backup_root) from exc
-    return sorted(name for name in names if _NAME_RE.match(name) and name.lower() not in _RESERVED
-                  and os.path.isdir(os.path.join(backup_root, name)))
+    try:
+        return sorted(name for name in names if _NAME_RE.match(name) and name.lower() not in _RESERVED
+                      and _is_dir(os.path.join(backup_root, name)))
+    except OSError as exc:
+        raise StoreError('cannot list the backup store %s: %s' % (backup_root, exc), backup_root) from exc
 
 
 def _first_differing_line(first, second):

@@ -587,6 +587,35 @@ def test_fault_at_every_io_step_of_a_backup_publishes_nothing_partial(store, app
     assert outcomes['failed'] > 50
 
 
+@pytest.mark.parametrize('persistent', [False, True], ids=['transient', 'persistent'])
+def test_fault_at_every_io_step_of_retention_never_removes_a_protected_backup(store, app, tmp_path, persistent):
+    store.create([app], name='checkpoint')
+    ids = make_history(store, app, 3)
+    store.mark_lastgood(ids[0])
+    protected = {'checkpoint', ids[0], ids[2]}
+    everything = set(snapshot(store))
+    pristine = str(tmp_path / 'pristine')
+    subprocess.run(['cp', '-a', store.set_dir, pristine], check=True)
+
+    def check(k, plan, error):
+        fresh = _store.Store(store.backup_root, store.set_name)
+        fresh.recover()
+        listed = snapshot(fresh)
+        assert protected <= set(listed), 'fault %d removed a protected backup: %s' % (k, sorted(listed))
+        assert all(listed.values()), 'fault %d: an incomplete backup is listed: %s' % (k, listed)
+        if error is None:
+            assert set(listed) == protected, 'fault %d: retention reported success but kept %s' % (k, sorted(listed))
+        else:
+            assert isinstance(error, _store.StoreError), 'fault %d escaped as %r' % (k, error)
+        assert fresh._read_pins() == {'checkpoint'}
+        if set(listed) != everything:
+            shutil.rmtree(store.set_dir)
+            subprocess.run(['cp', '-a', pristine, store.set_dir], check=True)
+
+    points = faults.sweep(ENGINE, lambda: store.retention(keep_last=1), check, persistent=persistent)
+    assert points > 30
+
+
 def test_failed_fsync_is_never_retried_and_aborts_the_backup(store, app):
     base = store.create([app])
     touch(os.path.join(app, 'conf/app.yml'), b'port: 9\n')
