@@ -82,7 +82,8 @@ class FaultPlan:
     ``when``: ``'before'`` the real call runs or ``'after'`` it (kill only: the
     call took effect, then the process died).  ``observer``: an object with
     ``before(name, args, kwargs)`` and ``after(name, args, kwargs, result, token)``,
-    and optionally ``failed(name, args, kwargs)`` (told when a fault hits a call).
+    and optionally ``failed(name, args, kwargs)`` (told when a fault hits a call) and
+    ``error(name, args, kwargs, exc)`` (told when the real call raised).
     """
 
     def __init__(self, fail_at=None, persistent=False, err=errno_mod.EIO, only=None,
@@ -141,7 +142,12 @@ class FaultPlan:
                 release()
             self._fire(name, args, number)
         token = observer.before(name, args, kwargs) if observer is not None else None
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except OSError as exc:
+            if observer is not None and hasattr(observer, 'error'):
+                observer.error(name, args, kwargs, exc)
+            raise
         if observer is not None:
             observer.after(name, args, kwargs, result, token)
         if number is not None:

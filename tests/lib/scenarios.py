@@ -16,6 +16,7 @@ A scenario whose engine file has not landed yet is reported as unavailable
 (the tests skip it with the reason) rather than failing the suite.
 """
 
+import errno
 import importlib
 import json
 import os
@@ -24,8 +25,9 @@ import shutil
 import stat
 import time
 
-from lib import durability, trees
+from lib import durability, faults, trees
 
+FSYNC_CALLS = ('fsync', 'fdatasync')
 ENGINE = 'ansible_collections.lastgood.rollback.plugins.module_utils.'
 
 # Fixed identity for everything that would otherwise vary between runs, so that
@@ -687,6 +689,54 @@ class Undo(Restore):
 
 SCENARIOS = {cls.name: cls for cls in (AuditAppend, LockAcquire, RunStatePhase, ConfigUpdate, Backup, Retention,
                                        Restore, Undo)}
+
+
+def engine_errors():
+    """OSError and the error types the engine defines: the only exceptions allowed to escape."""
+    allowed = [OSError]
+    for module in engine_modules():
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == module.__name__:
+                allowed.append(value)
+    return tuple(allowed)
+
+
+def sweep_scenario(sc, persistent, err, points=None, only=None):
+    """Fail call k of ``sc.run`` for each k (``points``: just those; ``only``: count only
+    those calls), recover after each, and judge; returns (fault points, problems found)."""
+    modules = engine_modules()
+    allowed = engine_errors()
+    problems = []
+    box = {}
+
+    def operation():
+        box['result'] = None
+        box['result'] = sc.run()
+
+    def after_each(k, plan, error):
+        tracker = plan.observer
+        where = '%s: %s %s at call %d (%s)' % (sc.name, 'persistent' if persistent else 'transient',
+                                               errno.errorcode[err], k, plan.fired_call or 'not reached')
+        if error is not None and not isinstance(error, allowed):
+            problems.append('%s: escaped as %s: %s' % (where, type(error).__name__, error))
+        if not plan.fired and sc.durable:
+            problems.extend('%s: clean run not durable: %s' % (where, p) for p in tracker.problems())
+        if plan.fired_call in FSYNC_CALLS and error is None and not sc.reported_trouble(box['result']):
+            failed = tracker.failed_fsync_paths[0] if tracker.failed_fsync_paths else ''
+            if not any(re.search(pattern, failed or '') for pattern in sc.best_effort_fsync):
+                problems.append('%s: fsync of %s failed but the operation reported success' % (where, failed))
+        problems.extend('%s: fsync retried after it failed: %s' % (where, p) for p in tracker.fsyncs_after_failure())
+        try:
+            sc.recover()
+        except Exception as exc:  # pylint: disable=broad-except
+            problems.append('%s: recovery failed: %r' % (where, exc))
+        problems.extend('%s: %s' % (where, p) for p in sc.verdict(error, box['result']))
+        sc.reset()
+
+    points = faults.sweep(modules, operation, after_each, persistent=persistent, err=err,
+                          observer_factory=lambda: durability.DurabilityTracker(sc.markers),
+                          points=points, only=only)
+    return points, problems
 
 
 def unknown_problems(sc, problems):

@@ -9,13 +9,15 @@ The clean run at the end of each sweep must also be durable: the tracker in
 tests/lib/durability.py finds every change that reached a real name without
 the fsyncs that make it survive a power cut.
 
-The default run sweeps every call with EIO and samples every 5th call for the
-other errnos; ``-m slow`` sweeps every call with every errno.
+The default run sweeps, with EIO, every call of the small operations and, for
+the large ones, every call that changes the disk or makes it durable (renames,
+fsyncs, mkdir, unlink, the silent ``os.path`` predicates) plus an even spread of
+the rest; the other errnos are sampled.  ``-m slow`` sweeps every call with
+every errno.
 """
 
 import errno
 import os
-import re
 
 import pytest
 
@@ -29,54 +31,6 @@ ERRNO_BUDGET = 16         # default run: per sweep with another errno (renames a
 RECOVERY_SNAPSHOTS = 2    # default run: interrupted states whose recovery is swept
 RECOVERY_BUDGET = 30      # default run: fault points per recovery sweep
 RENAMES = frozenset(('replace', 'rename', 'exchange', 'link'))
-FSYNC_CALLS = ('fsync', 'fdatasync')
-
-
-def engine_errors():
-    """OSError and the error types the engine defines: the only exceptions allowed to escape."""
-    allowed = [OSError]
-    for module in scenarios.engine_modules():
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, Exception) and value.__module__ == module.__name__:
-                allowed.append(value)
-    return tuple(allowed)
-
-
-def sweep_scenario(sc, persistent, err, points=None):
-    """Sweep ``sc``; returns (fault points exercised, problems found)."""
-    modules = scenarios.engine_modules()
-    allowed = engine_errors()
-    problems = []
-    box = {}
-
-    def operation():
-        box['result'] = None
-        box['result'] = sc.run()
-
-    def after_each(k, plan, error):
-        tracker = plan.observer
-        where = '%s: %s %s at call %d (%s)' % (sc.name, 'persistent' if persistent else 'transient',
-                                               errno.errorcode[err], k, plan.fired_call or 'not reached')
-        if error is not None and not isinstance(error, allowed):
-            problems.append('%s: escaped as %s: %s' % (where, type(error).__name__, error))
-        if not plan.fired and sc.durable:
-            problems.extend('%s: clean run not durable: %s' % (where, p) for p in tracker.problems())
-        if plan.fired_call in FSYNC_CALLS and error is None and not sc.reported_trouble(box['result']):
-            failed = tracker.failed_fsync_paths[0] if tracker.failed_fsync_paths else ''
-            if not any(re.search(pattern, failed or '') for pattern in sc.best_effort_fsync):
-                problems.append('%s: fsync of %s failed but the operation reported success' % (where, failed))
-        problems.extend('%s: fsync retried after it failed: %s' % (where, p) for p in tracker.fsyncs_after_failure())
-        try:
-            sc.recover()
-        except Exception as exc:  # pylint: disable=broad-except
-            problems.append('%s: recovery failed: %r' % (where, exc))
-        problems.extend('%s: %s' % (where, p) for p in sc.verdict(error, box['result']))
-        sc.reset()
-
-    points = faults.sweep(modules, operation, after_each, persistent=persistent, err=err,
-                          observer_factory=lambda: durability.DurabilityTracker(sc.markers),
-                          points=points)
-    return points, problems
 
 
 def assert_clean(problems, sc):
@@ -98,7 +52,7 @@ def default_points(sc, budget, critical=faults.CRITICAL_CALLS, offset=0):
 @pytest.mark.parametrize('name', NAMES)
 def test_io_fault_at_every_disk_changing_call_leaves_exactly_old_or_new_state(scenario, name, persistent):
     sc = scenario(name)
-    points, problems = sweep_scenario(sc, persistent, errno.EIO, points=default_points(sc, EIO_BUDGET))
+    points, problems = scenarios.sweep_scenario(sc, persistent, errno.EIO, points=default_points(sc, EIO_BUDGET))
     assert_clean(problems, sc)
     assert points >= 5, '%s made only %d I/O calls; the proxy is not in its path' % (name, points)
 
@@ -109,7 +63,7 @@ def test_io_fault_at_every_disk_changing_call_leaves_exactly_old_or_new_state(sc
 def test_other_errnos_at_sampled_calls_leave_exactly_old_or_new_state(scenario, name, persistent, err):
     sc = scenario(name)
     offset = faults.REALISTIC_ERRNOS.index(err)
-    points, problems = sweep_scenario(sc, persistent, err,
+    points, problems = scenarios.sweep_scenario(sc, persistent, err,
                                       points=default_points(sc, ERRNO_BUDGET, RENAMES, offset))
     assert_clean(problems, sc)
     assert points >= 1
@@ -121,7 +75,7 @@ def test_other_errnos_at_sampled_calls_leave_exactly_old_or_new_state(scenario, 
 @pytest.mark.parametrize('name', NAMES)
 def test_every_errno_at_every_call_leaves_exactly_old_or_new_state(scenario, name, persistent, err):
     sc = scenario(name)
-    points, problems = sweep_scenario(sc, persistent, err)
+    points, problems = scenarios.sweep_scenario(sc, persistent, err)
     assert_clean(problems, sc)
     assert points >= 5
 
@@ -166,7 +120,7 @@ def interruption_points(sc, limit):
 
 def sweep_recovery(sc, limit, budget=None):
     modules = scenarios.engine_modules()
-    allowed = engine_errors()
+    allowed = scenarios.engine_errors()
     problems = []
     points_k = interruption_points(sc, limit)
     if not points_k:

@@ -1,0 +1,166 @@
+"""Run one engine operation against a really full file system and report what happened.
+
+Started by test_fsync_and_enospc.py inside ``unshare -m`` with a tiny tmpfs
+mounted at ``argv[2]``; ``argv[1]`` is the case, ``argv[3]`` a scratch directory on
+the normal disk.  Prints one JSON object: the error the engine raised, the state
+after it, and every write the engine attempted on the full file system after
+its first ENOSPC (a retry would show up there).
+"""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, '.collections'))
+sys.path.insert(0, os.path.join(ROOT, 'tests'))
+
+from lib import faults, scenarios, trees  # noqa: E402  pylint: disable=wrong-import-position
+
+WRITES = ('write', 'pwrite', 'writev', 'copy_file_range', 'sendfile', 'posix_fallocate')
+
+
+class FullDiskWatch:
+    """Observer: the first ENOSPC, and the writes to the full file system after it."""
+
+    def __init__(self, full_dev):
+        self.full_dev = full_dev
+        self.first = None
+        self.writes_after = []
+
+    def before(self, name, args, kwargs):
+        if self.first is not None and name in WRITES:
+            fd = args[1] if name == 'copy_file_range' else args[0]
+            try:
+                if os.fstat(fd).st_dev == self.full_dev:
+                    self.writes_after.append(os.readlink('/proc/self/fd/%d' % fd))
+            except OSError:
+                pass
+        return None
+
+    def after(self, name, args, kwargs, result, token):
+        pass
+
+    def error(self, name, args, kwargs, exc):
+        if exc.errno == 28 and self.first is None:
+            self.first = '%s: %s' % (name, exc)
+
+
+def fill(path, leave):
+    """Fill the file system holding ``path`` until about ``leave`` bytes are free."""
+    st = os.statvfs(os.path.dirname(path))
+    free = st.f_bavail * st.f_frsize
+    with open(path, 'wb') as handle:
+        handle.write(b'\0' * max(0, free - leave))
+
+
+def run(operation, full_dir):
+    watch = FullDiskWatch(os.stat(full_dir).st_dev)
+    plan = faults.FaultPlan(observer=watch)
+    error = None
+    with faults.inject(scenarios.engine_modules(), plan):
+        try:
+            operation()
+        except Exception as exc:  # pylint: disable=broad-except
+            error = exc
+    return {
+        'error_type': type(error).__name__ if error else None,
+        'error': str(error) if error else None,
+        'first_enospc': watch.first,
+        'writes_after_enospc': watch.writes_after,
+    }
+
+
+def case_backup(full, scratch):
+    store_mod = scenarios.engine('_store')
+    live = os.path.join(scratch, 'live', 'app')
+    scenarios.build_app_v1(live)
+    store = store_mod.Store(os.path.join(full, 'store'), 'app')
+    first = store.create([live], mark_lastgood=True)['id']
+    with open(os.path.join(live, 'data', 'large.bin'), 'wb') as handle:
+        handle.write(os.urandom(512 * 1024))
+    report = run(lambda: store.create([live], mark_lastgood=True), full)
+    store.recover()
+    report.update(
+        backups=sorted(info['id'] for info in store.list()),
+        first=first,
+        first_verifies=store.verify(first)['ok'],
+        lastgood=open(os.path.join(store.set_dir, 'LASTGOOD')).read().strip(),
+        leftovers=trees.leftovers(full, markers=scenarios.durability.DEFAULT_MARKERS),
+    )
+    return report
+
+
+def case_restore(full, scratch):
+    store_mod = scenarios.engine('_store')
+    restore_mod = scenarios.engine('_restore')
+    target = os.path.join(full, 'app')
+    scenarios.build_app_v1(target)
+    with open(os.path.join(target, 'data', 'large.bin'), 'wb') as handle:
+        handle.write(os.urandom(300 * 1024))
+    store = store_mod.Store(os.path.join(scratch, 'store'), 'app')
+    backup_id = store.create([target], mark_lastgood=True)['id']
+    scenarios.change_app_to_v2(target)
+    os.unlink(os.path.join(target, 'data', 'large.bin'))
+    fill(os.path.join(full, 'filler'), 100 * 1024)
+    before = trees.tree_digest(target)
+    report = run(lambda: restore_mod.restore(store, store.set_dir), full)
+    restore_mod.recover_journal(store.set_dir)
+    store.recover()
+    journal = os.path.join(store.set_dir, '.journal')
+    report.update(
+        untouched=trees.tree_digest(target) == before,
+        backup_verifies=store.verify(backup_id)['ok'],
+        leftovers=trees.leftovers(full, markers=scenarios.durability.DEFAULT_MARKERS),
+        journal=os.listdir(journal) if os.path.isdir(journal) else [],
+    )
+    return report
+
+
+def case_config(full, scratch):
+    config = scenarios.engine('_config')
+    path = os.path.join(full, 'etc', 'custom_modes.json')
+    os.makedirs(os.path.dirname(path))
+    original = json.dumps({'partyMode': {'enabled': True}, 'pad': 'x' * 4000}, indent=2).encode() + b'\n'
+    with open(path, 'wb') as handle:
+        handle.write(original)
+    fill(os.path.join(full, 'filler'), 1024)
+    report = run(lambda: config.update(path, set_values={'partyMode.enabled': False}), full)
+    with open(path, 'rb') as handle:
+        report.update(untouched=handle.read() == original)
+    report.update(leftovers=trees.leftovers(full, markers=scenarios.durability.DEFAULT_MARKERS),
+                  backups=[name for name in os.listdir(os.path.dirname(path)) if '.bak.' in name])
+    del scratch
+    return report
+
+
+def case_audit(full, scratch):
+    audit = scenarios.engine('_audit')
+    log = os.path.join(full, 'audit', 'audit.jsonl')
+    for number in range(3):
+        audit.append(log, 'seed', detail={'n': number})
+    fill(os.path.join(full, 'filler'), 0)
+    report = run(lambda: audit.append(log, 'checkpoint', detail={'pad': 'y' * 8000}), full)
+    os.unlink(os.path.join(full, 'filler'))
+    check = audit.verify(log)
+    report.update(chain_ok=check['ok'], lines=check['lines'], torn=check['torn_tail_bytes'],
+                  leftovers=trees.leftovers(full, markers=scenarios.durability.DEFAULT_MARKERS))
+    del scratch
+    return report
+
+
+CASES = {'backup': case_backup, 'restore': case_restore, 'config_update': case_config, 'audit_append': case_audit}
+
+
+def main():
+    case, full, scratch = sys.argv[1:4]
+    try:
+        report = CASES[case](full, scratch)
+    except scenarios.Unavailable as exc:
+        report = {'unavailable': str(exc)}
+    sys.stdout.write(json.dumps(report) + '\n')
+
+
+if __name__ == '__main__':
+    main()
