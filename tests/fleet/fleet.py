@@ -253,15 +253,19 @@ class Fleet:
                 continue
             try:
                 hosts = self._start_all(addresses)
+                self._write_client_files(hosts)
+                if app:
+                    self.install_app()
             except AddressInUse as exc:
                 last_error = exc
                 self.down()
                 if self.requested_address:
                     break
                 continue
-            self._write_client_files(hosts)
-            if app:
-                self.install_app()
+            except BaseException:
+                # Half a fleet is no use to anyone: take down what did start.
+                self.down()
+                raise
             return hosts
         raise FleetError('no free loopback addresses for %d hosts on port %d (%s); set LASTGOOD_FLEET_ADDRESS '
                          'or LASTGOOD_FLEET_PORT' % (count, self.port, last_error or 'every block in use'))
