@@ -138,16 +138,20 @@ def parse_created(text):
     return None
 
 
-def sums_text(manifest, json_bytes):
-    """MANIFEST.sha256: the content digests, then the digest of MANIFEST.json itself."""
-    return manifest.sha256sum_text(prefix=DATA_DIR + '/') + '%s  %s\n' % (
+def sums_bytes(manifest, json_bytes):
+    """MANIFEST.sha256: the content digests, then the digest of MANIFEST.json itself.
+
+    File names that are not valid UTF-8 are written as the bytes they are on disk,
+    which is what ``sha256sum -c`` needs to find them.
+    """
+    text = manifest.sha256sum_text(prefix=DATA_DIR + '/') + '%s  %s\n' % (
         hashlib.sha256(json_bytes).hexdigest(), MANIFEST_JSON)
+    return text.encode('utf-8', 'surrogateescape')
 
 
-def describe_os_error(exc):
-    text = str(exc)
-    hint = _ERRNO_HINTS.get(getattr(exc, 'errno', None))
-    return text, hint
+def errno_hint(exc, default='fix the cause and rerun'):
+    """What an operator should do about an OSError, by errno."""
+    return _ERRNO_HINTS.get(getattr(exc, 'errno', None), default)
 
 
 def is_root():
@@ -267,7 +271,7 @@ class Store:
             fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise StoreError('cannot create or open %s: %s. Nothing was changed. Next: %s.'
-                             % (self._where(), exc, describe_os_error(exc)[1] or 'fix the error and rerun'),
+                             % (self._where(), exc, errno_hint(exc)),
                              self.set_dir) from exc
         try:
             self._flock(fd)
@@ -307,7 +311,7 @@ class Store:
                 return []
         except OSError as exc:
             raise StoreError('cannot read %s: %s. Nothing was changed. Next: %s.'
-                             % (self._where(), exc, describe_os_error(exc)[1] or 'fix the error and rerun'),
+                             % (self._where(), exc, errno_hint(exc)),
                              self.set_dir, unreadable=True) from exc
         with self.locked():
             removed = []
@@ -321,7 +325,7 @@ class Store:
             except OSError as exc:
                 raise StoreError('recovering %s failed: %s. Leftovers are never listed as backups; removed so far: '
                                  '%s. Next: %s.' % (self._where(), exc, removed or 'nothing',
-                                                    describe_os_error(exc)[1] or 'fix the error and rerun'),
+                                                    errno_hint(exc)),
                                  getattr(exc, 'filename', None)) from exc
             return removed
 
@@ -398,7 +402,7 @@ class Store:
             except OSError as exc:
                 raise StoreError('marking backup %s last-good in %s failed: %s. LASTGOOD still names %s. Next: %s.'
                                  % (backup_id, self._where(), exc, current or 'no backup',
-                                    describe_os_error(exc)[1] or 'fix the error and rerun'), self._lastgood_path) from exc
+                                    errno_hint(exc)), self._lastgood_path) from exc
             return True
 
     def pin(self, backup_id):
@@ -535,7 +539,7 @@ class Store:
         if manifest.id != backup_id or manifest.set != self.set_name:
             raise StoreError('%s describes backup %r of set %r but lives in %s; it was moved or tampered with and '
                              'must not be used' % (json_path, manifest.id, manifest.set, directory), MANIFEST_JSON)
-        expected = sums_text(manifest, json_bytes).encode('utf-8')
+        expected = sums_bytes(manifest, json_bytes)
         if sums != expected:
             line = _first_differing_line(sums, expected)
             raise StoreError('%s disagrees with %s at line %d; one of them is corrupt and backup %s must not be used'
@@ -682,6 +686,9 @@ class Store:
             check_checkpoint_name(name)
         if checksum not in CHECKSUM_MODES:
             raise StoreError('checksum must be one of %s, not %r' % (', '.join(CHECKSUM_MODES), checksum))
+        for pattern in excludes:
+            if not isinstance(pattern, str) or not pattern or '\0' in pattern:
+                raise StoreError('exclude pattern %r is not a non-empty string without NUL' % (pattern,))
         try:
             return self._create(sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode,
                                 started)
@@ -691,7 +698,7 @@ class Store:
             raise StoreError('%s. No backup was published; existing backups and LASTGOOD are unchanged.'
                              % str(exc).rstrip('.'), exc.path, settled=True) from exc
         except OSError as exc:
-            hint = describe_os_error(exc)[1] or 'fix the cause and rerun'
+            hint = errno_hint(exc)
             raise StoreError('backup in %s failed: %s. No backup was published; existing backups and LASTGOOD are '
                              'unchanged. Next: %s.' % (self._where(), exc, hint), getattr(exc, 'filename', None),
                              settled=True) from exc
@@ -726,7 +733,7 @@ class Store:
                 _manifest.hash_entries('/', entries)
         except (OSError, _manifest.ManifestError) as exc:
             raise StoreError('reading the paths to back up failed: %s. Nothing was written. Next: %s.'
-                             % (exc, describe_os_error(exc)[1] or 'fix the path and rerun'),
+                             % (exc, errno_hint(exc, 'fix the path and rerun')),
                              getattr(exc, 'filename', None), settled=True) from exc
         return entries, skipped
 
@@ -850,7 +857,7 @@ class Store:
                              'it could not be taken back (%s): it may not survive a power loss. Next: %s; then run '
                              'lastgood.rollback.backup_verify on it.'
                              % (build.backup_id, self.set_dir, exc, undo,
-                                describe_os_error(exc)[1] or 'check the disk'), self.set_dir, settled=True) from exc
+                                errno_hint(exc, 'check the disk')), self.set_dir, settled=True) from exc
         cleanup = self._discard(build.staging)
         raise StoreError(self._failure_message('publishing the backup', exc, cleanup), self.set_dir,
                          settled=True) from exc
@@ -866,12 +873,9 @@ class Store:
         return 'the partial staging directory was removed'
 
     def _failure_message(self, step, exc, cleanup):
-        if isinstance(exc, StoreError):
-            text, hint = str(exc), None
-        else:
-            text, hint = describe_os_error(exc)
+        hint = 'fix the cause and rerun' if isinstance(exc, StoreError) else errno_hint(exc)
         return ('backup failed while %s in %s: %s. No backup was published; existing backups and LASTGOOD are '
-                'unchanged; %s. Next: %s.' % (step, self._where(), text, cleanup, hint or 'fix the cause and rerun'))
+                'unchanged; %s. Next: %s.' % (step, self._where(), exc, cleanup, hint))
 
     # -- retention ------------------------------------------------------------------------
 
@@ -928,7 +932,7 @@ class Store:
         except OSError as exc:
             raise StoreError('retention in %s failed to remove backup %s: %s; it is untouched. Removed so far: %s. '
                              'Next: %s.' % (self._where(), backup_id, exc, ', '.join(removed) or 'none',
-                                            describe_os_error(exc)[1] or 'fix the error and rerun'),
+                                            errno_hint(exc)),
                              getattr(exc, 'filename', None)) from exc
         try:
             _fsatomic.fsync_dir(self.set_dir)
@@ -1008,7 +1012,7 @@ class _Build:
         self.step = 'writing the manifest'
         json_bytes = self.manifest.to_json().encode('utf-8')
         _fsatomic.atomic_write(os.path.join(self.staging, MANIFEST_SHA256),
-                               sums_text(self.manifest, json_bytes).encode('utf-8'), mode=0o600, sync_dir=False)
+                               sums_bytes(self.manifest, json_bytes), mode=0o600, sync_dir=False)
         _fsatomic.atomic_write(os.path.join(self.staging, MANIFEST_JSON), json_bytes, mode=0o600)
 
     def _prepare(self):

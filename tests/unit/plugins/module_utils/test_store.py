@@ -263,6 +263,24 @@ def test_coreutils_sha256sum_accepts_a_fresh_backup_and_rejects_a_corrupted_one(
     assert 'data%s/conf/secret.key: FAILED' % app in bad.stdout
 
 
+def test_file_names_that_are_not_utf8_are_backed_up_and_checkable_by_sha256sum(store, app):
+    name = os.path.join(os.fsencode(app), b'conf', b'caf\xe9.conf')
+    with open(name, 'wb') as handle:
+        handle.write(b'latin-1 name')
+    result = store.create([app])
+    assert store.verify(result['id'])['ok'] and store.drift(result['id'])['ok']
+    ok = subprocess.run(['sha256sum', '--strict', '-c', 'MANIFEST.sha256'], cwd=result['path'],
+                        capture_output=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert b'caf\xe9.conf: OK' in ok.stdout
+
+
+@pytest.mark.parametrize('pattern', ['', 'a\x00b', 3])
+def test_exclude_patterns_that_a_manifest_could_not_hold_are_refused(store, app, pattern):
+    with pytest.raises(_store.StoreError, match='exclude pattern'):
+        store.create([app], excludes=[pattern])
+
+
 def test_drift_reports_added_removed_and_changed_live_entries(store, app):
     result = store.create([app])
     touch(os.path.join(app, 'conf/app.yml'), b'port: 9090\n')
