@@ -213,11 +213,15 @@ def parse(text, fmt, what):
             return json.loads(text, object_pairs_hook=_json_pairs, parse_constant=_json_constant)
         except ValueError as exc:
             raise ConfigError('%s is not valid JSON: %s' % (what, exc))
+        except RecursionError:
+            raise ConfigError('%s nests too deeply to be a configuration file' % what)
     yaml = _yaml('read YAML (%s)' % what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError('%s is not valid YAML: %s' % (what, str(exc).replace('\n', ' ')))
+    except RecursionError:
+        raise ConfigError('%s nests too deeply to be a configuration file' % what)
 
 
 def _json_indent(original):
