@@ -681,6 +681,8 @@ class Store:
         """
         started = time.monotonic()
         sources = self._check_sources(paths)
+        if isinstance(excludes, (str, bytes)):
+            raise StoreError('excludes must be a list of patterns, not the string %r' % (excludes,))
         excludes = list(excludes or ())
         if name is not None:
             check_checkpoint_name(name)
