@@ -60,6 +60,8 @@ PRE_RESTORE_PREFIX = 'pre-restore-'
 UNDO_PREFIX = 'pre-undo-'
 PHASES = ('staging', 'ready', 'forward', 'back')
 TEXT_DIFF_MAX = 64 * 1024
+# Below this many bytes, hashing in a thread pool costs more than it saves.
+PARALLEL_HASH_BYTES = 4 * 1024 * 1024
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MOUNTINFO = '/proc/self/mountinfo'
@@ -245,6 +247,9 @@ def journal_dir(set_dir):
 
 
 _HELD = {}
+# Tokens of the restores this process is running: a recovery called from inside one (the
+# store recovers before it takes the pre-restore backup) must not settle it.
+_IN_FLIGHT = set()
 
 
 class JournalLock:
@@ -299,6 +304,7 @@ class Journal:
     def __init__(self, set_dir, token):
         self.directory = journal_dir(set_dir)
         self.path = os.path.join(self.directory, token + '.json')
+        self.removed = False
 
     def write(self, record):
         atomic_write_json(self.path, record, mode=0o600)
@@ -312,7 +318,9 @@ class Journal:
         try:
             os.unlink(self.path)
         except FileNotFoundError:
+            self.removed = True
             return
+        self.removed = True
         fsync_dir(self.directory)
 
 
@@ -526,6 +534,8 @@ def recover_journal(set_dir, check_mode=False):
         if not lock.held:
             return reports
         for path in pending_journals(set_dir):
+            if os.path.basename(path)[:-len('.json')] in _IN_FLIGHT:
+                continue
             record = load_record(path)
             host = socket.gethostname()
             if record.get('host') != host:
@@ -739,11 +749,15 @@ def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
             entry.target = rel + entry.target[len(name):]
     to_hash = [entry for entry in scanned if entry.type == 'file' and entry.path in want
                and want[entry.path].is_content() and want[entry.path].size == entry.size]
-    if to_hash:
+    def digest(entry):
+        return sha256_file(os.path.join(parent, local[entry.path]))
+    if sum(entry.size for entry in to_hash) < PARALLEL_HASH_BYTES:
+        digests = [digest(entry) for entry in to_hash]
+    else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=hash_workers()) as pool:
-            digests = pool.map(lambda e: sha256_file(os.path.join(parent, local[e.path])), to_hash)
-            for entry, digest in zip(to_hash, digests):
-                entry.sha256 = digest
+            digests = list(pool.map(digest, to_hash))
+    for entry, value in zip(to_hash, digests):
+        entry.sha256 = value
     hashed = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
     for entry in scanned:
         if entry.type == 'hardlink':
@@ -944,10 +958,11 @@ def target_excludes(manifest, rel):
     return [pattern[len(prefix):] if pattern.startswith(prefix) else pattern for pattern in manifest.excludes]
 
 
-def carry_excluded(live, stage, excludes):
+def carry_excluded(live, stage, excludes, skip=()):
     """Hard-link the live entries the backup excluded into the stage, so the restore keeps them.
 
-    Only below directories that exist in both trees.  Works through directory
+    Only below directories that exist in both trees; ``skip`` names top-level entries of
+    ``live`` that are not the user's (a stage built inside a mount point).  Works through directory
     descriptors opened with O_NOFOLLOW: a live tree changed under our feet can
     make this fail, never make it link something from outside ``live``.
     """
@@ -962,17 +977,17 @@ def carry_excluded(live, stage, excludes):
     try:
         stage_fd = os.open(stage, _DIR_FLAGS)
         try:
-            _carry_dir(live_fd, stage_fd, '', excludes)
+            _carry_dir(live_fd, stage_fd, '', excludes, frozenset(skip))
         finally:
             os.close(stage_fd)
     finally:
         os.close(live_fd)
 
 
-def _carry_dir(live_fd, stage_fd, rel_in_source, excludes):
+def _carry_dir(live_fd, stage_fd, rel_in_source, excludes, skip=frozenset()):
     in_stage = set(os.listdir(stage_fd))
     linked = False
-    for name in sorted(os.listdir(live_fd)):
+    for name in sorted(set(os.listdir(live_fd)) - skip):
         child = name if not rel_in_source else rel_in_source + '/' + name
         st = os.stat(name, dir_fd=live_fd, follow_symlinks=False)
         if excluded_by(child, name, excludes):
@@ -1064,7 +1079,7 @@ def _stage(item, manifest, data_dir, as_root):
         return
     stage, displaced = record['containers']
     build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False)
-    carry_excluded(item.target, stage, item.excludes)
+    carry_excluded(item.target, stage, item.excludes, skip=(os.path.basename(stage), os.path.basename(displaced)))
     _verify_stage(manifest, item, stage, as_root, ignore_root_attrs=True)
     os.mkdir(displaced, 0o700)
     fsync_dir(item.target)
@@ -1143,10 +1158,14 @@ class Restorer:
         """Restore ``targets`` (``[(path, rel)]``) from the (verified) backup ``manifest``."""
         data_dir = self.store.data_dir(manifest.id)
         items = []
-        for target, rel in targets:
-            excludes = target_excludes(manifest, rel)
-            plan = plan_target(manifest, rel, target, self.as_root, excludes)
-            items.append(_Item(target, rel, manifest, excludes, plan))
+        try:
+            for target, rel in targets:
+                excludes = target_excludes(manifest, rel)
+                plan = plan_target(manifest, rel, target, self.as_root, excludes)
+                items.append(_Item(target, rel, manifest, excludes, plan))
+        except OSError as exc:
+            raise RestoreError('reading the live paths to plan the restore of backup %s failed: %s. Nothing was '
+                               'changed.' % (manifest.id, exc))
         result = {
             'changed': False, 'backup_id': manifest.id, 'undo': undo, 'displaced_backup': None,
             'plan': [item.plan for item in items],
@@ -1164,7 +1183,11 @@ class Restorer:
             for item in todo:
                 states[item.target].update(state='would be restored', verified=None)
             return result
-        self._swap(todo, manifest, data_dir, undo, states, result)
+        try:
+            self._swap(todo, manifest, data_dir, undo, states, result)
+        except OSError as exc:
+            raise RestoreError('restore of backup %s failed before anything was written: %s. Target untouched.'
+                               % (manifest.id, exc))
         return result
 
     def _swap(self, items, manifest, data_dir, undo, states, result):
@@ -1176,25 +1199,23 @@ class Restorer:
             item.record = _item_record(item, token)
         record = _new_record(token, manifest.id, os.path.basename(self.set_dir), undo, items)
         journal = Journal(self.set_dir, token)
-        try:
-            with JournalLock(self.set_dir):
+        with JournalLock(self.set_dir):
+            _IN_FLIGHT.add(token)
+            try:
                 self._prepare(journal, record, items, manifest, data_dir, undo, states)
                 result['displaced_backup'] = record['pre_restore']
                 self._switch(journal, record, items, manifest, token, states)
                 self._finish(journal, record, items, states)
-        except RestoreError:
-            raise
-        except OSError as exc:
-            raise RestoreError('could not lock the restore journal %s (%s); nothing was done, target untouched'
-                               % (journal.directory, exc))
+            finally:
+                _IN_FLIGHT.discard(token)
 
     def _prepare(self, journal, record, items, manifest, data_dir, undo, states):
         """Journal, stage, verify the stages, keep the live version: up to phase ``ready``."""
         try:
             journal.write(record)
         except OSError as exc:
-            raise RestoreError('could not write the restore journal %s (%s); nothing was done, target untouched'
-                               % (journal.path, exc))
+            raise RestoreError('could not write the restore journal %s (%s); nothing was done, target untouched '
+                               '(if the record did reach the disk, the next run removes it)' % (journal.path, exc))
         try:
             for item in items:
                 _stage(item, manifest, data_dir, self.as_root)
@@ -1227,14 +1248,21 @@ class Restorer:
         try:
             settle(journal, record, 'forward', as_root=self.as_root, set_dir=self.set_dir)
         except Exception as exc:
+            restored = 'restored %s from backup %s%s' % (', '.join(item.target for item in items), record['backup_id'],
+                                                         ' and verified it' if self.verify_after else '')
+            if journal.removed:
+                for item in items:
+                    states[item.target].update(state='restored', verified=bool(self.verify_after), method=item.method)
+                raise RestoreError(
+                    '%s; the journal was removed, but flushing its directory to disk failed (%s). The restore is '
+                    'complete; check the disk (dmesg) before trusting this host.' % (restored, exc),
+                    paths=list(states.values()), displaced_backup=record['pre_restore'])
             for item in items:
-                states[item.target].update(state='restored, cleanup pending', verified=self.verify_after,
+                states[item.target].update(state='restored, cleanup pending', verified=bool(self.verify_after),
                                            method=item.method)
             raise RestoreError(
-                'restored %s from backup %s%s, but finishing up failed (%s). The journal %s is kept; the next '
-                'run of any store module finishes it (the restored version stays). %s'
-                % (', '.join(item.target for item in items), record['backup_id'],
-                   ' and verified it' if self.verify_after else '', exc, journal.path, _HERE),
+                '%s, but finishing up failed (%s). The journal %s is kept; the next run of any store module '
+                'finishes it (the restored version stays). %s' % (restored, exc, journal.path, _HERE),
                 paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
         for item in items:
             states[item.target].update(state='restored', verified=bool(self.verify_after), method=item.method)
@@ -1319,7 +1347,14 @@ def restore(store, set_dir=None, ref=None, paths=None, keep_displaced=True, veri
 
 
 def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check_mode, diff):
-    recovered = recover_journal(store.set_dir, check_mode=check_mode)
+    try:
+        recovered = recover_journal(store.set_dir, check_mode=check_mode)
+    except JournalError:
+        raise
+    except OSError as exc:
+        raise RestoreError('settling the journal an interrupted restore left in %s failed: %s. The journal is '
+                           'kept and the next run continues from where this one stopped; nothing else was done. %s'
+                           % (journal_dir(store.set_dir), exc, _HERE))
     store_recovered = [] if check_mode else store.recover()
     undone = None
     if undo:

@@ -42,8 +42,8 @@ attributes:
   diff_mode:
     support: full
     details: Shows before and after text of small text files (up to 64 KiB, UTF-8, no NUL bytes); other files are
-      only named.  The texts are the live and backed-up contents, secrets included - turn diff off (C(diff: false)
-      on the task) for paths holding secrets.
+      only named.  The texts are the live and backed-up contents, secrets included - set the task keyword C(diff) to V(false)
+      for paths holding secrets.
   idempotent:
     support: full
     details: A second identical restore finds the targets matching the backup and reports no change.
@@ -86,7 +86,7 @@ options:
     type: bool
     default: true
 notes:
-  - Modes and mtimes are always restored; owners and groups only when the module runs as root (C(become: true)).
+  - Modes and mtimes are always restored; owners and groups only when the module runs as root (with C(become)).
   - Missing parent directories of a target are created with mode C(0755) and kept.
   - Restoring needs free space for one more copy of each restored target on its file system.
 seealso:

@@ -1,0 +1,142 @@
+"""The restore module through ansible-playbook on localhost: plan with --check --diff, restore, undo."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lib import trees
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+
+pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
+
+# module_defaults through the action group: backup_root and set are given once for every module.
+PLAY = '''
+- name: {name}
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  module_defaults:
+    group/lastgood.rollback.all:
+      backup_root: "{{{{ store }}}}"
+      set: demo
+  tasks:
+    - name: {task}
+      lastgood.rollback.{module}:
+{options}
+      register: outcome
+
+    - name: Save the result for the test
+      ansible.builtin.copy:
+        content: "{{{{ outcome | to_json }}}}"
+        dest: "{{{{ out }}}}/{save}.json"
+        mode: "0600"
+      check_mode: false
+      diff: false
+      changed_when: false
+'''
+
+
+def play(name, task, module, options, save):
+    body = textwrap.indent(textwrap.dedent(options).strip('\n'), ' ' * 8) if options.strip() else ''
+    return PLAY.format(name=name, task=task, module=module, options=body or '        {}', save=save)
+
+
+BACKUP = play('Take the known-good backup', 'Back up the application and mark it last known good', 'backup', '''
+    paths: ["{{ app }}"]
+    mark_lastgood: true
+''', 'backup')
+RESTORE = play('Roll the application back', 'Restore the last known good backup', 'restore', '', 'restore')
+UNDO = play('Take the rollback back', 'Put back what the last restore replaced', 'restore', '''
+    undo: true
+''', 'undo')
+
+
+def run_playbook(tmp_path, text, *args):
+    path = tmp_path / 'play.yml'
+    path.write_text(text)
+    variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path),
+                 'ansible_python_interpreter': sys.executable}
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+    run = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-e', json.dumps(variables), str(path)] + list(args),
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    recap = re.search(r'localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', run.stdout)
+    counts = dict(zip(('ok', 'changed', 'unreachable', 'failed'), map(int, recap.groups()))) if recap else None
+    assert counts is not None, run.stdout + run.stderr
+    return run, counts
+
+
+def saved(tmp_path, name):
+    return json.loads((tmp_path / (name + '.json')).read_text())
+
+
+@pytest.fixture
+def broken_app(tmp_path):
+    """An application backed up as last known good, then broken by a deploy; returns (good, broken) digests."""
+    app = tmp_path / 'app'
+    (app / 'conf').mkdir(parents=True)
+    (app / 'conf' / 'app.yml').write_text('port: 8080\n')
+    (app / 'bin').mkdir()
+    (app / 'bin' / 'run.sh').write_text('#!/bin/sh\nexec app\n')
+    (app / 'bin' / 'run.sh').chmod(0o755)
+    (app / 'current').symlink_to('conf/app.yml')
+    run, counts = run_playbook(tmp_path, BACKUP)
+    assert counts['failed'] == 0, run.stdout + run.stderr
+    good = trees.tree_digest(str(app))
+    (app / 'conf' / 'app.yml').write_text('port: 9999\n')
+    (app / 'bin' / 'run.sh').chmod(0o700)
+    (app / 'conf' / 'new.yml').write_text('added: true\n')
+    return good, trees.tree_digest(str(app))
+
+
+def test_check_diff_shows_the_plan_and_changes_nothing(tmp_path, broken_app):
+    _good, broken = broken_app
+    run, counts = run_playbook(tmp_path, RESTORE, '--check', '--diff')
+    assert counts['failed'] == 0 and counts['changed'] == 1, run.stdout + run.stderr
+    assert trees.tree_digest(str(tmp_path / 'app')) == broken
+    assert '-port: 9999' in run.stdout and '+port: 8080' in run.stdout
+    result = saved(tmp_path, 'restore')
+    [plan] = result['plan']
+    app = str(tmp_path / 'app')
+    assert plan['removed'] == [app + '/conf/new.yml']
+    assert {item['path'] for item in plan['changed']} == {app + '/conf/app.yml', app + '/bin/run.sh'}
+    assert result['paths'][0]['state'] == 'would be restored'
+    assert 'Check mode' in result['msg']
+
+
+def test_restore_then_rerun_reports_no_change_then_undo_puts_the_broken_version_back(tmp_path, broken_app):
+    good, broken = broken_app
+    run, counts = run_playbook(tmp_path, RESTORE)
+    assert counts['failed'] == 0 and counts['changed'] == 1, run.stdout + run.stderr
+    assert trees.tree_digest(str(tmp_path / 'app')) == good
+    restored = saved(tmp_path, 'restore')
+    assert restored['paths'][0]['state'] == 'restored' and restored['paths'][0]['verified'] is True
+    assert restored['displaced_backup'].startswith('pre-restore-')
+    assert 'port: 9999' not in json.dumps(restored), 'contents must not appear outside diff mode'
+
+    again, counts = run_playbook(tmp_path, RESTORE)
+    assert counts['failed'] == 0 and counts['changed'] == 0, again.stdout + again.stderr
+
+    undo, counts = run_playbook(tmp_path, UNDO)
+    assert counts['failed'] == 0 and counts['changed'] == 1, undo.stdout + undo.stderr
+    assert trees.tree_digest(str(tmp_path / 'app')) == broken
+    assert saved(tmp_path, 'undo')['undone']['restored'] == restored['backup_id']
+
+
+def test_restore_of_a_damaged_backup_fails_and_leaves_the_target_untouched(tmp_path, broken_app):
+    _good, broken = broken_app
+    data = tmp_path / 'store' / 'demo'
+    [backup] = [entry for entry in data.iterdir() if entry.is_dir() and not entry.name.startswith('.')]
+    damaged = backup / 'data' / str(tmp_path / 'app' / 'conf' / 'app.yml').lstrip('/')
+    damaged.write_text('port: 6666\n')
+    run, counts = run_playbook(tmp_path, RESTORE)
+    assert counts['failed'] == 1
+    assert 'does not match its manifest' in run.stdout and 'untouched' in run.stdout
+    assert trees.tree_digest(str(tmp_path / 'app')) == broken
