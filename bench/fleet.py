@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Level-2 rollback over a fleet of real SSH hosts: the collection against the hand-written pattern.
+
+    .venv/bin/python bench/fleet.py [--hosts 1,5,10,20] [--runs 3]
+
+For each fleet size the SSH test fleet (tests/fleet) is started with the demo
+application on every host.  Then, interleaved, ``--runs`` times each:
+
+* ``handwritten``: bench/playbooks/handwritten_level2.yml -- push a bad
+  config with ``copy`` (``backup: true`` + ``validate``), reload, health
+  check, and in ``rescue`` copy the backup back, reload, health check.  It
+  includes the push (the pattern cannot be split), so ``push`` is timed too:
+  the playbook below alone, for the rollback-only estimate.
+* ``level2``: the same bad config pushed (untimed), then
+  ``ansible-playbook lastgood.rollback.rollback_level2`` times the rollback
+  itself.  Before the first run every host gets a checkpoint of its good
+  config, marked last-good, with ``lastgood.rollback.backup``.  Measured only
+  when the collection ships that playbook (``playbooks/rollback_level2.yml``);
+  otherwise reported as unavailable, never estimated.
+
+Every run must end with every host healthy, or the benchmark stops.  Wall time
+per run, the per-host overhead ``(T(N) - T(1)) / (N - 1)`` and the ratio
+``T(20) / T(1)`` go to the table and to ``bench/results/fleet-<timestamp>.json``.
+Needs root, util-linux ``unshare`` and OpenSSH (the fleet's own requirements).
+"""
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+# pylint: disable=wrong-import-position
+from run import BenchError, ansible_bin, ansible_env, machine, run_child  # noqa: E402
+
+
+def _load_fleet_harness():
+    # tests/fleet/fleet.py shares this file's name, so it is loaded by path.
+    spec = importlib.util.spec_from_file_location('lastgood_fleet_harness', os.path.join(REPO, 'tests', 'fleet', 'fleet.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fleet_lib = _load_fleet_harness()
+
+HANDWRITTEN = os.path.join(HERE, 'playbooks', 'handwritten_level2.yml')
+PUSH_BAD = os.path.join(HERE, 'playbooks', 'push_bad_config.yml')
+LEVEL2_PLAYBOOK = os.path.join(REPO, 'playbooks', 'rollback_level2.yml')
+# What playbooks/vars/run_defaults.yml backs up as the configuration (lastgood_config_paths, set app).
+LEVEL2_CHECKPOINT = {'paths': ['/srv/app/config.yaml', '/srv/app/custom_modes.json', '/srv/app/app.env'],
+                     'set': 'app', 'mark_lastgood': True}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def playbook(inventory, path, forks, extra=None, log_path=None):
+    argv = [ansible_bin('ansible-playbook'), '-i', inventory, '-f', str(forks), path]
+    if extra:
+        argv += ['-e', json.dumps(extra)]
+    elapsed, _, _ = run_child(argv, env=ansible_env(), log_path=log_path)
+    return elapsed
+
+
+def adhoc(inventory, module, args, forks, log_path=None):
+    argv = [ansible_bin('ansible'), 'all', '-i', inventory, '-f', str(forks), '-m', module, '-a', args]
+    return run_child(argv, env=ansible_env(), log_path=log_path)[0]
+
+
+def level2_available():
+    return os.path.exists(LEVEL2_PLAYBOOK)
+
+
+def bench_size(count, runs, logs, level2_vars):
+    state_dir = tempfile.mkdtemp(prefix='lastgood-bench-fleet-')
+    fleet = fleet_lib.Fleet(state_dir)
+    forks = max(5, count)
+    results = {'hosts': count, 'forks': forks}
+    try:
+        started = time.perf_counter()
+        fleet.up(count, app=True)
+        results['fleet_up_s'] = round(time.perf_counter() - started, 2)
+        inventory = fleet.inventory_path
+        health = lambda tag: adhoc(inventory, 'ansible.builtin.command', '/srv/app/bin/appctl health', forks,
+                                   os.path.join(logs, '%d-health-%s.out' % (count, tag)))
+        health('initial')
+        contenders = ['handwritten', 'push']
+        if level2_available():
+            adhoc(inventory, 'lastgood.rollback.backup', json.dumps(LEVEL2_CHECKPOINT), forks,
+                  os.path.join(logs, '%d-checkpoint.out' % count))
+            contenders.append('level2')
+        times = {name: [] for name in contenders}
+        failed = {}
+        for number in range(runs + 1):
+            for name in contenders[number % len(contenders):] + contenders[:number % len(contenders)]:
+                if name in failed:
+                    continue
+                tag = '%s-%d' % (name, number)
+                out = os.path.join(logs, '%d-%s.out' % (count, tag))
+                if name == 'handwritten':
+                    elapsed = playbook(inventory, HANDWRITTEN, forks, log_path=out)
+                elif name == 'push':
+                    elapsed = playbook(inventory, PUSH_BAD, forks, log_path=out)
+                    playbook(inventory, PUSH_BAD, forks, extra={'restore_good': True}, log_path=out + '.undo')
+                else:
+                    playbook(inventory, PUSH_BAD, forks, log_path=out + '.push')
+                    try:
+                        elapsed = playbook(inventory, LEVEL2_PLAYBOOK, forks, extra=level2_vars, log_path=out)
+                    except BenchError as exc:
+                        # A failed rollback is a result to report, not a figure: put the good config back.
+                        failed[name] = 'failed (log: %s): %s' % (out, str(exc).splitlines()[0])
+                        playbook(inventory, PUSH_BAD, forks, extra={'restore_good': True}, log_path=out + '.undo')
+                        health(tag)
+                        continue
+                health(tag)
+                if number:
+                    times[name].append(elapsed)
+            log('  %d hosts: round %d/%d done%s' % (count, number + 1, runs + 1, '' if number else ' (warm-up)'))
+        for name, values in times.items():
+            if name in failed:
+                results[name] = {'unavailable': failed[name]}
+            elif values:
+                results[name] = {'times_s': [round(v, 3) for v in values], 'median_s': round(statistics.median(values), 3)}
+        if 'level2' not in times:
+            results['level2'] = {'unavailable': 'playbook lastgood.rollback.rollback_level2 is not in this '
+                                                'checkout (%s missing)' % os.path.relpath(LEVEL2_PLAYBOOK, REPO)}
+    finally:
+        fleet.down()
+    return results
+
+
+def summarise(sizes):
+    one = next((s for s in sizes if s['hosts'] == 1), None)
+    summary = {}
+    for name in ('handwritten', 'level2'):
+        if one is None or 'median_s' not in one.get(name, {}):
+            continue
+        base = one[name]['median_s']
+        for size in sizes:
+            if size['hosts'] > 1 and 'median_s' in size.get(name, {}):
+                t = size[name]['median_s']
+                summary['%s_%d_over_1' % (name, size['hosts'])] = round(t / base, 2)
+                summary['%s_per_host_overhead_s_%d' % (name, size['hosts'])] = round((t - base) / (size['hosts'] - 1), 3)
+    return summary
+
+
+def print_table(report):
+    print()
+    print('%6s %-12s %9s %9s %14s' % ('hosts', 'contender', 'median s', 'x 1 host', 'per-host s'))
+    base = {}
+    for size in report['sizes']:
+        for name in ('handwritten', 'push', 'level2'):
+            entry = size.get(name, {})
+            if 'median_s' not in entry:
+                print('%6d %-12s %s' % (size['hosts'], name, entry.get('unavailable', 'not measured')))
+                continue
+            t = entry['median_s']
+            if size['hosts'] == 1:
+                base[name] = t
+            ratio = t / base[name] if name in base else float('nan')
+            per_host = (t - base[name]) / (size['hosts'] - 1) if name in base and size['hosts'] > 1 else float('nan')
+            print('%6d %-12s %9.2f %9.2f %14.3f' % (size['hosts'], name, t, ratio, per_host))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--hosts', default='1,5,10,20', help='fleet sizes, comma-separated (default: %(default)s)')
+    parser.add_argument('--runs', type=int, default=3, help='timed runs per contender and size (default: %(default)s)')
+    parser.add_argument('--level2-vars', default='{}', help='extra vars (JSON) for the rollback_level2 playbook')
+    parser.add_argument('--results-dir', default=os.path.join(HERE, 'results'))
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.hosts.split(',')]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    logs = tempfile.mkdtemp(prefix='lastgood-bench-fleet-logs-')
+    report = {'started': started.isoformat(), 'runs': args.runs, 'machine': machine(), 'logs': logs, 'sizes': []}
+    for count in sizes:
+        log('%d hosts: starting the fleet' % count)
+        report['sizes'].append(bench_size(count, args.runs, logs, json.loads(args.level2_vars)))
+    report['summary'] = summarise(report['sizes'])
+    os.makedirs(args.results_dir, exist_ok=True)
+    out = os.path.join(args.results_dir, 'fleet-%s.json' % started.strftime('%Y%m%dT%H%M%SZ'))
+    with open(out, 'w') as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+        handle.write('\n')
+    print_table(report)
+    print('\nresults: %s' % out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
