@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Remove each fsync and each rename from the engine in turn; every removal must make a test fail.
+
+For every call in plugins/module_utils/*.py to ``os.fsync``, ``os.fdatasync``,
+``fsync_fd``, ``fsync_dir``, ``os.rename``, ``os.replace``, ``exchange`` or
+``_exchange_syscall``, a mutant is made on a temporary copy of the checkout with
+that one call removed (a statement becomes ``pass``, a call inside an
+expression becomes ``None``; line numbers stay).  The mutant is killed when a
+test fails:
+
+  stage 1  the quick durability and ordering tests (tests/reliability/test_durability.py)
+  stage 2  the engine's unit tests and the default reliability suite
+
+A mutant that survives both means the suite cannot tell that fsync or rename
+from its absence: fix the tests (or the engine, if the call is redundant).
+
+Usage (from the repository root; takes a few minutes, not part of the default CI run):
+
+    .venv/bin/python scripts/mutation_check.py [--only _fsatomic.py] [--list] [--jobs 2]
+
+Writes tests/output/mutation-check.json (the reliability summary table reads it)
+and exits non-zero when any mutant survives.
+"""
+
+import argparse
+import ast
+import concurrent.futures
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENGINE = os.path.join('plugins', 'module_utils')
+OUTPUT = os.path.join(ROOT, 'tests', 'output', 'mutation-check.json')
+FSYNCS = frozenset(('fsync', 'fdatasync', 'fsync_fd', 'fsync_dir'))
+RENAMES = frozenset(('rename', 'replace', 'exchange', '_exchange_syscall'))
+OS_ONLY = frozenset(('fsync', 'fdatasync', 'rename', 'replace'))
+STAGES = (
+    ('durability', ['tests/reliability/test_durability.py']),
+    ('suite', ['tests/unit/plugins/module_utils', 'tests/reliability']),
+)
+
+
+def call_name(node):
+    """``'fsync'`` for ``os.fsync(...)``, ``'fsync_dir'`` for ``fsync_dir(...)``/``_fsatomic.fsync_dir(...)``."""
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        if func.attr in OS_ONLY and not (isinstance(func.value, ast.Name) and func.value.id == 'os'):
+            return None
+        return func.attr if func.attr in FSYNCS | RENAMES else None
+    if isinstance(func, ast.Name) and func.id in FSYNCS | RENAMES and func.id not in OS_ONLY:
+        return func.id
+    return None
+
+
+def find_sites(path):
+    """[(line, col, end_line, end_col, kind, name, as_statement)] of the calls to remove."""
+    with open(path) as handle:
+        tree = ast.parse(handle.read())
+    statements = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    sites = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            name = call_name(node)
+            if name is None:
+                continue
+            kind = 'fsync' if name in FSYNCS else 'rename'
+            sites.append((node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, kind, name,
+                          id(node) in statements))
+    return sorted(sites)
+
+
+def mutate(source, site):
+    """``source`` with the call at ``site`` removed, line numbers unchanged."""
+    line, col, end_line, end_col, _kind, _name, as_statement = site
+    lines = source.splitlines(True)
+    start = sum(len(text) for text in lines[:line - 1]) + col
+    end = sum(len(text) for text in lines[:end_line - 1]) + end_col
+    # a multi-line call becomes one line plus blank lines, so every later line keeps its number
+    replacement = ('pass' if as_statement else 'None') + '\n' * (end_line - line)
+    mutated = source[:start] + replacement + source[end:]
+    compile(mutated, '<mutant>', 'exec')
+    return mutated
+
+
+def run_stage(copy, paths, timeout):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', RELIABILITY_MUTANT='1')
+    cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
+           '--no-header'] + paths
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return 'timeout', ''
+    lines = proc.stdout.decode('utf-8', 'replace').strip().splitlines()
+    failed = [line for line in lines if line.startswith(('FAILED', 'ERROR'))]
+    return ('failed' if proc.returncode not in (0, 5) else 'passed'), (failed or lines[-1:] or [''])[0]
+
+
+def checkout_files():
+    """The files of the checkout (tracked, and untracked but not ignored): what a test run needs."""
+    out = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
+                         stdout=subprocess.PIPE, check=True).stdout
+    return [name for name in out.decode('utf-8', 'surrogateescape').split('\0') if name]
+
+
+def copy_checkout(copy, files):
+    for rel in files:
+        source = os.path.join(ROOT, rel)
+        if not os.path.lexists(source):
+            continue  # deleted in the working tree
+        dest = os.path.join(copy, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if os.path.islink(source):
+            os.symlink(os.readlink(source), dest)
+        elif os.path.isfile(source):
+            shutil.copy2(source, dest)
+
+
+def check_mutant(job):
+    rel, site, timeout, files = job
+    work = tempfile.mkdtemp(prefix='lastgood-mutant-')
+    copy = os.path.join(work, 'checkout')
+    try:
+        copy_checkout(copy, files)
+        target = os.path.join(copy, rel)
+        with open(target) as handle:
+            source = handle.read()
+        with open(target, 'w') as handle:
+            handle.write(mutate(source, site))
+        for stage, paths in STAGES:
+            outcome, tail = run_stage(copy, paths, timeout)
+            if outcome != 'passed':
+                return {'killed': True, 'by': stage, 'detail': tail}
+        return {'killed': False, 'by': None, 'detail': tail}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--only', action='append', help='engine file name(s) to mutate, e.g. _fsatomic.py')
+    parser.add_argument('--list', action='store_true', help='list the mutants and exit')
+    parser.add_argument('--jobs', type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument('--timeout', type=int, default=900, help='seconds per test stage')
+    args = parser.parse_args()
+    engine_dir = os.path.join(ROOT, ENGINE)
+    jobs = []
+    files = checkout_files()
+    for name in sorted(os.listdir(engine_dir)):
+        if not name.endswith('.py') or (args.only and name not in args.only):
+            continue
+        rel = os.path.join(ENGINE, name)
+        for site in find_sites(os.path.join(ROOT, rel)):
+            jobs.append((rel, site, args.timeout, files))
+    if args.list:
+        for rel, site, _, _ in jobs:
+            print('%s:%d  remove %s()' % (rel, site[0], site[5]))
+        print('%d mutants' % len(jobs))
+        return 0
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for (rel, site, _, _), outcome in zip(jobs, pool.map(check_mutant, jobs)):
+            label = '%s:%d remove %s()' % (rel, site[0], site[5])
+            verdict = 'killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed'] else 'SURVIVED'
+            print('%-60s %s' % (label, verdict), flush=True)
+            results.append(dict(outcome, file=rel, line=site[0], call=site[5], kind=site[4]))
+    killed = sum(1 for result in results if result['killed'])
+    summary = {
+        'total': len(results), 'killed': killed,
+        'fsync': {'total': sum(1 for r in results if r['kind'] == 'fsync'),
+                  'killed': sum(1 for r in results if r['kind'] == 'fsync' and r['killed'])},
+        'rename': {'total': sum(1 for r in results if r['kind'] == 'rename'),
+                   'killed': sum(1 for r in results if r['kind'] == 'rename' and r['killed'])},
+        'when': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'survivors': ['%s:%d %s()' % (r['file'], r['line'], r['call']) for r in results if not r['killed']],
+        'mutants': results,
+    }
+    if not args.only:
+        os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
+        with open(OUTPUT, 'w') as handle:
+            json.dump(summary, handle, indent=2)
+    print('mutations killed: %d of %d (fsync %d/%d, rename %d/%d)'
+          % (killed, len(results), summary['fsync']['killed'], summary['fsync']['total'],
+             summary['rename']['killed'], summary['rename']['total']))
+    return 0 if killed == len(results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
