@@ -87,10 +87,12 @@ def mutate(source, site):
     return mutated
 
 
-def run_stage(copy, paths, timeout):
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', RELIABILITY_MUTANT='1')
-    cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
-           '--no-header'] + paths
+def run_stage(copy, paths, timeout, deselect=(), stop_first=True):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
+    cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-q', '-rfE', '-p', 'no:cacheprovider',
+           '--no-header'] + (['-x'] if stop_first else []) + paths
+    for nodeid in deselect:
+        cmd.extend(['--deselect', nodeid])
     try:
         proc = subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=timeout, check=False)
@@ -121,8 +123,29 @@ def copy_checkout(copy, files):
             shutil.copy2(source, dest)
 
 
+def baseline(files, timeout):
+    """Tests that already fail on the unmutated checkout, per stage (others' work in progress):
+    they are deselected, so that only a failure the mutant causes counts as a kill."""
+    work = tempfile.mkdtemp(prefix='lastgood-mutant-')
+    copy = os.path.join(work, 'checkout')
+    failing = {}
+    try:
+        copy_checkout(copy, files)
+        for stage, paths in STAGES:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
+            cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-q', '-rfE', '-p',
+                   'no:cacheprovider', '--no-header'] + paths
+            proc = subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False)
+            lines = proc.stdout.decode('utf-8', 'replace').splitlines()
+            failing[stage] = sorted({line.split(' ')[1] for line in lines if line.startswith(('FAILED ', 'ERROR '))})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return failing
+
+
 def check_mutant(job):
-    rel, site, timeout, files = job
+    rel, site, timeout, files, failing = job
     work = tempfile.mkdtemp(prefix='lastgood-mutant-')
     copy = os.path.join(work, 'checkout')
     try:
@@ -132,8 +155,9 @@ def check_mutant(job):
             source = handle.read()
         with open(target, 'w') as handle:
             handle.write(mutate(source, site))
+        tail = ''
         for stage, paths in STAGES:
-            outcome, tail = run_stage(copy, paths, timeout)
+            outcome, tail = run_stage(copy, paths, timeout, deselect=failing.get(stage, ()))
             if outcome != 'passed':
                 return {'killed': True, 'by': stage, 'detail': tail}
         return {'killed': False, 'by': None, 'detail': tail}
@@ -149,22 +173,29 @@ def main():
     parser.add_argument('--timeout', type=int, default=900, help='seconds per test stage')
     args = parser.parse_args()
     engine_dir = os.path.join(ROOT, ENGINE)
-    jobs = []
+    sites = []
     files = checkout_files()
     for name in sorted(os.listdir(engine_dir)):
         if not name.endswith('.py') or (args.only and name not in args.only):
             continue
         rel = os.path.join(ENGINE, name)
-        for site in find_sites(os.path.join(ROOT, rel)):
-            jobs.append((rel, site, args.timeout, files))
+        sites.extend((rel, site) for site in find_sites(os.path.join(ROOT, rel)))
     if args.list:
-        for rel, site, _, _ in jobs:
+        for rel, site in sites:
             print('%s:%d  remove %s()' % (rel, site[0], site[5]))
-        print('%d mutants' % len(jobs))
+        print('%d mutants' % len(sites))
         return 0
+    failing = baseline(files, args.timeout)
+    if failing.get(STAGES[0][0]):
+        print('the quick stage fails without any mutation; fix that first: %s' % failing[STAGES[0][0]])
+        return 2
+    for stage, nodeids in failing.items():
+        if nodeids:
+            print('already failing before any mutation, deselected in stage %s: %s' % (stage, ', '.join(nodeids)))
+    jobs = [(rel, site, args.timeout, files, failing) for rel, site in sites]
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for (rel, site, _, _), outcome in zip(jobs, pool.map(check_mutant, jobs)):
+        for (rel, site, _, _, _), outcome in zip(jobs, pool.map(check_mutant, jobs)):
             label = '%s:%d remove %s()' % (rel, site[0], site[5])
             verdict = 'killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed'] else 'SURVIVED'
             print('%-60s %s' % (label, verdict), flush=True)

@@ -193,6 +193,11 @@ class Scenario:
     def leftovers(self):
         return trees.leftovers(self.work, markers=self.markers)
 
+    def did_its_job(self, result):
+        """After a clean run: problems with what it was asked to do, judged independently of
+        the engine (so that an engine that silently does less cannot define "new")."""
+        return []
+
     def pending_recovery(self):
         """Whether the interrupted state holds something recovery has to finish or undo."""
         return bool(self.leftovers())
@@ -211,8 +216,10 @@ class Scenario:
         clone_tree(self.work, self.template)
         self.reset()
         self.old = self.observe()
-        self.run()
+        result = self.run()
         self.new = self.observe()
+        problems = self.did_its_job(result)
+        assert not problems, '%s: a clean run did not do its job: %s' % (self.name, problems)
         assert self.new != self.old, '%s: a clean run changed nothing; the scenario proves nothing' % self.name
         problems = self.invariants()
         assert not problems, '%s: a clean run breaks the invariants: %s' % (self.name, problems)
@@ -272,7 +279,7 @@ def _short(value):
 
 
 class AuditAppend(Scenario):
-    """Append one event to a hash-chained audit log that already has lines."""
+    """Append one event to a hash-chained audit log that is full enough to rotate first."""
 
     name = 'audit_append'
     needs = ('_audit',)
@@ -287,7 +294,20 @@ class AuditAppend(Scenario):
 
     def run(self):
         return engine('_audit').append(self.log, 'checkpoint', run_id='run-1', host=FIXED_HOST, user=FIXED_USER,
-                                       ts=FIXED_TS, detail={'what': 'reliability'})
+                                       ts=FIXED_TS, detail={'what': 'reliability'},
+                                       rotate_bytes=os.path.getsize(self.log) + 64)
+
+    def did_its_job(self, result):
+        audit = engine('_audit')
+        problems = []
+        if len(audit.rotated_files(self.log)) != 1:
+            problems.append('the append did not rotate the full log')
+        records = audit.records(self.log)
+        if not records or records[-1].get('event') != 'checkpoint' or records[-1].get('_file') != self.log:
+            problems.append('the new event is not the first line of the new live file')
+        if not audit.verify(self.log)['ok']:
+            problems.append('the chain does not verify across the rotation')
+        return problems
 
     def recover(self):
         # the audit log has no separate recovery step: the next append cuts a torn tail
@@ -341,6 +361,14 @@ class LockAcquire(Scenario):
     def run(self):
         return engine('_lock').acquire(self.lock, 'new-run', ttl=600, pid=os.getpid(), user=FIXED_USER,
                                        audit_log=self.audit_log)
+
+    def did_its_job(self, result):
+        holder = engine('_lock').status(self.lock)['holder'] or {}
+        audit = engine('_audit').records(self.audit_log) if os.path.exists(self.audit_log) else []
+        problems = [] if holder.get('run_id') == 'new-run' else ['the lock is not held by the run that took it']
+        if not any(record.get('event') == 'lock_stale_taken_over' for record in audit):
+            problems.append('taking over the stale lock wrote no audit event')
+        return problems
 
     def observe(self):
         # what a user can tell: who holds the lock (a stale holder and no holder are both "nobody")
@@ -398,6 +426,13 @@ class RunStatePhase(Scenario):
 
     def run(self):
         return engine('_state').phase_done(self.state_dir, 'run-7', 'checkpoint', artifacts={'backup': 'b1'})
+
+    def did_its_job(self, result):
+        state = engine('_state').load(self.state_dir, 'run-7')
+        if state['completed_phases'] != ['preflight', 'checkpoint'] or state['artifacts'].get('checkpoint') != {
+                'backup': 'b1'}:
+            return ['the phase was not recorded: %r' % (state['completed_phases'],)]
+        return []
 
     def follow_up(self):
         state = engine('_state')
@@ -460,6 +495,16 @@ class ConfigUpdate(Scenario):
     def follow_up(self):
         engine('_config').update(self.path, set_values={'partyMode.level': 4})
         return []
+
+    def did_its_job(self, result):
+        with open(self.path) as handle:
+            document = json.load(handle)
+        want = dict(CONFIG_ORIGINAL, partyMode={'enabled': False, 'level': 3})
+        problems = [] if document == want else ['the file holds %r' % (document,)]
+        backups = [name for name in os.listdir(os.path.dirname(self.path)) if '.bak.' in name]
+        if len(backups) != 1:
+            problems.append('expected one sibling backup, found %s' % backups)
+        return problems
 
 
 # -- backup store and restore --------------------------------------------------------------
@@ -570,6 +615,15 @@ class Backup(StoreScenario):
     def run(self):
         return self.store().create([self.target], incremental=True, mark_lastgood=True)
 
+    def did_its_job(self, result):
+        store = self.store()
+        lastgood = [info for info in store.list() if info['lastgood']]
+        if len(store.list()) != 2 or not lastgood:
+            return ['expected two backups, the new one last-good: %r' % ([i['id'] for i in store.list()],)]
+        if self.data_digest(lastgood[0]['id']) != trees.tree_digest(self.target):
+            return ['the new backup does not hold the live tree']
+        return []
+
     def documented_partial(self, state):
         # publishing the backup and marking it last-good are two atomic steps; the
         # engine reports "created, verified and published, but marking failed"
@@ -614,6 +668,16 @@ class Retention(StoreScenario):
     def run(self):
         return self.store().retention(keep_last=1)
 
+    def did_its_job(self, result):
+        infos = self.store().list()
+        kept = [info['id'] for info in infos]
+        wanted = {infos[-1]['id']} if infos else set()
+        wanted |= {info['id'] for info in infos if info['lastgood'] or info['pinned']}
+        problems = [] if len(kept) == 3 and set(kept) == wanted else ['retention kept %s' % kept]
+        if any(name.startswith('.deleting-') for name in os.listdir(self.store().set_dir)):
+            problems.append('a deleted backup is still on disk')
+        return problems
+
     def observe(self):
         backups = self.backups()
         return tuple(sorted((backup_id, info['complete'], info['lastgood'], info['pinned'])
@@ -642,6 +706,11 @@ class Restore(StoreScenario):
         store = self.store()
         return engine('_restore').restore(store, store.set_dir)
 
+    def did_its_job(self, result):
+        if trees.tree_digest(self.target) != self.data_digest(self.backup_id):
+            return ['the target does not hold backup %s' % self.backup_id]
+        return []
+
     def observe(self):
         return trees.tree_digest(self.target)
 
@@ -669,6 +738,7 @@ class Undo(Restore):
 
     def build(self):
         super().build()
+        self.v2 = self.before
         store = self.store()
         engine('_restore').restore(store, store.set_dir)
         self.before = trees.tree_digest(self.target)
@@ -676,6 +746,11 @@ class Undo(Restore):
     def run(self):
         store = self.store()
         return engine('_restore').restore(store, store.set_dir, undo=True)
+
+    def did_its_job(self, result):
+        if trees.tree_digest(self.target) != self.v2:
+            return ['undo did not bring back the version the restore displaced']
+        return []
 
     def invariants(self):
         problems = StoreScenario.invariants(self)
