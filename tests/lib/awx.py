@@ -1,0 +1,261 @@
+"""What the AWX tests know about awx/: templates, surveys, and the playbooks and roles behind them.
+
+Everything is read from the files (awx/vars/templates.yml, awx/surveys/, the wrapper playbooks in
+awx/project/, playbooks/, roles/*/meta/argument_specs.yml), so a test built on it follows the
+code instead of a copy of it.
+
+Two functions model what AWX does with variables, from its source (awx/main/models/mixins.py,
+SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwargs):
+
+- ``survey_answer_errors`` -- how AWX checks one answer (or default) against its question;
+- ``job_extra_vars`` -- the extra vars a job starts with: the template's extra vars, then the
+  survey defaults that pass that check, then the node's prompted extra data, then the artifacts
+  of the workflow nodes before it, then the workflow's own extra vars (each wins over the last).
+"""
+
+import glob
+import json
+import os
+import re
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AWX_DIR = os.path.join(REPO_ROOT, 'awx')
+PROJECT_DIR = os.path.join(AWX_DIR, 'project')
+SURVEY_DIR = os.path.join(AWX_DIR, 'surveys')
+PLAYBOOK_DIR = os.path.join(REPO_ROOT, 'playbooks')
+ROLES_DIR = os.path.join(REPO_ROOT, 'roles')
+RUN_DEFAULTS = os.path.join(PLAYBOOK_DIR, 'vars', 'run_defaults.yml')
+COLLECTION = 'lastgood.rollback'
+
+# Python types of an answer to each question type (AWX's JobTemplateSurveySpec.ALLOWED_TYPES,
+# except that a float question also takes an int answer, as its answer check does).
+_TEXT_TYPES = ('text', 'textarea', 'password')
+
+
+class _Loader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """A safe loader that reads Ansible's !unsafe tag as the plain string it marks."""
+
+
+_Loader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
+
+
+def load_yaml(path):
+    with open(path) as handle:
+        return yaml.load(handle, Loader=_Loader)  # nosec - a SafeLoader subclass
+
+
+# -- awx/ --------------------------------------------------------------------------------------
+
+def templates_data():
+    return load_yaml(os.path.join(AWX_DIR, 'vars', 'templates.yml'))
+
+
+def job_templates():
+    """{key: job template definition} from awx/vars/templates.yml."""
+    return templates_data()['lastgood_awx_job_templates']
+
+
+def workflow():
+    return templates_data()['lastgood_awx_workflow']
+
+
+def run_extra_vars():
+    """The extra vars (unrendered) of every job template that starts a run."""
+    return templates_data()['lastgood_awx_run_extra_vars']
+
+
+def template_extra_vars(key):
+    return dict(run_extra_vars()) if job_templates()[key]['run'] else {}
+
+
+def survey_names():
+    return sorted(os.path.basename(path)[:-len('.json')] for path in glob.glob(os.path.join(SURVEY_DIR, '*.json')))
+
+
+def survey(name):
+    with open(os.path.join(SURVEY_DIR, name + '.json')) as handle:
+        return json.load(handle)
+
+
+def wrapper_path(key):
+    return os.path.join(PROJECT_DIR, job_templates()[key]['playbook'])
+
+
+# -- AWX's rules for survey answers and job variables ------------------------------------------
+
+def _choices(question):
+    choices = question.get('choices', [])
+    if isinstance(choices, str):
+        return [line for line in choices.splitlines() if line.strip()]
+    return list(choices)
+
+
+def _limit(question, key):
+    value = question.get(key)
+    return None if value in ('', None) else value
+
+
+def survey_answer_errors(question, value):
+    """Why AWX would refuse ``value`` as the answer to ``question`` (an empty list when it accepts it)."""
+    kind = question['type']
+    name = question['variable']
+    low, high = _limit(question, 'min'), _limit(question, 'max')
+    if kind in _TEXT_TYPES:
+        if not isinstance(value, str):
+            return ['%s: %r is not a string' % (name, value)]
+        size = len(value)
+        return [message for bad, message in (
+            (low is not None and size < int(low), '%s: %r is shorter than %s' % (name, value, low)),
+            (high is not None and size > int(high), '%s: %r is longer than %s' % (name, value, high)),
+        ) if bad]
+    if kind in ('integer', 'float'):
+        allowed = (int,) if kind == 'integer' else (int, float)
+        if type(value) not in allowed:  # pylint: disable=unidiomatic-typecheck  # bool is no answer
+            return ['%s: %r is not of type %s' % (name, value, kind)]
+        return [message for bad, message in (
+            (low is not None and value < low, '%s: %r is below %s' % (name, value, low)),
+            (high is not None and value > high, '%s: %r is above %s' % (name, value, high)),
+        ) if bad]
+    if kind == 'multiselect':
+        if not isinstance(value, list):
+            return ['%s: %r is not a list' % (name, value)]
+        return ['%s: %r is not a choice' % (name, item) for item in value if item not in _choices(question)]
+    if kind == 'multiplechoice':
+        return [] if value in _choices(question) else ['%s: %r is not a choice' % (name, value)]
+    return ['%s: unknown question type %r' % (name, kind)]
+
+
+def survey_defaults(spec):
+    """The extra vars the defaults of a survey give a job: AWX passes a default only if it is a valid answer."""
+    return dict((question['variable'], question['default']) for question in spec['spec']
+                if question.get('default') is not None and not survey_answer_errors(question, question['default']))
+
+
+def node_extra_data(node):
+    return dict(node.get('extra_data') or {})
+
+
+def job_extra_vars(key, node=None, artifacts=None, workflow_vars=None, awx_vars=None):
+    """The extra vars AWX starts a job of template ``key`` with (see the module docstring)."""
+    result = template_extra_vars(key)
+    result.update(survey_defaults(survey(job_templates()[key]['survey'])))
+    result.update(node_extra_data(node or {}))
+    result.update(artifacts or {})
+    result.update(workflow_vars or {})
+    result.update(awx_vars or {})
+    return result
+
+
+# -- wrapper playbook -> collection playbook -> roles --------------------------------------------
+
+def imported_playbooks(path):
+    """The collection playbooks a wrapper imports, as paths in playbooks/."""
+    found = []
+    for play in load_yaml(path) or []:
+        target = play.get('import_playbook') or play.get('ansible.builtin.import_playbook')
+        if target:
+            if not target.startswith(COLLECTION + '.'):
+                raise AssertionError('%s imports %s, not a %s playbook' % (path, target, COLLECTION))
+            found.append(os.path.join(PLAYBOOK_DIR, target[len(COLLECTION) + 1:] + '.yml'))
+    return found
+
+
+def _tasks(tasks):
+    for task in tasks or []:
+        yield task
+        for section in ('block', 'rescue', 'always'):
+            for inner in _tasks(task.get(section)):
+                yield inner
+
+
+def plays(path):
+    return [play for play in load_yaml(path) or [] if 'hosts' in play]
+
+
+def all_tasks(play):
+    for section in ('pre_tasks', 'tasks', 'post_tasks', 'handlers'):
+        for task in _tasks(play.get(section)):
+            yield task
+
+
+_ROLE_ACTIONS = ('include_role', 'import_role', 'ansible.builtin.include_role', 'ansible.builtin.import_role')
+
+
+def role_calls(path):
+    """(role, entry point, vars) for every role a playbook includes or imports."""
+    calls = []
+    for play in plays(path):
+        for role in play.get('roles') or []:
+            name = role if isinstance(role, str) else role.get('role') or role.get('name')
+            calls.append((_short_role(name), 'main', {} if isinstance(role, str) else role.get('vars') or {}))
+        for task in all_tasks(play):
+            for action in _ROLE_ACTIONS:
+                if action in task:
+                    spec = task[action]
+                    calls.append((_short_role(spec['name']), spec.get('tasks_from', 'main'), task.get('vars') or {}))
+    return calls
+
+
+def _short_role(name):
+    return name[len(COLLECTION) + 1:] if name.startswith(COLLECTION + '.') else name
+
+
+def role_options(role, entry_point):
+    """{option: spec} of a role's entry point, from its meta/argument_specs.yml ({} when it has none)."""
+    path = os.path.join(ROLES_DIR, role, 'meta', 'argument_specs.yml')
+    if not os.path.exists(path):
+        return None
+    specs = load_yaml(path).get('argument_specs') or {}
+    return (specs.get(entry_point) or {}).get('options') or {}
+
+
+def run_defaults():
+    return load_yaml(RUN_DEFAULTS) or {}
+
+
+_READ_WITH_DEFAULT = re.compile(r'\b(lastgood_\w+)\s*\|\s*default\(')
+_SET_FACT = ('set_fact', 'ansible.builtin.set_fact')
+
+
+def playbook_inputs(path):
+    """The variables a collection playbook takes from its caller (extra vars, survey answers).
+
+    The run-wide values (playbooks/vars/run_defaults.yml and any other vars_files), the play's own
+    vars, and the lastgood_* variables it reads with a default (lastgood_hosts, lastgood_run_id).
+    """
+    inputs = set()
+    with open(path) as handle:
+        inputs.update(_READ_WITH_DEFAULT.findall(handle.read()))
+    for play in plays(path):
+        inputs.update(play.get('vars') or {})
+        for vars_file in play.get('vars_files') or []:
+            inputs.update(load_yaml(os.path.join(os.path.dirname(path), vars_file)) or {})
+    return inputs
+
+
+def playbook_own_variables(path):
+    """Variables a playbook defines while it runs: set_fact, register, loop variables."""
+    names = set()
+    for play in plays(path):
+        for task in all_tasks(play):
+            for action in _SET_FACT:
+                if isinstance(task.get(action), dict):
+                    names.update(key for key in task[action] if key != 'cacheable')
+            if task.get('register'):
+                names.add(task['register'])
+            if 'loop' in task or any(key.startswith('with_') for key in task):
+                names.add((task.get('loop_control') or {}).get('loop_var', 'item'))
+    return names
+
+
+def targets(key):
+    """The playbooks a job template runs: those its wrapper imports, or the wrapper itself."""
+    path = wrapper_path(key)
+    return imported_playbooks(path) or [path]
+
+
+def referenced_lastgood_vars(value):
+    """The lastgood_* variables a (templated) value refers to."""
+    return set(re.findall(r'\b(lastgood_\w+)', json.dumps(value)))
