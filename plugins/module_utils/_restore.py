@@ -604,7 +604,7 @@ class _DirCursor:
         while keep < len(self.stack) and keep < len(parts) and self.stack[keep][0] == parts[keep]:
             keep += 1
         while len(self.stack) > keep:
-            os.close(self.stack.pop()[1])
+            _close_quietly(self.stack.pop()[1])
         for name in parts[keep:]:
             parent = self.stack[-1][1] if self.stack else self.root_fd
             self.stack.append((name, os.open(name, _DIR_FLAGS, dir_fd=parent)))
@@ -612,7 +612,7 @@ class _DirCursor:
 
     def close(self):
         while self.stack:
-            os.close(self.stack.pop()[1])
+            _close_quietly(self.stack.pop()[1])
 
 
 def _set_fd_attrs(fd, entry, as_root):
@@ -721,12 +721,12 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
             fsync_fd(fd, '/' + entry.path)
         fsync_fd(dst_parent, parent_dir)
     finally:
+        # read-only directory descriptors: a failed close loses nothing, and must not leak the others
         for cursor in cursors:
             cursor.close()
-        if dst_root is not None:
-            os.close(dst_root)
-        os.close(dst_parent)
-        os.close(src_root)
+        for fd in (dst_root, dst_parent, src_root):
+            if fd is not None:
+                _close_quietly(fd)
 
 
 def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
@@ -749,6 +749,7 @@ def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
             entry.target = rel + entry.target[len(name):]
     to_hash = [entry for entry in scanned if entry.type == 'file' and entry.path in want
                and want[entry.path].is_content() and want[entry.path].size == entry.size]
+
     def digest(entry):
         return sha256_file(os.path.join(parent, local[entry.path]))
     if sum(entry.size for entry in to_hash) < PARALLEL_HASH_BYTES:
@@ -924,7 +925,7 @@ def select_targets(manifest, paths):
             raise RestoreError('%s is not part of backup %s (it holds %s); nothing was restored'
                                % (path, manifest.id, ', '.join(manifest.sources) or 'nothing'))
         chosen.append(('/' + rel, rel))
-    _refuse_overlaps([rel for _, rel in chosen])
+    _refuse_overlaps([rel for _target, rel in chosen])
     return chosen
 
 
@@ -941,7 +942,7 @@ def refuse_store_overlap(targets, backup_root):
     """A restore must never move the store it reads from (nor the journal that guards it)."""
     roots = {os.path.normpath(backup_root), os.path.realpath(backup_root)}
     for target, _rel in targets:
-        for candidate in {target, os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))}:
+        for candidate in (target, os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))):
             for root in roots:
                 if candidate == root or root.startswith(candidate + '/') or candidate.startswith(root + '/'):
                     raise RestoreError('%s overlaps the backup store %s; a restore never moves or writes into the '
@@ -1210,16 +1211,17 @@ class Restorer:
                 _IN_FLIGHT.discard(token)
 
     def _prepare(self, journal, record, items, manifest, data_dir, undo, states):
-        """Journal, stage, verify the stages, keep the live version: up to phase ``ready``."""
+        """Journal, keep the live version, stage and verify the stages: up to phase ``ready``."""
         try:
             journal.write(record)
         except OSError as exc:
             raise RestoreError('could not write the restore journal %s (%s); nothing was done, target untouched '
                                '(if the record did reach the disk, the next run removes it)' % (journal.path, exc))
         try:
+            # before staging: a stage built inside a mount point must not end up in this backup
+            record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
             for item in items:
                 _stage(item, manifest, data_dir, self.as_root)
-            record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
             for item in items:
                 _fill_old_identities(item)
             journal.advance(record, 'ready')

@@ -26,7 +26,7 @@ ENGINE = [_restore, _store, _manifest, _fsatomic]
 MARKERS = ('.lastgood-tmp-', '.staging-', '.deleting-', '.restore-', '.displaced-')
 MTIME = 1763766900 * 10 ** 9
 LATER = MTIME + 10 ** 9
-KILLS = 240
+KILLS = 210
 SLOW_KILLS = 2400
 SEED = int(os.environ.get('RESTORE_SEED', '20261122'))
 FAST_TMP = '/dev/shm'
@@ -379,8 +379,8 @@ def test_partial_restore_touches_only_the_named_paths(world):
     untouched = {path: trees.tree_digest(os.path.join(world.app, path)) for path in ('conf', 'data', 'current')}
     result = world.restore(paths=[world.app + '/bin', world.app + '/empty'])
     assert [entry['path'] for entry in result['paths']] == [world.app + '/bin', world.app + '/empty']
-    assert trees.tree_digest(world.app + '/bin') == trees.tree_digest(world.backup_data(world.backup_id,
-                                                                                         world.app + '/bin'))
+    backed_up = world.backup_data(world.backup_id, world.app + '/bin')
+    assert trees.tree_digest(world.app + '/bin') == trees.tree_digest(backed_up)
     assert os.path.isdir(world.app + '/empty')
     assert {path: trees.tree_digest(os.path.join(world.app, path)) for path in untouched} == untouched
     assert trees.tree_digest(world.etc) == world.old[1]
@@ -564,12 +564,12 @@ def where_versions_are(record):
                                   for item in record['items'] for unit in item['units'])
 
 
-def interrupted_states(world, swap, limit=5):
+def interrupted_states(world, swap, limit=3):
     """Snapshots of distinct interrupted states a dead disk can leave: [(label, k, directory)].
 
-    Tries every 4th call, and every rename/exchange with the call after it; keeps the first
-    state of each phase, then states where a target is absent (between two renames), then
-    others, ``limit`` in all.
+    Tries every 4th call, and every rename/exchange with the call after it; keeps a state
+    where a target is absent (between two renames) if there is one, then the first state of
+    each other phase, ``limit`` in all.
     """
     trace = CallTrace()
     trace.plan = faults.FaultPlan(observer=trace)
@@ -578,7 +578,7 @@ def interrupted_states(world, swap, limit=5):
             world.restore()
     world.reset()
     candidates = set(range(1, trace.plan.calls + 1, 4))
-    candidates.update(k for number, name, _ in trace.calls if name in ('rename', 'exchange')
+    candidates.update(k for number, name, _arg in trace.calls if name in ('rename', 'exchange')
                       for k in (number, number + 1))
     found = {}
     for k in sorted(candidates):
@@ -589,14 +589,12 @@ def interrupted_states(world, swap, limit=5):
                 label = where_versions_are(json.load(handle))
             found.setdefault(label, k)
         world.reset()
-    phases = set()
-
-    def priority(label):
-        phase, units = label
-        first = phase not in phases
-        phases.add(phase)
-        return (not first, not any(slots[0] == '-' for slots in units), found[label])
-    chosen = sorted(found, key=priority)[:limit]
+    by_k = sorted(found, key=found.get)
+    windows = [label for label in by_k if label[0] == 'ready' and any(units[0] == '-' for units in label[1])]
+    chosen = windows[:1]
+    for label in by_k:
+        if len(chosen) < limit and label[0] not in {phase for phase, _units in chosen}:
+            chosen.append(label)
     states = []
     for label in sorted(chosen, key=lambda label: found[label]):
         k = found[label]
@@ -650,7 +648,7 @@ def _ready_journal(world):
     with faults.inject(ENGINE, trace.plan):
         world.restore()
     world.reset()
-    interrupt(world, next(number for number, name, _ in trace.calls if name == 'exchange'))
+    interrupt(world, next(number for number, name, _arg in trace.calls if name == 'exchange'))
     [path] = world.journal_records()
     with open(path) as handle:
         assert json.load(handle)['phase'] == 'ready'
@@ -743,7 +741,7 @@ def test_io_fault_at_every_call_then_recovery_leaves_exactly_old_or_new(small_wo
 def test_fault_during_recovery_then_recovery_again_reaches_old_or_new(small_world, swap):
     world = small_world
     states = interrupted_states(world, swap)
-    labels = [label for label, _, _ in states]
+    labels = [label for label, _k, _where in states]
     assert any(phase == 'ready' and any(places[0] == '-' for places in units) for phase, units in labels) or \
         swap is contextlib.nullcontext, 'no interruption hit the window between the two renames'
     exercised = 0
@@ -763,7 +761,7 @@ def test_fault_during_recovery_then_recovery_again_reaches_old_or_new(small_worl
             with swap():
                 exercised += faults.sweep(ENGINE, world.recover, after, persistent=persistent,
                                           observer_factory=lambda: DurabilityTracker(MARKERS))
-    assert len(states) >= 4 and exercised >= 20
+    assert len(states) == 3 and exercised >= 20
 
 
 # -- kill -9 ------------------------------------------------------------------------------------------------
@@ -782,7 +780,7 @@ def _child(action):
 
 
 def _killed(pid):
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
@@ -822,9 +820,8 @@ def kill_loop(world, iterations):
             _killed(_child(world.restore))
         modes[swap] = (len(log), max(time.monotonic() - started, 0.001))
         world.reset()
-        windows.extend((swap, k) for k in sorted({k for index, name in enumerate(log, 1)
-                                                   if name in ('rename', 'exchange', 'replace')
-                                                   for k in (index, index + 1)}))
+        renames = [index for index, name in enumerate(log, 1) if name in ('rename', 'exchange', 'replace')]
+        windows.extend((swap, k) for k in sorted(set(renames) | {index + 1 for index in renames}))
     killed = collections.Counter()
     outcomes = collections.Counter()
     for iteration in range(iterations):
@@ -880,12 +877,15 @@ def _mount_bind(path):
 
 def _umount(path):
     if _LIBC.umount2(path.encode(), 0) != 0:
-        raise OSError(ctypes.get_errno(), 'umount failed', path)
+        err = ctypes.get_errno()
+        held = [os.readlink('/proc/self/fd/' + fd) for fd in os.listdir('/proc/self/fd')
+                if os.readlink('/proc/self/fd/' + fd).startswith(path)]
+        raise OSError(err, 'umount failed; descriptors held below it: %s' % held, path)
 
 
 def mount_point_scenario(base):
     """Run inside a private mount namespace: the target is a bind mount, so it can only be restored entry by entry."""
-    world = World(base)
+    world = World(base, small=True)
 
     def remount_after(action):
         _umount(world.app)
@@ -906,15 +906,22 @@ def mount_point_scenario(base):
     def after(k, plan, error):
         where = 'fault at call %d (%s)' % (k, plan.fired_call)
         try:
-            counts[world.settled(where)] += 1
+            world.recover()
+            counts['new' if trees.tree_digest(world.app) == world.new[0] else
+                   'old' if trees.tree_digest(world.app) == world.old[0] else 'neither'] += 1
+            assert trees.tree_digest(world.etc) == world.old[1], '%s: a path not asked for changed' % where
+            assert world.store().verify(world.backup_id)['ok'], '%s: the backup no longer verifies' % where
+            assert world.leftovers() == [], '%s: left behind %s' % (where, world.leftovers())
             if not _restore.is_mount_point(world.app):
                 problems.append('%s: the mount point was replaced' % where)
         except AssertionError as exc:
             problems.append(str(exc))
         remount_after(world.reset)
 
+    # only the mount point, without the pre-restore backup (the other sweeps fail every call of that)
     for persistent in (False, True):
-        counts['points'] += faults.sweep(ENGINE, world.restore, after, persistent=persistent)
+        counts['points'] += faults.sweep(ENGINE, lambda: world.restore(paths=[world.app], keep_displaced=False),
+                                         after, persistent=persistent)
     outcome.update(counts=dict(counts), problems=problems[:10])
     print(json.dumps(outcome))
 
@@ -932,4 +939,5 @@ def test_mount_point_target_is_restored_entry_by_entry_and_survives_every_fault(
     assert outcome['clean'] and outcome['still_mounted'] and outcome['leftovers'] == []
     assert outcome['undo'] is True
     assert outcome['problems'] == []
-    assert outcome['counts']['points'] >= 300 and outcome['counts']['old'] and outcome['counts']['new']
+    assert outcome['counts']['points'] >= 100 and outcome['counts']['old'] and outcome['counts']['new']
+    assert 'neither' not in outcome['counts']
