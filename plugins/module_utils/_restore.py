@@ -45,8 +45,8 @@ import stat
 import time
 
 from ._fsatomic import (
-    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd, makedirs_durable, read_bytes,
-    write_all,
+    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd,
+    makedirs_durable, read_bytes, write_all,
 )
 from ._manifest import ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file
 from ._manifest import _excluded as excluded_by
@@ -670,11 +670,11 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
         raise RestoreError('backup %s holds nothing at /%s' % (manifest.id, rel))
     in_subset = {entry.path for entry in entries}
     parent_dir, name = os.path.split(dest)
-    src_root = os.open(data_dir, _DIR_FLAGS)
-    dst_parent = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    dst_root = None
+    src_root = dst_parent = dst_root = dest_cursor = link_cursor = None
     cursors = []
     try:
+        src_root = os.open(data_dir, _DIR_FLAGS)
+        dst_parent = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         source = _DirCursor(src_root)
         cursors.append(source)
         root = entries[0]
@@ -786,10 +786,11 @@ def mount_points():
 
 
 def _unescape_mount(text):
+    """mountinfo writes space, tab, newline and backslash as ``\\ooo`` (octal)."""
     out = []
     i = 0
     while i < len(text):
-        if text[i] == '\\' and i + 3 < len(text) + 0 and text[i + 1:i + 4].isdigit():
+        if text[i] == '\\' and i + 3 < len(text) and text[i + 1:i + 4].isdigit():
             out.append(chr(int(text[i + 1:i + 4], 8)))
             i += 4
         else:
