@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import yaml
 
-from lib.awx import AWX_DIR, REPO_ROOT, job_templates, run_extra_vars, survey, workflow
+from lib.awx import AWX_DIR, REPO_ROOT, job_templates, survey, template_extra_vars, workflow
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
 REFUSED = 'Connection refused'
@@ -86,15 +86,13 @@ def test_each_job_template_carries_its_survey_and_playbook(configure_run):
         assert sent[key]['job_slice_count'] == (1 if not definition['sliceable'] else sent[key]['job_slice_count'])
 
 
-def test_run_templates_send_the_run_id_expression_unrendered_for_awx_to_template(configure_run):
+def test_templates_send_their_extra_vars_unrendered_for_awx_to_template(configure_run):
     results = configure_run['Create or update a job template per playbook, with its survey']
     for result in results:
         sent = result['invocation']['module_args']['extra_vars']
-        if result['item']['value']['run']:
-            assert sent == run_extra_vars()
-            assert '{{' in sent['lastgood_run_id']
-        else:
-            assert sent == {}
+        assert sent == template_extra_vars(result['item']['key'])
+        assert ('lastgood_run_id' in sent) is result['item']['value']['run']
+        assert all('{{' in value for value in sent.values())
 
 
 def test_workflow_nodes_name_the_job_templates_created_alongside(configure_run):

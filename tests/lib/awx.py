@@ -10,7 +10,8 @@ SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwa
 - ``survey_answer_errors`` -- how AWX checks one answer (or default) against its question;
 - ``job_extra_vars`` -- the extra vars a job starts with: the template's extra vars, then the
   survey defaults that pass that check, then the node's prompted extra data, then the artifacts
-  of the workflow nodes before it, then the workflow's own extra vars (each wins over the last).
+  of the workflow nodes before it, then the workflow's own extra vars -- or, for a job launched
+  on its own, the extra vars given at launch (each wins over the ones before).
 """
 
 import glob
@@ -66,8 +67,39 @@ def run_extra_vars():
     return templates_data()['lastgood_awx_run_extra_vars']
 
 
+def awx_settings():
+    """The variables awx/configure.yml runs with by default (controller.yml, then templates.yml)."""
+    settings = dict(load_yaml(os.path.join(AWX_DIR, 'vars', 'controller.yml')))
+    settings.update(templates_data())
+    return settings
+
+
+def template_key(node):
+    """The job template a workflow node runs (its key in job_templates()), or None."""
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.template import Templar, trust_as_template  # pylint: disable=import-outside-toplevel
+    def trusted(value):
+        # Values from vars files are templates to Ansible; plain Python strings are not.
+        if isinstance(value, dict):
+            return dict((key, trusted(item)) for key, item in value.items())
+        if isinstance(value, list):
+            return [trusted(item) for item in value]
+        return trust_as_template(value) if isinstance(value, str) else value
+    templar = Templar(loader=DataLoader(), variables=trusted(awx_settings()))
+
+    def render(value):
+        return templar.template(trust_as_template(value))
+    name = render(node['unified_job_template'].get('name', ''))
+    keys = [key for key, definition in job_templates().items() if render(definition['name']) == name]
+    return keys[0] if keys else None
+
+
 def template_extra_vars(key):
-    return dict(run_extra_vars()) if job_templates()[key]['run'] else {}
+    """The extra vars (unrendered) a job template is created with."""
+    definition = job_templates()[key]
+    result = dict(run_extra_vars()) if definition['run'] else {}
+    result.update(definition.get('extra_vars') or {})
+    return result
 
 
 def survey_names():

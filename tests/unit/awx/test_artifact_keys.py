@@ -1,0 +1,74 @@
+"""set_stats artifacts: each key published by one place, and none shadowing an input.
+
+AWX hands the artifacts of a workflow node to every later node as extra variables, which win
+over everything but the workflow's own variables.  An artifact named like a variable some
+playbook or role takes would silently replace it in every later node; two publishers of one key
+would overwrite each other.  tests/fleet/test_awx_jobs.py reads the artifacts for real.
+"""
+
+import glob
+import os
+
+from lib.awx import (PLAYBOOK_DIR, PROJECT_DIR, ROLES_DIR, all_tasks, load_yaml, playbook_inputs, plays,
+                     referenced_lastgood_vars, run_extra_vars, survey, survey_names)
+
+# The one artifact meant to be taken: the workflow id every later node derives its run id from.
+HANDOFF = 'lastgood_workflow_run_id'
+SET_STATS = ('set_stats', 'ansible.builtin.set_stats')
+
+
+def _tasks_in(path):
+    data = load_yaml(path) or []
+    if data and isinstance(data[0], dict) and 'hosts' in data[0]:
+        return [task for play in plays(path) for task in all_tasks(play)]
+    return list(all_tasks({'tasks': data}))
+
+
+def _publishers():
+    """{artifact key: [file that publishes it]}."""
+    paths = (glob.glob(os.path.join(ROLES_DIR, '*', 'tasks', '*.yml')) + glob.glob(os.path.join(PLAYBOOK_DIR, '*.yml'))
+             + glob.glob(os.path.join(PROJECT_DIR, '*.yml')))
+    found = {}
+    for path in sorted(paths):
+        for task in _tasks_in(path):
+            for action in SET_STATS:
+                if action in task:
+                    for key in task[action]['data']:
+                        found.setdefault(key, []).append(os.path.relpath(path, os.path.dirname(ROLES_DIR)))
+    return found
+
+
+def _inputs():
+    """Every variable a playbook, a role or a survey takes."""
+    names = set()
+    for path in glob.glob(os.path.join(PLAYBOOK_DIR, '*.yml')):
+        names |= playbook_inputs(path)
+    for path in glob.glob(os.path.join(ROLES_DIR, '*', 'meta', 'argument_specs.yml')):
+        for entry_point in (load_yaml(path).get('argument_specs') or {}).values():
+            names |= set(entry_point.get('options') or {})
+    for path in glob.glob(os.path.join(ROLES_DIR, '*', 'defaults', 'main.yml')):
+        names |= set(load_yaml(path) or {})
+    for name in survey_names():
+        names |= set(question['variable'] for question in survey(name)['spec'])
+    return names
+
+
+def test_the_roles_and_the_workflow_start_publish_artifacts():
+    publishers = _publishers()
+    assert HANDOFF in publishers
+    assert {'lastgood_checkpoint', 'lastgood_run', 'lastgood_report'} <= set(publishers)
+
+
+def test_every_artifact_key_has_one_publisher():
+    shared = dict((key, files) for key, files in _publishers().items() if len(set(files)) > 1)
+    assert not shared
+
+
+def test_no_artifact_shadows_a_variable_a_later_node_takes():
+    shadowing = sorted((set(_publishers()) - {HANDOFF}) & _inputs())
+    assert not shadowing
+
+
+def test_the_workflow_id_artifact_is_what_the_run_id_expression_reads():
+    assert HANDOFF in referenced_lastgood_vars(run_extra_vars())
+    assert all(key.startswith('lastgood_') for key in _publishers())
