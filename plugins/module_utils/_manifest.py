@@ -29,6 +29,9 @@ import stat
 MANIFEST_VERSION = 1
 ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink')
 HASH_CHUNK = 1024 * 1024
+# Work handed to a hashing thread at once, in bytes; opening a file counts as FILE_COST bytes.
+HASH_BATCH = 4 * 1024 * 1024
+FILE_COST = 64 * 1024
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024
 _SHA256_RE = re.compile(r'\A[0-9a-f]{64}\Z')
 _TOP_KEYS = {
@@ -198,14 +201,50 @@ def _scan_one(root, rel, rel_in_source, st, filters, entries, skipped, seen_inod
         _scan_one(root, rel + '/' + child.name, child_rel_in_source, child_st, filters, entries, skipped, seen_inodes)
 
 
+def split_batches(items, limit, weight):
+    """Split ``items`` into runs whose ``weight(item)`` adds up to about ``limit``.
+
+    A thread-pool task per small file costs more than the file; a run of them does not.
+    """
+    batches = []
+    current = []
+    total = 0
+    for item in items:
+        current.append(item)
+        total += weight(item)
+        if total >= limit:
+            batches.append(current)
+            current = []
+            total = 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def digest_files(root, files, workers=None):
+    """Set ``entry.sha256`` for each of ``files`` (below ``root``), in parallel: hashlib releases the GIL."""
+    if not files:
+        return
+
+    def run(batch):
+        for entry in batch:
+            entry.sha256 = sha256_file(os.path.join(root, entry.path))
+
+    batches = split_batches(files, HASH_BATCH, lambda entry: entry.size + FILE_COST)
+    if len(batches) == 1:
+        run(batches[0])
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers or hash_workers(), len(batches))) as pool:
+        for _done in pool.map(run, batches):
+            pass
+
+
 def hash_entries(root, entries, workers=None):
     """Fill in ``sha256`` for every file entry (in parallel; hashlib releases the GIL)."""
     files = [entry for entry in entries if entry.type == 'file']
     if not files:
         return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers or hash_workers()) as pool:
-        for entry, digest in zip(files, pool.map(lambda e: sha256_file(os.path.join(root, e.path)), files)):
-            entry.sha256 = digest
+    digest_files(root, files, workers)
     by_path = {entry.path: entry for entry in files}
     for entry in entries:
         if entry.type == 'hardlink':
@@ -259,7 +298,20 @@ class Manifest:
         }
 
     def to_json(self):
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + '\n'
+        """Canonical JSON: sorted keys, one line per entry.
+
+        Each entry is encoded on its own (the C encoder; ``indent`` would switch
+        to the pure-Python one, which dominates the time for many small files).
+        """
+        document = self.to_dict()
+        lines = []
+        for key in sorted(document):
+            if key == 'entries' and document[key]:
+                value = '[\n' + ',\n'.join('  ' + json.dumps(item, sort_keys=True) for item in document[key]) + '\n ]'
+            else:
+                value = json.dumps(document[key], sort_keys=True)
+            lines.append(' %s: %s' % (json.dumps(key), value))
+        return '{\n' + ',\n'.join(lines) + '\n}\n'
 
     def sha256sum_text(self, prefix='data/'):
         """The content digests in the format coreutils ``sha256sum -c`` reads."""
@@ -477,25 +529,23 @@ def _reasons(want, have, owner, mtime):
     return reasons
 
 
-def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=()):
+def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=(), hash_only=None):
     """Scan ``root`` over the manifest's sources and hash the files worth hashing.
 
     Files whose size differs from the manifest are not hashed: they differ anyway.
+    With ``hash_only`` (a set of paths) only those files are hashed; the others
+    are compared by metadata alone.
     """
     entries, skipped = scan(root, manifest.rel_sources, excludes, prune)
     reference = manifest.by_path
     to_hash = []
     for entry in entries:
-        if entry.type != 'file':
+        if entry.type != 'file' or (hash_only is not None and entry.path not in hash_only):
             continue
         want = reference.get(entry.path)
         if want is not None and want.is_content() and want.size == entry.size:
             to_hash.append(entry)
-    if to_hash:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers or hash_workers()) as pool:
-            digests = pool.map(lambda e: sha256_file(os.path.join(root, e.path)), to_hash)
-            for entry, digest in zip(to_hash, digests):
-                entry.sha256 = digest
+    digest_files(root, to_hash, workers)
     hashed = {entry.path: entry.sha256 for entry in entries if entry.type == 'file'}
     for entry in entries:
         if entry.type == 'hardlink':
@@ -503,12 +553,13 @@ def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=()):
     return entries, skipped
 
 
-def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None, prune=()):
+def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None, prune=(), hash_only=None):
     """Compare the tree at ``root`` with ``manifest`` (content and metadata).
 
     Returns the ``compare`` result; empty lists everywhere means the tree matches.
+    ``hash_only``: see ``scan_and_hash_like``.
     """
-    entries, skipped = scan_and_hash_like(root, manifest, excludes, workers, prune)
+    entries, skipped = scan_and_hash_like(root, manifest, excludes, workers, prune, hash_only)
     result = compare(manifest.entries, entries, owner=owner, mtime=mtime)
     result['added'].extend(path for path in skipped if path not in result['added'])
     return result

@@ -61,6 +61,11 @@ LASTGOOD_FILE = 'LASTGOOD'
 PINNED_FILE = 'PINNED'
 CHECKSUM_MODES = ('auto', 'always')
 COPY_CHUNK = 1024 * 1024
+# Work handed to a copy thread at once, in bytes; opening a file counts as _manifest.FILE_COST bytes.
+COPY_BATCH = 4 * 1024 * 1024
+# fsync waits on the disk, not the CPU: many in flight let the filesystem commit them together.
+FSYNC_WORKERS = 32
+FSYNC_BATCH = 64
 
 _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
@@ -194,14 +199,26 @@ def _reusable(base_by_path, entry, checksum):
     return old
 
 
-def _run_parallel(func, items, workers):
-    """``[func(item) for item in items]`` on a thread pool; the first failure cancels what has not started."""
+def _run_parallel(func, items, workers, batch=None):
+    """``[func(item) for item in items]`` on a thread pool; the first failure cancels what has not started.
+
+    ``batch=(limit, weight)`` hands consecutive items to a worker together until
+    their ``weight(item)`` adds up to ``limit``: one task per small file would spend
+    more time in the pool's bookkeeping than in the file.
+    """
     if not items:
         return []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(func, item) for item in items]
+    if workers <= 1 or len(items) == 1:
+        return [func(item) for item in items]
+    batches = _manifest.split_batches(items, batch[0], batch[1]) if batch else [[item] for item in items]
+
+    def run_batch(group):
+        return [func(item) for item in group]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+        futures = [pool.submit(run_batch, batch) for batch in batches]
         try:
-            return [future.result() for future in futures]
+            return [result for future in futures for result in future.result()]
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -1001,8 +1018,11 @@ class _Build:
         self._prepare()
         self.step = 'copying files'
         self._populate()
+        # Everything is written before anything is fsynced (OSTree's order): the
+        # kernel writes back in bulk while the copy runs, and the fsyncs, many in
+        # flight at once, mostly wait for one journal commit instead of one each.
         self.step = 'flushing the backup to disk'
-        _run_parallel(self._fsync_file, self.copied_paths, self.workers)
+        _run_parallel(self._fsync_file, self.copied_paths, FSYNC_WORKERS, batch=(FSYNC_BATCH, lambda path: 1))
         for directory in sorted(self.dirs, key=lambda path: path.count('/'), reverse=True):
             _fsatomic.fsync_dir(directory)
         self.step = 'verifying the staged backup'
@@ -1045,7 +1065,9 @@ class _Build:
                     os.lchown(dest, entry.uid, entry.gid)
             elif entry.type == 'file':
                 files.append(entry)
-        for outcome, entry in zip(_run_parallel(self._place_file, files, self.workers), files):
+        placed = _run_parallel(self._place_file, files, self.workers,
+                               batch=(COPY_BATCH, lambda entry: entry.size + _manifest.FILE_COST))
+        for outcome, entry in zip(placed, files):
             if outcome == 'reused':
                 self.reused += 1
                 self.reused_paths.add(entry.path)
@@ -1146,7 +1168,16 @@ class _Build:
             os.close(fd)
 
     def _verify(self):
-        diff = _manifest.verify(self.manifest, self.data, owner=self.as_root, mtime=True)
+        """Check the staged tree against the manifest before publishing it.
+
+        Every entry's presence, type, size, mode, owner, mtime and target is compared.
+        Content is re-read only where that can find something: a copied file's digest
+        was taken from the very bytes written to it, in the same pass, and reading them
+        back (from the page cache) proves nothing more; a file hardlinked from the
+        previous backup is re-hashed, which is how a damaged previous backup shows.
+        """
+        diff = _manifest.verify(self.manifest, self.data, owner=self.as_root, mtime=True,
+                                hash_only=self.reused_paths)
         if _manifest.is_clean(diff):
             return
         bad = set(diff['added']) | set(diff['removed']) | set(item['path'] for item in diff['changed'])

@@ -1,0 +1,113 @@
+"""What makes backups fast without weakening them: one read pass, batched parallel work, no pointless re-reads.
+
+Behaviour only (which files are read, what a manifest looks like); no timings.
+"""
+
+import json
+import os
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _manifest, _store
+from lib import faults, trees
+
+TREE = {
+    'conf/app.yml': 'port: 8080\n',
+    'bin/run.sh': '#!/bin/sh\nexec app\n',
+    'data/blob.bin': bytes(range(256)) * 64,
+    'data/more.bin': b'x' * 5000,
+    'current': ('symlink', 'conf/app.yml'),
+}
+
+
+class ReadCounter:
+    """Observer: counts read() calls per file, by the path the descriptor points at."""
+
+    def __init__(self):
+        self.reads = {}
+
+    def before(self, name, args, kwargs):
+        if name == 'read':
+            path = os.readlink('/proc/self/fd/%d' % args[0])
+            self.reads[path] = self.reads.get(path, 0) + 1
+
+    def after(self, name, args, kwargs, result, token):
+        pass
+
+
+def backup_with_read_counter(store, app, **kwargs):
+    counter = ReadCounter()
+    with faults.inject([_store, _manifest], faults.FaultPlan(observer=counter)):
+        result = store.create([app], **kwargs)
+    return result, counter.reads
+
+
+def test_full_backup_reads_each_source_file_once_and_never_reads_its_copies_back(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    store = _store.Store(str(tmp_path / 'store'), 'app')
+    result, reads = backup_with_read_counter(store, app)
+    assert result['copied'] == 4
+    staged = [path for path in reads if '/store/' in path and '/data/' in path]
+    assert staged == [], 'the staged copies were read back: %s' % staged
+    for rel in ('conf/app.yml', 'bin/run.sh', 'data/blob.bin', 'data/more.bin'):
+        # one read with the data, one that returns end of file
+        assert reads[os.path.join(app, rel)] == 2, rel
+    assert store.verify(result['id'])['ok']
+
+
+def test_incremental_backup_rehashes_every_hardlinked_file_from_the_previous_backup(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    store = _store.Store(str(tmp_path / 'store'), 'app')
+    first = store.create([app])
+    result, reads = backup_with_read_counter(store, app, force=True)
+    assert result['reused'] == 4
+    assert result['parent'] == first['id']
+    # the staged names are new links to the previous backup's inodes: reading them reads its files
+    staged = [path for path in reads if '/.staging-' in path]
+    assert len(staged) == 4, 'each hardlinked file is checked against the manifest: %s' % sorted(reads)
+    assert not [path for path in reads if path.startswith(app + '/')], 'an unchanged source is not read'
+
+
+def test_split_batches_keeps_the_order_and_fills_each_batch_up_to_the_limit():
+    sizes = [1, 1, 1, 5, 1, 1, 10, 2]
+    batches = _manifest.split_batches(sizes, 3, lambda size: size)
+    assert [item for batch in batches for item in batch] == sizes
+    assert batches == [[1, 1, 1], [5], [1, 1, 10], [2]]
+    assert _manifest.split_batches([], 3, lambda size: size) == []
+
+
+def test_manifest_json_has_one_line_per_entry_and_loads_back_to_the_same_manifest(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    rel = app.lstrip('/')
+    entries, _ = _manifest.scan('/', [rel])
+    _manifest.hash_entries('/', entries)
+    manifest = _manifest.Manifest('an-id', 'app', '2026-11-21T23:15:00Z', 'host', [app], entries)
+    text = manifest.to_json()
+    lines = text.splitlines()
+    entry_lines = [line for line in lines if line.startswith('  {')]
+    assert len(entry_lines) == len(entries)
+    assert all(json.loads(line.rstrip(',')) == entry.to_dict() for line, entry in zip(entry_lines, entries))
+    assert json.loads(text) == manifest.to_dict()
+    loaded = _manifest.loads(text)
+    assert loaded.to_json() == text
+
+
+def test_verify_with_hash_only_compares_the_other_files_by_metadata_alone(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    rel = app.lstrip('/')
+    entries, _ = _manifest.scan('/', [rel])
+    _manifest.hash_entries('/', entries)
+    manifest = _manifest.Manifest('an-id', 'app', '2026-11-21T23:15:00Z', 'host', [app], entries)
+    for name in ('data/blob.bin', 'data/more.bin'):
+        path = os.path.join(app, name)
+        st = os.stat(path)
+        with open(path, 'r+b') as handle:
+            handle.write(b'Z')
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = _manifest.verify(manifest, '/', hash_only={rel + '/data/blob.bin'})
+    assert [item['path'] for item in result['changed']] == [rel + '/data/blob.bin']
+    assert result['changed'][0]['reasons'] == ['content']
+    full = _manifest.verify(manifest, '/')
+    assert sorted(item['path'] for item in full['changed']) == [rel + '/data/blob.bin', rel + '/data/more.bin']
