@@ -79,7 +79,7 @@ def plan(spec):
             directory = dirs[i % len(dirs)]
             size = rng.randint(spec['min_size'], spec['max_size'])
             items.append(('tree/%s/f%05d.dat' % (directory, i), 'file', size))
-    files = [rel for rel, kind, _ in items if kind == 'file']
+    files = [item[0] for item in items if item[1] == 'file']
     for i in range(spec.get('symlinks', 0)):
         target = rng.choice(files)
         link_dir = 'tree/%s' % dirs[i % len(dirs)]

@@ -71,8 +71,7 @@ def playbook(inventory, path, forks, extra=None, log_path=None):
     argv = [ansible_bin('ansible-playbook'), '-i', inventory, '-f', str(forks), path]
     if extra:
         argv += ['-e', json.dumps(extra)]
-    elapsed, _, _ = run_child(argv, env=ansible_env(), log_path=log_path)
-    return elapsed
+    return run_child(argv, env=ansible_env(), log_path=log_path)[0]
 
 
 def adhoc(inventory, module, args, forks, log_path=None):
@@ -94,8 +93,10 @@ def bench_size(count, runs, logs, level2_vars):
         fleet.up(count, app=True)
         results['fleet_up_s'] = round(time.perf_counter() - started, 2)
         inventory = fleet.inventory_path
-        health = lambda tag: adhoc(inventory, 'ansible.builtin.command', '/srv/app/bin/appctl health', forks,
-                                   os.path.join(logs, '%d-health-%s.out' % (count, tag)))
+
+        def health(tag):
+            adhoc(inventory, 'ansible.builtin.command', '/srv/app/bin/appctl health', forks,
+                  os.path.join(logs, '%d-health-%s.out' % (count, tag)))
         health('initial')
         contenders = ['handwritten', 'push']
         if level2_available():

@@ -88,7 +88,7 @@ def run_child(argv, cwd=REPO, env=None, log_path=None):
     with open(out_path, 'wb') as out, open(err_path, 'wb') as err:
         start = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        status, usage = os.wait4(proc.pid, 0)[1:]
         elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     rss = usage.ru_maxrss
@@ -132,7 +132,7 @@ class Contender:
     def run(self, log_path, timed):
         state = self.setup()
         try:
-            elapsed, rss, _ = run_child(self.argv(state), env=self.env, log_path=log_path)
+            elapsed, rss = run_child(self.argv(state), env=self.env, log_path=log_path)[:2]
         finally:
             self.cleanup(state)
             os.sync()
@@ -171,8 +171,7 @@ class Workspace:
 
     def engine_backup(self, store, source=None):
         argv = self.driver('backup', '--backup-root', store, '--set', SET_NAME, source or self.source)
-        _, _, out = run_child(argv, log_path=self.path('logs', 'prepare.out'))
-        return json.loads(out)
+        return json.loads(run_child(argv, log_path=self.path('logs', 'prepare.out'))[2])
 
 
 def ansible_bin(name):
@@ -223,7 +222,7 @@ def backup_group(ws):
     target = ws.path('target')
     sums = ws.path('target.sha256')
 
-    def cp_cleanup(_):
+    def cp_cleanup(state):  # pylint: disable=unused-argument
         remove(target)
         remove(sums)
 

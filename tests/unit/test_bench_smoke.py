@@ -38,11 +38,11 @@ def quick_report(tmp_path_factory):
     assert len(written) == 1, written
     with open(written[0]) as handle:
         report = json.load(handle)
-    return report, proc.stdout, base
+    return {'report': report, 'stdout': proc.stdout, 'base': base}
 
 
 def test_quick_run_reports_a_median_and_peak_memory_for_every_contender_on_every_corpus(quick_report):
-    report, _, _ = quick_report
+    report = quick_report['report']
     assert sorted(report['groups']) == sorted(CORPORA)
     for corpus in CORPORA:
         for group, contenders in EXPECTED.items():
@@ -59,7 +59,7 @@ def test_quick_run_reports_a_median_and_peak_memory_for_every_contender_on_every
 
 
 def test_quick_run_gives_the_engine_to_peer_ratio_for_each_measured_peer(quick_report):
-    report, _, _ = quick_report
+    report = quick_report['report']
     for corpus in CORPORA:
         for group in EXPECTED:
             entry = report['groups'][corpus][group]
@@ -69,7 +69,7 @@ def test_quick_run_gives_the_engine_to_peer_ratio_for_each_measured_peer(quick_r
 
 
 def test_quick_run_checks_every_target_and_prints_the_table(quick_report):
-    report, stdout, _ = quick_report
+    report, stdout = quick_report['report'], quick_report['stdout']
     assert {t['target'] for t in report['targets']} >= {
         'full backup with manifest <= 1.0 x rsync -a', 'verify >= 1.5 GB/s',
         'incremental of unchanged tree <= 0.25 x full', 'restore <= 1.2 x rsync -a into an empty target'}
@@ -79,7 +79,7 @@ def test_quick_run_checks_every_target_and_prints_the_table(quick_report):
 
 
 def test_quick_run_leaves_only_the_cached_corpora_behind(quick_report):
-    _, _, base = quick_report
+    base = quick_report['base']
     assert sorted(os.listdir(base / 'work')) == []
     names = sorted(os.listdir(base / 'corpora'))
     assert names == sorted([c + '-quick' for c in CORPORA] + [c + '-quick.stamp' for c in CORPORA])

@@ -80,7 +80,7 @@ def test_manifest_json_has_one_line_per_entry_and_loads_back_to_the_same_manifes
     app = str(tmp_path / 'app')
     trees.make_tree(app, TREE)
     rel = app.lstrip('/')
-    entries, _ = _manifest.scan('/', [rel])
+    entries = _manifest.scan('/', [rel])[0]
     _manifest.hash_entries('/', entries)
     manifest = _manifest.Manifest('an-id', 'app', '2026-11-21T23:15:00Z', 'host', [app], entries)
     text = manifest.to_json()
@@ -97,7 +97,7 @@ def test_verify_with_hash_only_compares_the_other_files_by_metadata_alone(tmp_pa
     app = str(tmp_path / 'app')
     trees.make_tree(app, TREE)
     rel = app.lstrip('/')
-    entries, _ = _manifest.scan('/', [rel])
+    entries = _manifest.scan('/', [rel])[0]
     _manifest.hash_entries('/', entries)
     manifest = _manifest.Manifest('an-id', 'app', '2026-11-21T23:15:00Z', 'host', [app], entries)
     for name in ('data/blob.bin', 'data/more.bin'):
