@@ -490,6 +490,22 @@ def test_target_changed_after_the_swap_fails_verification_and_is_rolled_back(wor
     assert world.settled() == 'old'
 
 
+def test_single_file_is_replaced_in_one_atomic_exchange(world):
+    path = world.etc + '/app.conf'
+    trace = CallTrace()
+    trace.plan = faults.FaultPlan(observer=trace)
+    with faults.inject(ENGINE, trace.plan):
+        result = world.restore(paths=[path])
+    assert [entry['state'] for entry in result['paths']] == ['restored']
+    with open(path, 'rb') as handle:
+        assert handle.read() == b'level = 1\n'
+    assert os.stat(path).st_mode & 0o777 == 0o644 and os.stat(path).st_mtime_ns == MTIME
+    moves = [(name, arg) for _number, name, arg in trace.calls if name in ('rename', 'exchange', 'replace')
+             and os.path.dirname(str(arg)) == world.etc]
+    assert [name for name, _arg in moves] == ['exchange'], moves
+    assert world.leftovers() == []
+
+
 def test_without_renameat2_two_journalled_renames_swap_the_target(world):
     with exchange_unsupported():
         log = faults.call_log(ENGINE, world.restore)
