@@ -1311,8 +1311,19 @@ class Restorer:
         if record['pre_restore']:
             kept = ' (the copy taken beforehand, backup %s, is not needed)' % record['pre_restore']
         raise RestoreError('restore of %s failed while %s: %s. Rolled back: every target is exactly as before '
-                           '(untouched)%s. Fix the cause and run the restore again.' % (targets, step, exc, kept),
+                           '(untouched)%s. %s' % (targets, step, exc, kept, _next_step(exc)),
                            paths=list(states.values()))
+
+
+def _next_step(exc):
+    if getattr(exc, 'errno', None) in (errno.EXDEV, errno.EBUSY):
+        return ('The file system refused to move the target (%s): it is probably a mount point this process '
+                'cannot see in /proc/self/mountinfo, or a directory on overlayfs without redirect_dir (a container '
+                'image layer). Restore onto a bind-mounted volume, or restore its parent directory.'
+                % os.strerror(exc.errno))
+    if getattr(exc, 'errno', None) in (errno.ENOSPC, errno.EDQUOT):
+        return 'Free space on the file system of the target (a restore needs room for one more copy) and rerun.'
+    return 'Fix the cause and run the restore again.'
 
 
 def _name_part(backup_id):

@@ -530,7 +530,7 @@ def test_message_of_a_failed_restore_says_the_target_is_untouched_and_what_to_do
     message = str(info.value)
     assert 'No space left on device' in message
     assert 'Rolled back: every target is exactly as before (untouched)' in message
-    assert 'run the restore again' in message
+    assert 'Free space on the file system of the target' in message
     assert info.value.journal is None
     assert world.state() == world.old and world.leftovers() == []
 
