@@ -9,7 +9,7 @@ expression becomes ``None``; line numbers stay).  The mutant is killed when a
 test fails:
 
   stage 1  the quick durability and ordering tests (tests/reliability/test_durability.py)
-  stage 2  the engine's unit tests and the default reliability suite
+  stage 2  the default reliability suite and the mutated file's own unit tests
 
 A mutant that survives both means the suite cannot tell that fsync or rename
 from its absence: fix the tests (or the engine, if the call is redundant).
@@ -39,10 +39,18 @@ OUTPUT = os.path.join(ROOT, 'tests', 'output', 'mutation-check.json')
 FSYNCS = frozenset(('fsync', 'fdatasync', 'fsync_fd', 'fsync_dir'))
 RENAMES = frozenset(('rename', 'replace', 'exchange', '_exchange_syscall'))
 OS_ONLY = frozenset(('fsync', 'fdatasync', 'rename', 'replace'))
-STAGES = (
-    ('durability', ['tests/reliability/test_durability.py']),
-    ('suite', ['tests/unit/plugins/module_utils', 'tests/reliability']),
-)
+UNIT_TESTS = os.path.join('tests', 'unit', 'plugins', 'module_utils')
+STAGES = ('durability', 'suite')
+
+
+def stage_paths(stage, engine_file=None):
+    """Tests of a stage: the quick durability tests; then the reliability suite and the mutated
+    file's own unit tests (all engine unit tests when ``engine_file`` is None, for the baseline)."""
+    if stage == 'durability':
+        return ['tests/reliability/test_durability.py']
+    names = [engine_file] if engine_file else sorted(os.listdir(os.path.join(ROOT, ENGINE)))
+    units = [os.path.join(UNIT_TESTS, 'test_%s' % name.lstrip('_')) for name in names if name.endswith('.py')]
+    return ['tests/reliability'] + [path for path in units if os.path.exists(os.path.join(ROOT, path))]
 
 
 def call_name(node):
@@ -131,10 +139,10 @@ def baseline(files, timeout):
     failing = {}
     try:
         copy_checkout(copy, files)
-        for stage, paths in STAGES:
+        for stage in STAGES:
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
             cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-q', '-rfE', '-p',
-                   'no:cacheprovider', '--no-header'] + paths
+                   'no:cacheprovider', '--no-header'] + stage_paths(stage)
             proc = subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   timeout=timeout, check=False)
             lines = proc.stdout.decode('utf-8', 'replace').splitlines()
@@ -156,8 +164,11 @@ def check_mutant(job):
         with open(target, 'w') as handle:
             handle.write(mutate(source, site))
         tail = ''
-        for stage, paths in STAGES:
-            outcome, tail = run_stage(copy, paths, timeout, deselect=failing.get(stage, ()))
+        for stage in STAGES:
+            paths = stage_paths(stage, os.path.basename(rel))
+            deselect = [nodeid for nodeid in failing.get(stage, ()) if nodeid.split('::')[0] in paths
+                        or nodeid.startswith(tuple(path + '/' for path in paths))]
+            outcome, tail = run_stage(copy, paths, timeout, deselect=deselect)
             if outcome != 'passed':
                 return {'killed': True, 'by': stage, 'detail': tail}
         return {'killed': False, 'by': None, 'detail': tail}
@@ -186,8 +197,8 @@ def main():
         print('%d mutants' % len(sites))
         return 0
     failing = baseline(files, args.timeout)
-    if failing.get(STAGES[0][0]):
-        print('the quick stage fails without any mutation; fix that first: %s' % failing[STAGES[0][0]])
+    if failing.get(STAGES[0]):
+        print('the quick stage fails without any mutation; fix that first: %s' % failing[STAGES[0]])
         return 2
     for stage, nodeids in failing.items():
         if nodeids:

@@ -230,8 +230,9 @@ def _rotate(path):
     target = '%s.%0*d' % (os.path.abspath(path), ROTATED_DIGITS, (numbers[-1] + 1) if numbers else 1)
     if os.path.lexists(target):
         raise AuditError('cannot rotate %s: %s already exists; the log was not changed' % (path, target))
+    # no directory fsync here: the new live file is created next, and its name is made
+    # durable (with this rename, same directory) before any line in it is acknowledged
     os.rename(path, target)
-    fsync_dir(os.path.dirname(target))
     return target
 
 

@@ -644,15 +644,6 @@ class Retention(StoreScenario):
     """keep_last=1 over four backups: LASTGOOD, the pinned checkpoint and the newest survive."""
 
     name = 'retention'
-    known_bugs = (
-        (r'state is neither the old nor the new one: .*before-upgrade.*',
-         'retention deletes a pinned checkpoint after one transient EIO: _prune_pins() asks os.path.isdir(), '
-         'which answers False on an I/O error, so the pin is dropped as "backup does not exist"'),
-        (r'at call \d+ \((path\.isdir|stat|listdir|open|read|close)\): the operation reported success but the state is the '
-         r'old one',
-         'retention reports success (nothing removed) when reading the set or a manifest fails with an I/O error: '
-         'the set directory then looks absent and the backup incomplete'),
-    )
 
     def build(self):
         self.paths()

@@ -26,7 +26,7 @@ from lib import faults, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 RENAMES = ('replace', 'rename', 'exchange')
-CRASH_BUDGET = 40           # default run: kills per scenario at exact points (all disk-changing calls included)
+CRASH_BUDGET = 32           # default run: kills per scenario at exact points (all disk-changing calls included)
 DEFAULT_RANDOM_KILLS = 15
 SLOW_RANDOM_KILLS = 300
 RECOVERY_CALLS_GUESS = 80   # recovery of these scenarios makes 10-80 calls; a kill past the end is a clean run

@@ -116,3 +116,16 @@ def test_recovery_after_an_interruption_is_durable(scenario, name):
         assert not tracker.problems(), 'recovery after call %d: %s' % (k, tracker.problems())
         checked += 1
     assert checked or name in ('retention',), 'no interruption left work for recovery'
+
+
+def test_audit_line_and_its_new_file_are_durable_even_when_the_head_update_fails(scenario):
+    sc = scenario('audit_append')
+    modules = scenarios.engine_modules()
+    log = faults.call_log(modules, sc.run)
+    sc.reset()
+    head_replace = max(k for k, call in enumerate(log, 1) if call == 'replace')
+    tracker = durability.DurabilityTracker(sc.markers)
+    with faults.inject(modules, faults.FaultPlan(fail_at=head_replace, observer=tracker)):
+        result = sc.run()
+    assert result['head_updated'] is False and result['warning'], 'the fault did not hit the head update'
+    assert not tracker.problems(), tracker.problems()

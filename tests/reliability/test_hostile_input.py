@@ -475,4 +475,3 @@ def test_key_path_parser_many_inputs(text):
         _config.parse_key_path(text)
     except _config.ConfigError:
         pass
-

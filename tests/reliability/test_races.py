@@ -79,8 +79,8 @@ def test_directory_swapped_for_a_symlink_mid_restore_never_lets_a_write_escape(s
     allowed = scenarios.engine_errors()
     log = faults.call_log(modules, sc.run)
     sc.reset()
-    points = faults.sample_points(log, SWAP_BUDGET, critical=frozenset(('open', 'mkdir', 'rename', 'exchange',
-                                                                         'symlink', 'link', 'unlink', 'rmdir')))
+    moves = frozenset(('open', 'mkdir', 'rename', 'exchange', 'symlink', 'link', 'unlink', 'rmdir'))
+    points = faults.sample_points(log, SWAP_BUDGET, critical=moves)
     roots = [os.path.dirname(sc.target)]
     swapped = 0
     problems = []
