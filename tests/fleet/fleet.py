@@ -582,7 +582,8 @@ def mounts_mentioning(path):
                     fields = line.split()
                     if fields[3].startswith(path) or fields[4].startswith(path):
                         found.add(line.strip())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
+        except OSError:
+            # the process ended (or is ending) while we looked: it holds no mounts
             continue
     return sorted(found)
 
