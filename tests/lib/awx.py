@@ -186,8 +186,7 @@ def imported_playbooks(path):
     """The collection playbooks a wrapper imports, as paths in playbooks/."""
     found = []
     for play in load_yaml(path) or []:
-        target = play.get('import_playbook') or play.get('ansible.builtin.import_playbook')
-        if target:
+        for target in _imports(play):
             if not target.startswith(COLLECTION + '.'):
                 raise AssertionError('%s imports %s, not a %s playbook' % (path, target, COLLECTION))
             found.append(os.path.join(PLAYBOOK_DIR, target[len(COLLECTION) + 1:] + '.yml'))
@@ -202,8 +201,41 @@ def _tasks(tasks):
                 yield inner
 
 
+_IMPORT_PLAYBOOK = ('import_playbook', 'ansible.builtin.import_playbook')
+
+
+def _imports(entry):
+    return [entry[key] for key in _IMPORT_PLAYBOOK if key in entry]
+
+
 def plays(path):
-    return [play for play in load_yaml(path) or [] if 'hosts' in play]
+    """The plays of a playbook, with those of the playbooks it imports by relative path."""
+    found = []
+    for entry in load_yaml(path) or []:
+        if 'hosts' in entry:
+            found.append(entry)
+        for target in _imports(entry):
+            if not target.startswith(COLLECTION + '.'):
+                found += plays(os.path.join(os.path.dirname(path), target))
+    return found
+
+
+def _playbook_files(path):
+    files = [path]
+    for entry in load_yaml(path) or []:
+        for target in _imports(entry):
+            if not target.startswith(COLLECTION + '.'):
+                files += _playbook_files(os.path.join(os.path.dirname(path), target))
+    return files
+
+
+def import_vars(path):
+    """Variables a playbook sets on the playbooks it imports (extra vars would override them)."""
+    names = set()
+    for entry in load_yaml(path) or []:
+        if _imports(entry):
+            names.update(entry.get('vars') or {})
+    return names
 
 
 def all_tasks(play):
@@ -258,8 +290,9 @@ def playbook_inputs(path):
     vars, and the lastgood_* variables it reads with a default (lastgood_hosts, lastgood_run_id).
     """
     inputs = set()
-    with open(path) as handle:
-        inputs.update(_READ_WITH_DEFAULT.findall(handle.read()))
+    for source in _playbook_files(path):
+        with open(source) as handle:
+            inputs.update(_READ_WITH_DEFAULT.findall(handle.read()))
     for play in plays(path):
         inputs.update(play.get('vars') or {})
         for vars_file in play.get('vars_files') or []:

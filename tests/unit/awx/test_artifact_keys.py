@@ -18,8 +18,11 @@ SET_STATS = ('set_stats', 'ansible.builtin.set_stats')
 
 
 def _tasks_in(path):
-    data = load_yaml(path) or []
-    if data and isinstance(data[0], dict) and 'hosts' in data[0]:
+    data = load_yaml(path)
+    if not isinstance(data, list):
+        return []  # not a playbook or a task list (an inventory, a vars file)
+    if any('hosts' in entry or 'import_playbook' in entry or 'ansible.builtin.import_playbook' in entry
+           for entry in data):
         return [task for play in plays(path) for task in all_tasks(play)]
     return list(all_tasks({'tasks': data}))
 

@@ -51,9 +51,12 @@ def test_create_writes_a_build_context_that_installs_the_collection(tmp_path):
     containerfile = (context / 'Containerfile').read_text()
     definition = load_yaml(EE_FILE)
     assert definition['version'] == 3
-    assert 'FROM %s' % definition['images']['base_image']['name'] in containerfile
+    assert 'ARG EE_BASE_IMAGE="%s"' % definition['images']['base_image']['name'] in containerfile
     assert 'ansible-galaxy collection install' in containerfile
     assert definition['dependencies']['ansible_core']['package_pip'] in containerfile
     galaxy = load_yaml(str(context / '_build' / 'requirements.yml'))
     names = [entry['name'] if isinstance(entry, dict) else entry for entry in galaxy['collections']]
     assert any('lastgood' in name for name in names), names
+    if any(isinstance(entry, dict) and entry.get('type') == 'git' for entry in galaxy['collections']):
+        galaxy_stage = containerfile.split('FROM base AS galaxy', 1)[1].split('ansible-galaxy collection install')[0]
+        assert 'install -y git' in galaxy_stage, 'a collection comes from git, but the galaxy stage has no git'

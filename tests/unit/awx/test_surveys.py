@@ -12,9 +12,9 @@ import re
 import jsonschema
 import pytest
 
-from lib.awx import (job_templates, load_yaml, playbook_inputs, playbook_own_variables, plays,
+from lib.awx import (import_vars, job_templates, load_yaml, playbook_inputs, playbook_own_variables, plays,
                      referenced_lastgood_vars, role_calls, role_options, survey, survey_answer_errors,
-                     survey_names, targets, template_extra_vars, workflow)
+                     survey_names, targets, template_extra_vars, template_key, workflow)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'awx_survey.schema.json')
 TEMPLATES = sorted(job_templates())
@@ -128,18 +128,28 @@ def test_every_survey_variable_is_taken_by_the_playbook_or_the_template_extra_va
 
 
 @pytest.mark.parametrize('key', TEMPLATES)
+def test_no_survey_overrides_what_a_playbook_sets_for_the_playbooks_it_imports(key):
+    # The circuit breaker runs Level 1 on the hosts it chose (lastgood_hosts on the import): a
+    # survey answer for lastgood_hosts would be an extra variable and win, turning Level 1 on
+    # hosts the breaker never chose.
+    asked = set(question['variable'] for question in _questions(job_templates()[key]['survey']))
+    for path in targets(key):
+        assert not asked & import_vars(path), path
+
+
+@pytest.mark.parametrize('key', TEMPLATES)
 def test_template_extra_vars_are_taken_by_the_playbook_the_template_runs(key):
     for path in targets(key):
         assert set(template_extra_vars(key)) <= _accepted(path)
 
 
-def test_workflow_survey_variables_are_taken_by_a_playbook_of_the_workflow():
-    paths = set()
+def test_workflow_survey_variables_are_taken_by_a_node_of_the_workflow():
+    accepted = set()
     for node in workflow()['nodes']:
-        for key, definition in job_templates().items():
-            if node['unified_job_template'].get('name') == definition['name']:
-                paths.update(targets(key))
-    accepted = set().union(*[_accepted(path) for path in paths])
+        if template_key(node):
+            accepted |= referenced_lastgood_vars(template_extra_vars(template_key(node)))
+            for path in targets(template_key(node)):
+                accepted |= _accepted(path)
     missing = [question['variable'] for question in _questions(workflow()['survey']) if question['variable'] not in accepted]
     assert not missing
 

@@ -1,0 +1,267 @@
+"""AWX jobs on the SSH fleet: each job template's wrapper playbook, run the way AWX would run it.
+
+There is no AWX here.  A job is its wrapper playbook (awx/project) run with ansible-playbook and
+the extra vars AWX would start it with (tests/lib/awx.py: the template's extra vars, the survey's
+defaults, the workflow node's data, the artifacts of earlier nodes); set_stats artifacts are
+read back from the json callback, as AWX reads them from ansible-runner.
+
+One private fleet serves the module: a workflow start and a checkpoint node (marked last known
+good, as in the "safe change" workflow) prepare it; then preflight and a level 2 rollback run
+for real -- level 2 as two slices of one job -- and every other template in check mode.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+import fleet as harness
+from lib.awx import (PROJECT_DIR, REPO_ROOT, job_extra_vars, job_templates, survey, survey_defaults, workflow,
+                     wrapper_path)
+
+pytestmark = [pytest.mark.fleet, pytest.mark.root]
+
+ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
+BACKUP_ROOT = '/var/backups/lastgood/app'
+STATE_DIR = '/var/lib/lastgood/runs'
+REPORT_DIR = '/var/lib/lastgood/reports'
+# Answers to required questions that have no default: AWX cannot launch these without them.
+ANSWERS = {
+    'restore-checkpoint': lambda prepared: {'lastgood_restore_id': prepared['checkpoint_id']},
+    'rollback-level4': lambda prepared: {
+        'lastgood_approval_cto_who': 'Ada Lovelace', 'lastgood_approval_cto_when': prepared['now'],
+        'lastgood_approval_security_architect_who': 'Alan Turing',
+        'lastgood_approval_security_architect_when': prepared['now'],
+    },
+}
+# Run for real elsewhere in this module, or too slow for a real run on every test run.
+REAL = ('start-workflow', 'checkpoint', 'preflight', 'rollback-level2', 'verify')
+
+
+class Job:
+    """One finished ansible-playbook run: exit status, output, and the artifacts (set_stats)."""
+
+    def __init__(self, result):
+        self.returncode = result.returncode
+        self.stderr = result.stderr
+        try:
+            report = json.loads(result.stdout)
+        except ValueError:
+            report = {'raw': result.stdout}
+        self.report = report
+        self.artifacts = report.get('global_custom_stats') or {}
+        self.stats = report.get('stats') or {}
+
+    def explain(self):
+        """What failed, task by task and host by host (the json callback's output is long)."""
+        lines = ['exit status %d' % self.returncode, self.stderr[-2000:], self.report.get('raw', '')[-2000:]]
+        for play in self.report.get('plays', []):
+            for task in play['tasks']:
+                for host, result in task['hosts'].items():
+                    if result.get('failed') or result.get('unreachable'):
+                        lines.append('%s on %s: %s' % (task['task']['name'], host, result.get('msg')))
+        return '\n'.join(lines)
+
+
+def run_job(inventory, playbook, extra_vars, tmp_path, *args):
+    """Run ``playbook`` as AWX would start a job: extra vars from a file, artifacts collected."""
+    vars_file = tmp_path / ('vars-%d.json' % len(list(tmp_path.glob('vars-*.json'))))
+    vars_file.write_text(json.dumps(extra_vars))
+    # AWX runs a job in the project directory, with the project's ansible.cfg.
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT_DIR, 'ansible.cfg'),
+               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_SHOW_CUSTOM_STATS='true')
+    command = [ANSIBLE_PLAYBOOK, '-i', inventory, playbook, '-e', '@%s' % vars_file] + list(args)
+    return Job(subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=900,
+                              check=False))
+
+
+def _report_dir(path):
+    # The fleet report goes to the test's directory instead of ~/.lastgood on this machine.
+    return {'lastgood_controller_dir': str(path)}
+
+
+def _node(identifier):
+    return dict((node['identifier'], node) for node in workflow()['nodes'])[identifier]
+
+
+@pytest.fixture(scope='module')
+def awx_fleet(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip('the SSH fleet needs root (mount namespaces, sshd)')
+    try:
+        harness._require_root_tools()  # pylint: disable=protected-access
+    except harness.FleetError as exc:
+        pytest.skip(str(exc))
+    running = harness.Fleet(str(tmp_path_factory.mktemp('awx-fleet')))
+    try:
+        running.up(3, app=True)
+        yield running
+    finally:
+        running.down()
+
+
+# What an operator has done before any rollback can run: a release marked known-good (level 3
+# goes back to it) and a baseline backup (level 4 restores it).
+OPERATOR_SETUP = '''
+- name: Give every host a known-good release and a baseline
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Mark the running release known-good
+      ansible.builtin.include_role:
+        name: lastgood.rollback.level3_code
+        tasks_from: mark_known_good
+
+    - name: Take the baseline backup of the code and the configuration
+      lastgood.rollback.backup:
+        paths: [/srv/app/code, /srv/app/releases, /srv/app/current, /srv/app/config.yaml, /srv/app/custom_modes.json]
+        backup_root: /var/backups/lastgood
+        set: app
+        name: baseline
+'''
+
+
+@pytest.fixture(scope='module')
+def prepared(awx_fleet, tmp_path_factory):
+    """The fleet as an operator leaves it, then the workflow's first two job nodes run for real."""
+    work = tmp_path_factory.mktemp('awx-jobs')
+    controller_dir = work / 'controller'
+    setup = work / 'operator-setup.yml'
+    setup.write_text(OPERATOR_SETUP)
+    done = run_job(awx_fleet.inventory_path, str(setup), {}, work)
+    assert done.returncode == 0, done.explain()
+    start = run_job(awx_fleet.inventory_path, wrapper_path('start-workflow'),
+                    job_extra_vars('start-workflow', node=_node('start'), awx_vars={'awx_job_id': 1}), work)
+    assert start.returncode == 0, start.explain()
+    checkpoint_vars = job_extra_vars('checkpoint', node=_node('checkpoint'), artifacts=start.artifacts,
+                                     awx_vars={'awx_job_id': 2})
+    checkpoint_vars.update(_report_dir(controller_dir))
+    checkpoint = run_job(awx_fleet.inventory_path, wrapper_path('checkpoint'), checkpoint_vars, work)
+    assert checkpoint.returncode == 0, checkpoint.explain()
+    now = subprocess.run(['date', '-u', '+%Y-%m-%dT%H:%M:%SZ'], capture_output=True, text=True, check=True)
+    return {'work': work, 'controller_dir': controller_dir, 'start': start, 'checkpoint': checkpoint,
+            'workflow_id': start.artifacts['lastgood_workflow_run_id'],
+            'checkpoint_id': checkpoint.artifacts['lastgood_checkpoint']['id'], 'now': now.stdout.strip()}
+
+
+def _remote_json(fleet, host, path):
+    return json.loads(fleet.ssh(host, 'cat %s' % path).stdout)
+
+
+# -- artifacts between workflow nodes ------------------------------------------------------------
+
+FOLLOWING_PLAY = '''
+- name: A following workflow node reads what the earlier ones published
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: The run id, the checkpoint and the report all name the same run
+      ansible.builtin.assert:
+        that:
+          - lastgood_run.run_id == lastgood_workflow_run_id ~ '-checkpoint'
+          - lastgood_run.checkpoint == 'run-' ~ lastgood_run.run_id
+          - lastgood_checkpoint.id == lastgood_run.checkpoint
+          - lastgood_report.run_id == lastgood_run.run_id
+          - lastgood_run.outcome == 'success'
+          - lastgood_checkpoint.hosts[inventory_hostname].verified | bool
+
+    - name: The report the artifact points to is there
+      ansible.builtin.stat:
+        path: "{{ lastgood_report.report_json }}"
+      delegate_to: localhost
+      register: following_report
+
+    - name: The report is for this run and names this host
+      ansible.builtin.assert:
+        that:
+          - following_report.stat.exists
+          - (lookup('ansible.builtin.file', lastgood_report.report_json) | from_json).run.run_id == lastgood_run.run_id
+          - inventory_hostname in (lookup('ansible.builtin.file', lastgood_report.report_json) | from_json).hosts
+'''
+
+
+def test_workflow_start_publishes_one_id_and_the_checkpoint_node_runs_under_it(prepared):
+    workflow_id = prepared['workflow_id']
+    assert prepared['checkpoint'].artifacts['lastgood_run']['run_id'] == workflow_id + '-checkpoint'
+    assert prepared['checkpoint_id'] == 'run-%s-checkpoint' % workflow_id
+
+
+def test_a_following_play_reads_the_checkpoint_run_and_report_artifacts(awx_fleet, prepared):
+    artifacts = dict(prepared['start'].artifacts)
+    artifacts.update(prepared['checkpoint'].artifacts)
+    assert {'lastgood_workflow_run_id', 'lastgood_checkpoint', 'lastgood_run', 'lastgood_report'} <= set(artifacts)
+    playbook = prepared['work'] / 'following.yml'
+    playbook.write_text(FOLLOWING_PLAY)
+    job = run_job(awx_fleet.inventory_path, str(playbook), artifacts, prepared['work'])
+    assert job.returncode == 0, job.explain()
+    assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
+
+
+def test_checkpoint_node_marked_its_checkpoint_last_known_good_on_every_host(awx_fleet, prepared):
+    for host in awx_fleet.hosts:
+        marked = awx_fleet.ssh(host.name, 'cat %s/LASTGOOD' % BACKUP_ROOT).stdout.strip()
+        assert marked == prepared['checkpoint_id'], host.name
+
+
+# -- templates run with their survey defaults ----------------------------------------------------
+
+def test_preflight_template_passes_with_its_survey_defaults(awx_fleet, prepared):
+    variables = job_extra_vars('preflight', awx_vars={'awx_job_id': 10})
+    assert variables['lastgood_preflight_backups'] == ['lastgood']
+    job = run_job(awx_fleet.inventory_path, wrapper_path('preflight'), variables, prepared['work'])
+    assert job.returncode == 0, job.explain()
+    assert sorted(job.artifacts['lastgood_preflight']) == sorted(host.name for host in awx_fleet.hosts)
+    assert all(result['ok'] for result in job.artifacts['lastgood_preflight'].values())
+
+
+def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint(awx_fleet, prepared):
+    node = _node('rollback-level2')
+    slices = [['host1'], ['host2', 'host3']]
+    jobs = []
+    for number, hosts in enumerate(slices, 1):
+        # Each slice is its own AWX job (own job id) in the workflow AWX makes for a sliced job.
+        variables = job_extra_vars('rollback-level2', node=node, artifacts=prepared['start'].artifacts,
+                                   awx_vars={'awx_job_id': 100 + number, 'awx_workflow_job_id': 100})
+        variables.update(_report_dir(prepared['controller_dir'] / 'level2'))
+        job = run_job(awx_fleet.inventory_path, wrapper_path('rollback-level2'), variables, prepared['work'],
+                      '--limit', ','.join(hosts))
+        assert job.returncode == 0, job.explain()
+        assert sorted(job.stats) == hosts
+        jobs.append(job)
+
+    run_id = prepared['workflow_id'] + '-rollback-level2'
+    checkpoint_id = 'run-' + run_id
+    assert [job.artifacts['lastgood_run']['run_id'] for job in jobs] == [run_id, run_id]
+    assert [job.artifacts['lastgood_run']['checkpoint'] for job in jobs] == [checkpoint_id, checkpoint_id]
+    assert [job.artifacts['lastgood_report']['run_id'] for job in jobs] == [run_id, run_id]
+    for host in awx_fleet.hosts:
+        state = _remote_json(awx_fleet, host.name, '%s/%s.json' % (STATE_DIR, run_id))
+        assert state['status'] == 'finished', host.name
+        assert state['meta']['checkpoint'] == checkpoint_id, host.name
+        report = _remote_json(awx_fleet, host.name, '%s/%s/report.json' % (REPORT_DIR, run_id))
+        assert report['run']['run_id'] == run_id and report['run']['checkpoint'] == checkpoint_id, host.name
+        assert report['host']['host'] == host.name and report['host']['outcome'] == 'success', host.name
+        manifest = _remote_json(awx_fleet, host.name, '%s/%s/MANIFEST.json' % (BACKUP_ROOT, checkpoint_id))
+        assert manifest['id'] == checkpoint_id, host.name
+    reported = set()
+    for job in jobs:
+        reported |= set(job.artifacts['lastgood_report']['hosts'])
+    assert reported == set(host.name for host in awx_fleet.hosts)
+
+
+CHECK_MODE = sorted(key for key in job_templates() if key not in REAL)
+
+
+@pytest.mark.parametrize('key', CHECK_MODE + ['verify'])
+def test_template_runs_with_its_survey_defaults(awx_fleet, prepared, key):
+    variables = job_extra_vars(key, awx_vars={'awx_job_id': 200})
+    variables.update(ANSWERS.get(key, lambda _: {})(prepared))
+    variables.update(_report_dir(prepared['controller_dir'] / key))
+    required = [q['variable'] for q in survey(job_templates()[key]['survey'])['spec'] if q['required']]
+    assert set(required) <= set(variables), 'a required question has no default and no answer here'
+    assert set(survey_defaults(survey(job_templates()[key]['survey']))) <= set(variables)
+    args = ['--check'] if key in CHECK_MODE else []
+    job = run_job(awx_fleet.inventory_path, wrapper_path(key), variables, prepared['work'], *args)
+    assert job.returncode == 0, job.explain()
+    assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
