@@ -21,6 +21,7 @@ rest of the file survive; otherwise the document is re-dumped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -30,7 +31,7 @@ import tempfile
 import time
 import traceback
 
-from ._fsatomic import atomic_write, fsync_dir, read_bytes, write_all
+from ._fsatomic import TMP_PREFIX, atomic_write, fsync_dir, read_bytes, write_all
 from ._store import Store, StoreError
 
 MAX_BYTES = 32 * 1024 * 1024
@@ -550,9 +551,67 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
     changed = data != original_bytes
     result = {'changed': changed, 'path': real, 'format': fmt, 'method': method if changed else 'none',
               'backup': None, 'backup_id': None, 'restored': None, 'before': original, 'after': text}
-    if not changed or check:
+    if check:
         return result
+    try:
+        lock_fd = _lock_writers(real)
+    except OSError as exc:
+        raise ConfigError('locking %s against other updates failed (%s); nothing was changed'
+                          % (os.path.dirname(real), exc))
+    try:
+        try:
+            result['stale_temps_removed'] = _remove_stale_temps(real)
+        except OSError as exc:
+            raise ConfigError('cleaning up after an earlier interrupted update of %s failed (%s); '
+                              'nothing was changed' % (real, exc))
+        if changed:
+            _write_with_backup(real, data, original_bytes, st, backup, backup_root, set_name,
+                               required_keys, schema, fmt, result)
+    finally:
+        _release_writers(lock_fd)
+    return result
 
+
+def _lock_writers(real):
+    """Serialise config_update writers of files in one directory (an flock on the directory).
+
+    Held only around the backup and write, so that temporary files found in the
+    directory belong to an interrupted earlier update, never to one in progress.
+    Returns the descriptor; closing it releases the lock.
+    """
+    fd = os.open(os.path.dirname(real), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _release_writers(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # a read-only directory descriptor: closing it releases the lock whatever it reports
+
+
+def _remove_stale_temps(real):
+    """Remove temporary files that killed updates of ``real`` (the file or its sibling backups) left."""
+    directory, base = os.path.split(real)
+    prefixes = (TMP_PREFIX + base[:80] + '.', TMP_PREFIX + (base + '.bak.')[:80])
+    removed = []
+    for name in os.listdir(directory):
+        if not name.startswith(prefixes):
+            continue
+        token = name.rsplit('.', 1)[-1]
+        if len(token) == 8 and all(char in '0123456789abcdef' for char in token):
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
+def _write_with_backup(real, data, original_bytes, st, backup, backup_root, set_name, required_keys, schema, fmt,
+                       result):
     saved = None
     if original_bytes is not None:
         try:
@@ -574,7 +633,6 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
             raise ConfigError('re-validation after the write failed: %s' % '; '.join(problems))
     except (OSError, ValueError, ConfigError) as exc:
         raise _failed_after_backup(real, exc, original_bytes, st, saved)
-    return result
 
 
 def _read_current(real, create):

@@ -164,6 +164,15 @@ restored:
       automatically, false when that failed too (restore by hand from the backup named in the message).
   returned: always
   type: bool
+stale_temps_removed:
+  description:
+    - Temporary files that an earlier, interrupted update of this file (or of its sibling backup) left behind
+      and this run removed.  Writers are serialised with a lock on the directory, so these never belong to an
+      update in progress.
+  returned: when not in check mode
+  type: list
+  elements: str
+  sample: [.lastgood-tmp-config.yaml.3f9a0c1e]
 '''
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

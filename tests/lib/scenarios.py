@@ -37,10 +37,6 @@ FIXED_HOST = 'reliability-host'
 FIXED_USER = 'reliability'
 
 
-# Engine bugs this suite found that are reported and not fixed yet (see docs/reliability.md).
-STALE_TEMP_BUG = (r'left behind \(the next operation did not clean it up\): \S*/\.lastgood-tmp-',
-                  'a temporary file left by a killed update (or one whose clean-up failed on a dying disk) '
-                  'is never removed by the next operation')
 
 
 class Unavailable(Exception):
@@ -456,7 +452,6 @@ class ConfigUpdate(Scenario):
     """Flip a key in a JSON registry file, with a sibling backup and automatic restore."""
 
     name = 'config_update'
-    known_bugs = (STALE_TEMP_BUG,)
     needs = ('_config',)
 
     def build(self):

@@ -408,3 +408,29 @@ def test_a_full_filesystem_during_the_write_restores_the_original(tmp_path, fmt)
     assert out['backup_text'] == text
     assert out['leftovers'] == []
     assert os.listdir(mount) == []
+
+
+def test_temporary_files_of_an_interrupted_update_are_removed_by_the_next_one_and_others_kept(tmp_path):
+    path = tmp_path / 'custom_modes.json'
+    path.write_text('{"modes": []}\n')
+    left_by_killed_write = tmp_path / (_fsatomic.TMP_PREFIX + 'custom_modes.json.0badc0de')
+    left_by_killed_backup = tmp_path / (_fsatomic.TMP_PREFIX + 'custom_modes.json.bak.20261121231500.12345678')
+    someone_elses = tmp_path / (_fsatomic.TMP_PREFIX + 'other.json.0badc0de')
+    for leftover in (left_by_killed_write, left_by_killed_backup, someone_elses):
+        leftover.write_text('partial')
+
+    result = _config.update(str(path), set_values={'modes': ['a']})
+
+    assert sorted(result['stale_temps_removed']) == sorted([left_by_killed_write.name, left_by_killed_backup.name])
+    assert not left_by_killed_write.exists() and not left_by_killed_backup.exists()
+    assert someone_elses.read_text() == 'partial'
+    assert json.loads(path.read_text()) == {'modes': ['a']}
+
+
+def test_check_mode_leaves_temporary_files_of_an_interrupted_update_alone(tmp_path):
+    path = tmp_path / 'custom_modes.json'
+    path.write_text('{"modes": []}\n')
+    leftover = tmp_path / (_fsatomic.TMP_PREFIX + 'custom_modes.json.0badc0de')
+    leftover.write_text('partial')
+    _config.update(str(path), set_values={'modes': ['a']}, check=True)
+    assert leftover.exists()
