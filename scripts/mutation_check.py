@@ -177,7 +177,7 @@ def check_mutant(job):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--only', action='append', help='engine file name(s) to mutate, e.g. _fsatomic.py')
     parser.add_argument('--list', action='store_true', help='list the mutants and exit')
     parser.add_argument('--jobs', type=int, default=max(1, (os.cpu_count() or 2) // 2))
@@ -206,7 +206,7 @@ def main():
     jobs = [(rel, site, args.timeout, files, failing) for rel, site in sites]
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for (rel, site, _, _, _), outcome in zip(jobs, pool.map(check_mutant, jobs)):
+        for (rel, site, *_rest), outcome in zip(jobs, pool.map(check_mutant, jobs)):
             label = '%s:%d remove %s()' % (rel, site[0], site[5])
             verdict = 'killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed'] else 'SURVIVED'
             print('%-60s %s' % (label, verdict), flush=True)

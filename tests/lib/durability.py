@@ -265,11 +265,11 @@ class DurabilityTracker:
                     found.append('%s: entry %r changed, directory not fsynced' % (directory, base))
         return found
 
-    def _check_published(self, src, dst, name):
-        problems = self._not_durable_below(src)
+    def _check_published(self, published, destination, call):
+        problems = self._not_durable_below(published)
         if problems:
             self.violations.append(('publish', '%s(%s -> %s) publishes what is not durable: %s'
-                                    % (name, src, dst, '; '.join(sorted(problems)[:5]))))
+                                    % (call, published, destination, '; '.join(sorted(problems)[:5]))))
 
     @staticmethod
     def _still_there(key, path):
@@ -312,4 +312,4 @@ class DurabilityTracker:
 
     def problems(self):
         """Everything wrong, for an operation that reported success."""
-        return [message for _, message in self.violations] + self.unsynced()
+        return [message for _kind, message in self.violations] + self.unsynced()

@@ -91,7 +91,7 @@ def clone_tree(src, dst):
                 shutil.copyfile(source, target, follow_symlinks=False)
                 _copy_meta(target, entry)
     # directories last (bottom-up) so that creating their entries does not move their mtimes
-    for dirpath, dirnames, _ in os.walk(src, topdown=False):
+    for dirpath, dirnames, _files in os.walk(src, topdown=False):
         rel = os.path.relpath(dirpath, src)
         out_dir = dst if rel == '.' else os.path.join(dst, rel)
         for name in dirnames:
@@ -110,7 +110,7 @@ def _copy_meta(path, entry):
 def remove_tree(path):
     if not os.path.lexists(path):
         return
-    for dirpath, dirnames, _ in os.walk(path):
+    for dirpath, dirnames, _files in os.walk(path):
         for name in dirnames:
             full = os.path.join(dirpath, name)
             if not os.path.islink(full):
@@ -805,7 +805,7 @@ def unknown_problems(sc, problems):
     import pytest  # only the tests use this helper
     if not problems or not sc.known_bugs:
         return problems
-    unknown = [p for p in problems if not any(re.search(pattern, p) for pattern, _ in sc.known_bugs)]
+    unknown = [p for p in problems if not any(re.search(pattern, p) for pattern, _why in sc.known_bugs)]
     if not unknown:
         seen = sorted({why for pattern, why in sc.known_bugs if any(re.search(pattern, p) for p in problems)})
         pytest.xfail('known engine bug(s), reported: %s (%d occurrence(s), e.g. %s)'

@@ -66,7 +66,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         ('hostile inputs fuzzed', str(faults.STATS['inputs_fuzzed'])),
         ('mutations killed', _mutation_row()),
     ]
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name, _value in rows)
     terminalreporter.section('reliability summary')
     terminalreporter.write_line('| %-*s | %s |' % (width, 'measure', 'count'))
     terminalreporter.write_line('|%s|%s|' % ('-' * (width + 2), '-' * 7))

@@ -47,7 +47,7 @@ def _child(action):
 
 
 def _wait(pid):
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 

@@ -17,7 +17,6 @@ every errno.
 """
 
 import errno
-import os
 
 import pytest
 

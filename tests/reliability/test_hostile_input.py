@@ -64,7 +64,7 @@ def trees_spec(draw, max_entries=8):
     entries = []
     dirs = [()]
     files = []
-    for _ in range(draw(st.integers(0, max_entries))):
+    for _attempt in range(draw(st.integers(0, max_entries))):
         parent = draw(st.sampled_from(dirs))
         name = draw(NAMES)
         parts = parent + (name,)

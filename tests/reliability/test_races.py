@@ -224,7 +224,7 @@ def test_racing_backups_of_one_set_publish_only_complete_verified_backups(scenar
             return 1
         return 0
 
-    for _ in range(ROUNDS // 3):
+    for _round in range(ROUNDS // 3):
         codes = race(3, backup)
         assert codes.count(0) >= 1 and set(codes) <= {0, 1}, codes
     problems = sc.store_problems()

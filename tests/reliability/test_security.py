@@ -88,7 +88,7 @@ class ProbeAsNobody:
         staged = [n for n in os.listdir(self.parent) if n.startswith(self.prefixes)]
         for name_ in staged:
             path = os.path.join(self.parent, name_)
-            files = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+            files = [os.path.join(d, f) for d, _subdirs, fs in os.walk(path) for f in fs]
             if files:
                 self.results.append((path, as_nobody('cat', *files[:5]), as_nobody('ls', '-R', path)))
         return None
