@@ -111,7 +111,18 @@ def test_workflow_nodes_name_the_job_templates_created_alongside(configure_run):
             assert isinstance(template['timeout'], int) or str(template['timeout']).isdigit()
 
 
-def test_missing_controller_settings_stop_before_anything_is_sent(tmp_path):
+@pytest.mark.parametrize('playbook, config', [
+    (os.path.join(AWX_DIR, 'configure.yml'), os.path.join(REPO_ROOT, 'ansible.cfg')),
+    (os.path.join(AWX_DIR, 'project', 'start-workflow.yml'), os.path.join(AWX_DIR, 'project', 'ansible.cfg')),
+])
+def test_awx_playbooks_pass_the_syntax_check(playbook, config):
+    env = dict(os.environ, ANSIBLE_CONFIG=config)
+    result = subprocess.run([ANSIBLE_PLAYBOOK, '--syntax-check', playbook], cwd=os.path.dirname(config), env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_controller_settings_stop_before_anything_is_sent():
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'))
     result = subprocess.run([ANSIBLE_PLAYBOOK, os.path.join(AWX_DIR, 'configure.yml')], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=300, check=False)

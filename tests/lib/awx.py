@@ -20,6 +20,8 @@ import os
 import re
 
 import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AWX_DIR = os.path.join(REPO_ROOT, 'awx')
@@ -76,8 +78,6 @@ def awx_settings():
 
 def template_key(node):
     """The job template a workflow node runs (its key in job_templates()), or None."""
-    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
-    from ansible.template import Templar, trust_as_template  # pylint: disable=import-outside-toplevel
     def trusted(value):
         # Values from vars files are templates to Ansible; plain Python strings are not.
         if isinstance(value, dict):

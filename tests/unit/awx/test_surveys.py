@@ -172,8 +172,8 @@ def test_every_required_role_option_is_set_from_a_variable_that_is_defaulted_or_
                     problems.append('%s:%s requires %s, which the playbook does not set' % (role, entry_point, option))
                 undefined = referenced_lastgood_vars(given.get(option)) - defined
                 if undefined:
-                    problems.append('%s:%s option %s comes from %s, defined nowhere' % (role, entry_point, option,
-                                                                                          sorted(undefined)))
+                    problems.append('%s:%s option %s comes from %s, defined nowhere'
+                                    % (role, entry_point, option, sorted(undefined)))
         assert not problems, '%s: %s' % (path, problems)
 
 
@@ -241,7 +241,6 @@ def test_survey_answer_types_fit_the_defaults_and_role_options_they_replace(key)
                 problems.append('%s (%s) replaces %r' % (name, question['type'], literals[name]))
             for where, option in fed.get(name, []):
                 if not _fits_option(question, option):
-                    problems.append('%s (%s) feeds %s (%s, choices %s)' % (name, question['type'], where,
-                                                                        option.get('type', 'str'),
-                                                                        option.get('choices')))
+                    problems.append('%s (%s) feeds %s (%s, choices %s)'
+                                    % (name, question['type'], where, option.get('type', 'str'), option.get('choices')))
     assert not problems
