@@ -1,0 +1,234 @@
+"""The level 2 playbooks end to end on localhost, against a running demo application in a temp dir.
+
+Every run-wide path (store, run state, audit log, reports) lives below the test's tmp_path and is
+passed as extra vars, as docs/dev/roles.md says a site does.
+"""
+
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from lib import trees
+from lib.demo_app import APPCTL, App, free_port, run_appctl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
+
+pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
+
+KNOWN_GOOD = '''
+- name: Take the known-good backup of the configuration
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Back up the configuration and mark it last known good
+      lastgood.rollback.backup:
+        paths: "{{ lastgood_config_paths_literal }}"
+        backup_root: "{{ lastgood_backup_root }}"
+        set: app
+        name: known-good
+        mark_lastgood: true
+'''
+
+
+class Site:
+    """A demo app and every lastgood path below one directory, and ways to run playbooks on it."""
+
+    def __init__(self, base):
+        self.base = base
+        self.app = App(base / 'app')
+        self.controller = base / 'controller'
+        self.extra = {
+            'lastgood_app_root': self.app.root,
+            'lastgood_backup_root': str(base / 'store'),
+            'lastgood_state_dir': str(base / 'runs'),
+            'lastgood_audit_log': str(base / 'log' / 'audit.jsonl'),
+            'lastgood_report_dir': str(base / 'reports'),
+            'lastgood_controller_dir': str(self.controller),
+            'ansible_python_interpreter': sys.executable,
+        }
+
+    def playbook(self, path, *args, extra=None):
+        variables = dict(self.extra, **(extra or {}))
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+        return subprocess.run([PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', json.dumps(variables), path]
+                              + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    def take_known_good(self):
+        path = self.base / 'known_good.yml'
+        path.write_text(KNOWN_GOOD)
+        paths = [self.app.file(name) for name in ('config.yaml', 'custom_modes.json', 'app.env')]
+        run = self.playbook(str(path), extra={'lastgood_config_paths_literal': paths})
+        assert run.returncode == 0, run.stdout + run.stderr
+
+    def report(self):
+        return json.loads((self.controller / 'report.json').read_text())
+
+    def run_state(self, run_id):
+        return json.loads((self.base / 'runs' / (run_id + '.json')).read_text())
+
+    def audit_events(self, run_id):
+        lines = (self.base / 'log' / 'audit.jsonl').read_text().splitlines()
+        return [event['event'] for event in map(json.loads, lines) if event.get('run_id') == run_id]
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A running, healthy demo app with a known-good backup of its configuration."""
+    current = Site(tmp_path)
+    install = run_appctl(APPCTL, 'install', current.app.root, '--port', str(free_port()), '--host-name', 'it')
+    assert install.returncode == 0, install.stderr
+    assert current.app.run('start').returncode == 0
+    try:
+        current.take_known_good()
+        yield current
+    finally:
+        current.app.run('stop')
+
+
+def break_config(site):
+    """Push the bad configuration of the runbooks: Party Mode on (a known-bad value), agent limit 0."""
+    text = site.app.read('config.yaml')
+    site.app.write('config.yaml', text.replace('enabled: false\n  maxAgents: 4', 'enabled: true\n  maxAgents: 0'))
+    site.app.write('app.env', 'PARTY_MODE_ENABLED=true\n')
+    assert site.app.run('reload').returncode == 0
+    assert site.app.run('health').returncode == 1
+    return site.app.read('config.yaml')
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that records what is posted to it."""
+
+    def __init__(self):
+        self.posts = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers['Content-Length']))
+                receiver.posts.append({'path': self.path, 'authorization': self.headers.get('Authorization'),
+                                       'body': json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        self.url = 'http://127.0.0.1:%d/hooks/rollback' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_run_id_completes(site):
+    good = site.app.read('config.yaml')
+    bad = break_config(site)
+    token = 's3cr3t-hook-token'
+    with Receiver() as hook:
+        hook_vars = {'lastgood_webhook_url': hook.url, 'lastgood_webhook_token': token, 'lastgood_run_id': 'it-resume'}
+
+        failed = site.playbook(LEVEL2, extra=dict(hook_vars, lastgood_test_command=['false']))
+
+        assert failed.returncode == 2, failed.stdout
+        assert site.app.read('config.yaml') == bad, 'the checkpoint of the broken state was not put back'
+        assert site.app.read('app.env') == 'PARTY_MODE_ENABLED=true\n'
+        report = site.report()
+        assert report['run']['outcome'] == 'failed'
+        host = report['hosts']['localhost']
+        assert host['failure']['phase'] == 'verify'
+        assert host['restore'] == dict(host['restore'], attempted=True, restored=True, verified=True)
+        assert site.run_state('it-resume')['status'] == 'failed'
+        assert 'run_checkpoint_restored' in site.audit_events('it-resume')
+        assert not os.path.exists(os.path.join(site.extra['lastgood_backup_root'], 'app', '.lock'))
+
+        rerun = site.playbook(LEVEL2, extra=hook_vars)
+
+    assert rerun.returncode == 0, rerun.stdout
+    assert 'Resuming run it-resume (attempt 2): skipping checkpoint.' in rerun.stdout
+    assert site.app.read('config.yaml') == good
+    assert not os.path.exists(site.app.file('app.env')), 'the override file absent from the known good state stayed'
+    assert site.app.run('health').returncode == 0
+    state = site.run_state('it-resume')
+    assert state['status'] == 'finished' and state['attempts'] == 2
+    assert state['artifacts']['checkpoint']['attempt'] == 1
+    assert state['artifacts']['level2_config']['attempt'] == 2
+    report = site.report()
+    assert report['run']['outcome'] == 'success'
+    assert report['checksums_verified'] is True and report['audit_chains_verified'] is True
+    assert 'run_resume' in (site.controller / 'postmortem.md').read_text()
+    host_report = site.base / 'reports' / 'it-resume' / 'report.md'
+    assert 'Outcome on this host: **SUCCESS**' in host_report.read_text()
+
+    assert [post['body']['status'] for post in hook.posts] == ['failed', 'complete']
+    assert all(post['authorization'] == 'Bearer ' + token for post in hook.posts)
+    assert hook.posts[-1]['body']['run_id'] == 'it-resume'
+    assert 'Configuration rollback (Level 2)' in hook.posts[-1]['body']['internal']
+    for output in (failed.stdout + failed.stderr, rerun.stdout + rerun.stderr):
+        assert token not in output and hook.url not in output
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(site):
+    break_config(site)
+    before = trees.tree_digest(str(site.base))
+
+    run = site.playbook(LEVEL2, '--check', extra={'lastgood_run_id': 'it-dry-run'})
+
+    assert run.returncode == 0, run.stdout
+    plan = run.stdout.split('Dry run on localhost: level 2 would restore from store known-good:', 1)[1]
+    assert 'restore %s' % site.app.file('config.yaml') in plan
+    assert 'remove %s' % site.app.file('app.env') in plan
+    assert trees.tree_digest(str(site.base)) == before
+
+
+def test_preflight_names_every_failed_check_and_changes_nothing(site):
+    (site.base / 'runs').mkdir()
+    (site.base / 'runs' / 'other-run.json').write_text(json.dumps({'status': 'running'}, indent=2) + '\n')
+    os.unlink(site.app.file('custom_modes.json'))
+    before = trees.tree_digest(str(site.base))
+
+    run = site.playbook(os.path.join(ROOT, 'playbooks', 'preflight.yml'),
+                        extra={'preflight_space_multiple': 1e15, 'lastgood_preflight_backups': ['lastgood', 'no-such-backup']})
+
+    assert run.returncode == 2
+    message = run.stdout.split('Preflight failed on localhost; nothing was changed:', 1)[1].split('PLAY RECAP')[0]
+    assert re.search(r'- \S+custom_modes.json does not exist', message)
+    assert 'the checkpoint needs' in message
+    assert 'run(s) other-run are still running' in message
+    assert 'backup no-such-backup' in message
+    assert 'backup lastgood' not in message
+    assert trees.tree_digest(str(site.base)) == before
+
+
+@pytest.mark.slow
+def test_configuration_restored_from_a_git_commit_is_validated_and_written(site):
+    repo = site.app.root
+    git = ['git', '-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t.invalid']
+    subprocess.run(git + ['init', '-q'], check=True)
+    subprocess.run(git + ['add', 'config.yaml', 'custom_modes.json'], check=True)
+    subprocess.run(git + ['commit', '-q', '-m', 'known good config'], check=True)
+    good = site.app.read('config.yaml')
+    break_config(site)
+
+    run = site.playbook(LEVEL2, extra={'lastgood_run_id': 'it-git', 'level2_config_source': 'git',
+                                       'level2_config_git_repo': repo, 'level2_config_git_ref': 'HEAD'})
+
+    assert run.returncode == 0, run.stdout
+    assert site.app.read('config.yaml') == good
+    assert not os.path.exists(site.app.file('app.env'))
+    action = site.report()['hosts']['localhost']['action']
+    assert action['source'] == 'git' and len(action['source_id']) == 40
