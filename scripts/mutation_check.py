@@ -18,8 +18,9 @@ Usage (from the repository root; takes a few minutes, not part of the default CI
 
     .venv/bin/python scripts/mutation_check.py [--only _fsatomic.py] [--list] [--jobs 2]
 
-Writes tests/output/mutation-check.json (the reliability summary table reads it)
-and exits non-zero when any mutant survives.
+Writes tests/output/mutation-check.json (the reliability summary table reads it;
+a run with --only updates the entries of those files) and exits non-zero when
+any mutant survives.
 """
 
 import argparse
@@ -211,6 +212,12 @@ def main():
             verdict = 'killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed'] else 'SURVIVED'
             print('%-60s %s' % (label, verdict), flush=True)
             results.append(dict(outcome, file=rel, line=site[0], call=site[5], kind=site[4]))
+    if args.only and os.path.exists(OUTPUT):
+        # a partial run replaces the results of the files it mutated in the last full run
+        with open(OUTPUT) as handle:
+            previous = json.load(handle).get('mutants', [])
+        redone = {result['file'] for result in results}
+        results = [result for result in previous if result['file'] not in redone] + results
     killed = sum(1 for result in results if result['killed'])
     summary = {
         'total': len(results), 'killed': killed,
@@ -222,7 +229,7 @@ def main():
         'survivors': ['%s:%d %s()' % (r['file'], r['line'], r['call']) for r in results if not r['killed']],
         'mutants': results,
     }
-    if not args.only:
+    if not args.only or os.path.exists(OUTPUT):
         os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
         with open(OUTPUT, 'w') as handle:
             json.dump(summary, handle, indent=2)

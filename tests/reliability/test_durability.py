@@ -129,3 +129,22 @@ def test_audit_line_and_its_new_file_are_durable_even_when_the_head_update_fails
         result = sc.run()
     assert result['head_updated'] is False and result['warning'], 'the fault did not hit the head update'
     assert not tracker.problems(), tracker.problems()
+
+
+def test_lock_lifecycle_leaves_every_name_durable(fast_dir):
+    """Take a free lock, take it again after its guard file vanished, release it: each step durable."""
+    _lock = scenarios.engine('_lock')
+    path = str(fast_dir / 'run' / 'rollback.lock')
+    modules = scenarios.engine_modules()
+    steps = (
+        ('acquire a free lock', lambda: _lock.acquire(path, 'run-1', ttl=600, pid=os.getpid())),
+        ('acquire it again, its guard file gone', lambda: (os.unlink(path + _lock.GUARD_SUFFIX),
+                                                           _lock.acquire(path, 'run-1', ttl=600, pid=os.getpid()))),
+        ('release it', lambda: _lock.release(path, 'run-1')),
+    )
+    for what, step in steps:
+        tracker = durability.DurabilityTracker()
+        with faults.inject(modules, faults.FaultPlan(observer=tracker)):
+            step()
+        assert not tracker.problems(), '%s: %s' % (what, tracker.problems())
+    assert _lock.status(path)['holder'] is None
