@@ -83,6 +83,9 @@ class Entry:
         return 'Entry(%r, %r)' % (self.path, self.type)
 
 
+_ENTRY_KEYS = frozenset(Entry.__slots__)
+
+
 def _type_of(mode):
     if stat.S_ISREG(mode):
         return 'file'
@@ -93,8 +96,18 @@ def _type_of(mode):
     return None
 
 
+def _is_safe_rel(path):
+    """A non-empty relative path without NUL and without empty, "." or ".." components."""
+    if not isinstance(path, str) or not path or '\0' in path or path[0] == '/':
+        return False
+    framed = '/' + path + '/'
+    return '//' not in framed and '/./' not in framed and '/../' not in framed
+
+
 def check_rel_path(path, what='path'):
     """Return ``path`` if it is a safe, normalised relative path; raise ManifestError otherwise."""
+    if _is_safe_rel(path):
+        return path
     if not isinstance(path, str):
         raise ManifestError('%s %r is not a string' % (what, path))
     if not path:
@@ -103,11 +116,7 @@ def check_rel_path(path, what='path'):
         raise ManifestError('%s %r contains a NUL byte' % (what, path))
     if path.startswith('/'):
         raise ManifestError('%s %r is absolute; manifest paths must be relative' % (what, path))
-    parts = path.split('/')
-    for part in parts:
-        if part in ('', '.', '..'):
-            raise ManifestError('%s %r is not normalised (empty, "." or ".." component)' % (what, path))
-    return path
+    raise ManifestError('%s %r is not normalised (empty, "." or ".." component)' % (what, path))
 
 
 def rel_source(source):
@@ -408,35 +417,38 @@ def _from_raw(raw):
 
 
 def _entry_from_raw(index, item):
-    where = 'entry %d' % index
+    # Messages are formatted only on the way out: this runs once per entry of every manifest loaded.
     if not isinstance(item, dict):
-        raise ManifestError('%s is not an object' % where)
-    if set(item) != set(Entry.__slots__):
-        raise ManifestError('%s has keys %s, expected %s' % (where, sorted(item), sorted(Entry.__slots__)))
-    path = check_rel_path(item['path'], '%s path' % where)
+        raise ManifestError('entry %d is not an object' % index)
+    if item.keys() != _ENTRY_KEYS:
+        raise ManifestError('entry %d has keys %s, expected %s' % (index, sorted(item), sorted(Entry.__slots__)))
+    path = item['path']
+    if not _is_safe_rel(path):
+        check_rel_path(path, 'entry %d path' % index)
     kind = item['type']
     if kind not in ENTRY_TYPES:
-        raise ManifestError('%s (%s) has unknown type %r' % (where, path, kind))
+        raise ManifestError('entry %d (%s) has unknown type %r' % (index, path, kind))
     for name in _INT_FIELDS:
         value = item[name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ManifestError('%s (%s) field %s is not a non-negative integer' % (where, path, name))
+        # JSON yields exactly int for integers and bool for true/false
+        if type(value) is not int or value < 0:  # pylint: disable=unidiomatic-typecheck
+            raise ManifestError('entry %d (%s) field %s is not a non-negative integer' % (index, path, name))
     if item['mode'] > 0o7777:
-        raise ManifestError('%s (%s) mode %o has bits beyond permissions' % (where, path, item['mode']))
+        raise ManifestError('entry %d (%s) mode %o has bits beyond permissions' % (index, path, item['mode']))
     digest = item['sha256']
     target = item['target']
     if kind in ('file', 'hardlink'):
         if not isinstance(digest, str) or not _SHA256_RE.match(digest):
-            raise ManifestError('%s (%s) has no valid sha256' % (where, path))
+            raise ManifestError('entry %d (%s) has no valid sha256' % (index, path))
     elif digest is not None:
-        raise ManifestError('%s (%s) is a %s but carries a sha256' % (where, path, kind))
+        raise ManifestError('entry %d (%s) is a %s but carries a sha256' % (index, path, kind))
     if kind == 'symlink':
         if not isinstance(target, str) or not target or '\0' in target:
-            raise ManifestError('%s (%s) symlink target is invalid' % (where, path))
+            raise ManifestError('entry %d (%s) symlink target is invalid' % (index, path))
     elif kind == 'hardlink':
-        check_rel_path(target, '%s hardlink target' % where)
+        check_rel_path(target, 'entry %d hardlink target' % index)
     elif target is not None:
-        raise ManifestError('%s (%s) is a %s but carries a target' % (where, path, kind))
+        raise ManifestError('entry %d (%s) is a %s but carries a target' % (index, path, kind))
     return Entry(path, kind, item['size'], item['mode'], item['uid'], item['gid'], item['mtime_ns'], digest, target)
 
 

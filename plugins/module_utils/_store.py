@@ -66,6 +66,8 @@ COPY_BATCH = 4 * 1024 * 1024
 # fsync waits on the disk, not the CPU: many in flight let the filesystem commit them together.
 FSYNC_WORKERS = 32
 FSYNC_BATCH = 64
+# Parsed manifests a Store keeps (the newest few: a run keeps coming back to them).
+MANIFEST_CACHE = 4
 
 _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
@@ -241,6 +243,9 @@ class Store:
         self.lock_timeout = lock_timeout
         self.host = socket.gethostname()
         self._lock_depth = 0
+        # backup id -> (MANIFEST.json bytes, MANIFEST.sha256 bytes, Manifest): listing, resolving and
+        # restoring load the same manifest several times in one run; identical bytes parse identically.
+        self._manifests = {}
 
     # -- paths --------------------------------------------------------------------------
 
@@ -548,6 +553,9 @@ class Store:
             raise StoreError('cannot read %s: %s' % (sums_path, exc), MANIFEST_SHA256, unreadable=True) from exc
         except ValueError as exc:
             raise StoreError('cannot read %s: %s' % (sums_path, exc), MANIFEST_SHA256) from exc
+        cached = self._manifests.get(backup_id)
+        if cached is not None and cached[0] == json_bytes and cached[1] == sums:
+            return cached[2]
         self._check_manifest_digest(backup_id, json_bytes, sums)
         try:
             manifest = _manifest.loads(json_bytes, source=json_path)
@@ -561,6 +569,9 @@ class Store:
             line = _first_differing_line(sums, expected)
             raise StoreError('%s disagrees with %s at line %d; one of them is corrupt and backup %s must not be used'
                              % (sums_path, MANIFEST_JSON, line, backup_id), MANIFEST_SHA256)
+        while len(self._manifests) >= MANIFEST_CACHE:
+            del self._manifests[next(iter(self._manifests))]
+        self._manifests[backup_id] = (json_bytes, sums, manifest)
         return manifest
 
     @staticmethod

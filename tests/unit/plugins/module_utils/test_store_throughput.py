@@ -6,6 +6,8 @@ Behaviour only (which files are read, what a manifest looks like); no timings.
 import json
 import os
 
+import pytest
+
 from ansible_collections.lastgood.rollback.plugins.module_utils import _manifest, _store
 from lib import faults, trees
 
@@ -111,3 +113,22 @@ def test_verify_with_hash_only_compares_the_other_files_by_metadata_alone(tmp_pa
     assert result['changed'][0]['reasons'] == ['content']
     full = _manifest.verify(manifest, '/')
     assert sorted(item['path'] for item in full['changed']) == [rel + '/data/blob.bin', rel + '/data/more.bin']
+
+
+def test_a_manifest_loaded_again_unchanged_is_parsed_once_and_a_changed_one_is_checked_again(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    store = _store.Store(str(tmp_path / 'store'), 'app')
+    backup_id = store.create([app])['id']
+    first = store.load_manifest(backup_id)
+    assert store.load_manifest(backup_id) is first
+    path = store.manifest_path(backup_id)
+    st = os.stat(path)
+    with open(path, 'r+b') as handle:
+        handle.seek(st.st_size // 2)
+        byte = handle.read(1)[0]
+        handle.seek(st.st_size // 2)
+        handle.write(bytes([byte ^ 1]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(_store.StoreError, match='must not be used'):
+        store.load_manifest(backup_id)
