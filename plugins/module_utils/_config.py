@@ -423,10 +423,12 @@ def _sibling_backup(real, original, st):
 def _store_backup(real, backup_root, set_name):
     try:
         store = Store(backup_root, set_name)
+        # before anything else in the store: settle an interrupted restore's journal, remove leftovers
+        store.recover()
         created = store.create(paths=[real], name=None, incremental=True, excludes=(), mark_lastgood=False)
     except StoreError as exc:
         raise ConfigError(str(exc))
-    return {'path': created['path'], 'id': created['id'],
+    return {'path': created['path'], 'id': created['id'], 'recovered': list(store.recovered),
             'file': os.path.join(store.data_dir(created['id']), real.lstrip('/'))}
 
 
@@ -623,6 +625,8 @@ def _write_with_backup(real, data, original_bytes, st, backup, backup_root, set_
             raise ConfigError('backing up %s failed (%s); the file was not changed' % (real, exc))
         result['backup'] = saved['path']
         result['backup_id'] = saved['id']
+        if 'recovered' in saved:
+            result['store_recovered'] = saved['recovered']
     try:
         atomic_write(real, data, mode=(st.st_mode & 0o7777) if st is not None else 0o600, **_owner(st))
         written = read_bytes(real, limit=MAX_BYTES)

@@ -49,6 +49,7 @@ import time
 
 from . import _fsatomic
 from . import _manifest
+from . import _restore
 
 DEFAULT_BACKUP_ROOT = '/var/backups/lastgood'
 DEFAULT_SET = 'default'
@@ -246,6 +247,8 @@ class Store:
         # backup id -> (MANIFEST.json bytes, MANIFEST.sha256 bytes, Manifest): listing, resolving and
         # restoring load the same manifest several times in one run; identical bytes parse identically.
         self._manifests = {}
+        # what recover() settled or removed through this instance, for modules to report
+        self.recovered = []
 
     # -- paths --------------------------------------------------------------------------
 
@@ -322,11 +325,14 @@ class Store:
                 time.sleep(0.05)
 
     def recover(self):
-        """Remove what interrupted runs left behind; returns the names removed.
+        """Settle and remove what interrupted runs left behind; returns what it did.
 
-        Staging and half-deleted backups, temporary files of atomic writes, and
-        pins of backups that do not exist.  Also fsyncs the set directory, so a
-        publish whose final fsync failed becomes durable.
+        First the journal of a restore that was interrupted (rolled forward or
+        back to exactly-old or exactly-new; a record that cannot be trusted stops
+        everything with the journal kept), then staging and half-deleted backups,
+        temporary files of atomic writes, and pins of backups that do not exist.
+        Also fsyncs the set directory, so a publish whose final fsync failed
+        becomes durable.  Everything done is also added to ``self.recovered``.
         """
         try:
             if not _is_dir(self.set_dir):
@@ -336,7 +342,7 @@ class Store:
                              % (self._where(), exc, errno_hint(exc)),
                              self.set_dir, unreadable=True) from exc
         with self.locked():
-            removed = []
+            removed = self._settle_restore_journals()
             try:
                 for name in sorted(os.listdir(self.set_dir)):
                     if name.startswith(_LEFTOVER_PREFIXES):
@@ -349,7 +355,21 @@ class Store:
                                  '%s. Next: %s.' % (self._where(), exc, removed or 'nothing',
                                                     errno_hint(exc)),
                                  getattr(exc, 'filename', None)) from exc
+            self.recovered.extend(removed)
             return removed
+
+    def _settle_restore_journals(self):
+        try:
+            settled = _restore.recover_journal(self.set_dir)
+        except _restore.RestoreError as exc:
+            raise StoreError('%s Nothing else was done.' % exc, getattr(exc, 'journal', None)) from exc
+        except OSError as exc:
+            raise StoreError('settling the journal an interrupted restore left in %s failed: %s. The journal is '
+                             'kept; nothing else was done. Next: %s.' % (self._where(), exc, errno_hint(exc)),
+                             getattr(exc, 'filename', None)) from exc
+        return ['journal %s: restore of %s rolled %s' % (os.path.basename(item['journal']), ', '.join(item['paths']),
+                                                          item['direction'])
+                for item in settled]
 
     # -- marks: LASTGOOD and PINNED ------------------------------------------------------
 

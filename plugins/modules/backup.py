@@ -200,6 +200,15 @@ removed:
   returned: always
   type: list
   elements: str
+recovered:
+  description:
+    - What this run settled or cleaned up before backing up, left by interrupted earlier runs - a restore journal
+      rolled forward or back, staging directories, temporary files.  Empty when there was nothing to do (and always
+      in check mode, which settles nothing).
+  returned: always
+  type: list
+  elements: str
+  sample: ["journal 5f2c9a1e.json: restore of /srv/app rolled forward", ".staging-20261121T231500Z-3fa2c1"]
 '''
 
 from ansible_collections.lastgood.rollback.plugins.module_utils._store import StoreError
@@ -211,6 +220,9 @@ from ansible_collections.lastgood.rollback.plugins.module_utils._store_module im
 
 def take_backup(module, store):
     params = module.params
+    if not module.check_mode:
+        # before anything else: settle an interrupted restore's journal and remove leftovers
+        store.recover()
     result = store.create(params['paths'], name=params['name'], incremental=params['incremental'],
                           excludes=params['exclude'], checksum=params['checksum'],
                           mark_lastgood=params['mark_lastgood'], force=params['force'],
@@ -225,7 +237,8 @@ def take_backup(module, store):
     except StoreError as exc:
         raise StoreError('the backup succeeded (%s, id %s), then retention failed: %s'
                          % ('new' if result['new_backup'] else 'unchanged', result['id'], exc)) from exc
-    result['changed'] = result['changed'] or bool(result['removed'])
+    result['recovered'] = list(store.recovered)
+    result['changed'] = result['changed'] or bool(result['removed']) or bool(result['recovered'])
     return result
 
 

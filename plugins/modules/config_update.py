@@ -164,6 +164,13 @@ restored:
       automatically, false when that failed too (restore by hand from the backup named in the message).
   returned: always
   type: bool
+store_recovered:
+  description:
+    - With O(backup=store), what the store settled or cleaned up before the backup was taken, left by interrupted
+      earlier runs (a restore journal rolled forward or back, staging directories, temporary files).
+  returned: when O(backup=store) and a backup was taken
+  type: list
+  elements: str
 stale_temps_removed:
   description:
     - Temporary files that an earlier, interrupted update of this file (or of its sibling backup) left behind

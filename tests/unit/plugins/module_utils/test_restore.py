@@ -957,3 +957,19 @@ def test_mount_point_target_is_restored_entry_by_entry_and_survives_every_fault(
     assert outcome['problems'] == []
     assert outcome['counts']['points'] >= 100 and outcome['counts']['old'] and outcome['counts']['new']
     assert 'neither' not in outcome['counts']
+
+
+def test_a_backup_settles_the_journal_an_interrupted_restore_left_before_anything_else(world):
+    first = call_number(world, exchange_unsupported, 'rename', world.app)
+    with exchange_unsupported():
+        interrupt(world, first + 1)
+    assert world.journal_records(), 'the dead disk between the two renames leaves a journal'
+    assert not os.path.lexists(world.app)
+
+    store = world.store()
+    result = store.create([world.app, world.etc], name='after-the-crash')
+
+    assert not world.journal_records()
+    assert world.settled() == 'new'
+    assert any(line.startswith('journal ') and 'rolled forward' in line for line in store.recovered)
+    assert store.verify(result['id'])['ok'], 'the checkpoint taken after recovery holds the settled state'
