@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write docs/roles.md, the role reference, from ``ansible-doc -t role --json``.
 
 Every role in roles/ is documented from its meta/argument_specs.yml, entry point by entry

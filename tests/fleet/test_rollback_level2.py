@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, run_ansible_playbook
+from conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.fleet, pytest.mark.root]
 
@@ -77,7 +77,7 @@ def audit_events(fleet, name, run_id):
 def test_failing_verification_on_one_host_restores_the_checkpoint_on_every_host(make_fleet, tmp_path):
     fleet = make_fleet(2, app=True)
     hosts = ('host1', 'host2')
-    _, bad = prepare(fleet, tmp_path, hosts)
+    bad = prepare(fleet, tmp_path, hosts)[1]
     # host2's test command fails after its configuration was restored.
     failing_test = json.dumps({'lastgood_test_command': ['sh', '-c', 'test "$(hostname)" != host2']})
 

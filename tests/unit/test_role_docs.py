@@ -20,7 +20,8 @@ def roles_with_specs():
 
 
 def test_role_reference_matches_the_argument_specs_of_every_role():
-    run = subprocess.run([sys.executable, SCRIPT, '--check'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, SCRIPT, '--check'], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         check=False)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
