@@ -14,6 +14,8 @@ SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwa
   on its own, the extra vars given at launch (each wins over the ones before).
 """
 
+import copy
+import functools
 import glob
 import json
 import os
@@ -44,9 +46,15 @@ class _Loader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
 _Loader.add_constructor('!unsafe', lambda loader, node: loader.construct_scalar(node))
 
 
-def load_yaml(path):
+@functools.lru_cache(maxsize=None)
+def _parsed(path):
     with open(path) as handle:
         return yaml.load(handle, Loader=_Loader)  # nosec - a SafeLoader subclass
+
+
+def load_yaml(path):
+    """A YAML file's data (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_parsed(os.path.abspath(path)))
 
 
 # -- awx/ --------------------------------------------------------------------------------------
@@ -78,6 +86,13 @@ def awx_settings():
 
 def template_key(node):
     """The job template a workflow node runs (its key in job_templates()), or None."""
+    templar = _settings_templar()
+    name = templar.template(trust_as_template(node['unified_job_template'].get('name', '')))
+    return _template_keys_by_name().get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _settings_templar():
     def trusted(value):
         # Values from vars files are templates to Ansible; plain Python strings are not.
         if isinstance(value, dict):
@@ -85,13 +100,14 @@ def template_key(node):
         if isinstance(value, list):
             return [trusted(item) for item in value]
         return trust_as_template(value) if isinstance(value, str) else value
-    templar = Templar(loader=DataLoader(), variables=trusted(awx_settings()))
+    return Templar(loader=DataLoader(), variables=trusted(awx_settings()))
 
-    def render(value):
-        return templar.template(trust_as_template(value))
-    name = render(node['unified_job_template'].get('name', ''))
-    keys = [key for key, definition in job_templates().items() if render(definition['name']) == name]
-    return keys[0] if keys else None
+
+@functools.lru_cache(maxsize=None)
+def _template_keys_by_name():
+    templar = _settings_templar()
+    return dict((templar.template(trust_as_template(definition['name'])), key)
+                for key, definition in job_templates().items())
 
 
 def template_extra_vars(key):

@@ -12,7 +12,7 @@ import re
 import jsonschema
 import pytest
 
-from lib.awx import (import_vars, job_templates, load_yaml, playbook_inputs, playbook_own_variables, plays,
+from lib.awx import (REPO_ROOT, import_vars, job_templates, load_yaml, playbook_inputs, playbook_own_variables, plays,
                      referenced_lastgood_vars, role_calls, role_options, survey, survey_answer_errors,
                      survey_names, targets, template_extra_vars, template_key, workflow)
 
@@ -244,3 +244,11 @@ def test_survey_answer_types_fit_the_defaults_and_role_options_they_replace(key)
                     problems.append('%s (%s) feeds %s (%s, choices %s)'
                                     % (name, question['type'], where, option.get('type', 'str'), option.get('choices')))
     assert not problems
+
+
+def test_docs_name_every_survey_variable():
+    with open(os.path.join(REPO_ROOT, 'docs', 'awx.md')) as handle:
+        docs = handle.read()
+    missing = sorted(set(question['variable'] for _, question in _all_questions()
+                         if '`%s`' % question['variable'] not in docs))
+    assert not missing
