@@ -406,6 +406,17 @@ def print_table(report):
         print('target %-7s %-50s %-14s %s' % (t['corpus'], t['target'], value, state))
 
 
+def write_report(report, out, started):
+    """(Re)write the JSON results: after every group, so an interrupted run keeps what it measured."""
+    report['targets'] = check_targets(report)
+    report['load_after'] = round(os.getloadavg()[0], 2)
+    report['seconds'] = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
+    with open(out + '.tmp', 'w') as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+        handle.write('\n')
+    os.replace(out + '.tmp', out)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--corpus', action='append', choices=sorted(corpora.SPECS),
@@ -437,11 +448,14 @@ def main(argv=None):
         'peak_rss_source': ('GNU time (wait4 of the command)' if os.access(TIME_BIN, os.X_OK) else
                             'wait4 of the child (includes the harness own high-water mark, inherited through exec)'),
         'quick': args.quick, 'runs': args.runs, 'warmup': args.warmup, 'machine': machine(),
+        'load_before': round(os.getloadavg()[0], 2),
         'tools': tool_versions(), 'cache': 'warm (sources read in the warm-up; sync(2) after every run)',
-        'corpora': {}, 'groups': {},
+        'corpora': {}, 'groups': {}, 'complete': False,
     }
     os.makedirs(args.work_dir, exist_ok=True)
     report['disk'] = disk_of(args.work_dir)
+    os.makedirs(args.results_dir, exist_ok=True)
+    out = os.path.join(args.results_dir, started.strftime('%Y%m%dT%H%M%SZ') + ('-quick' if args.quick else '') + '.json')
     for name in names:
         source = corpora.ensure(name, args.quick, args.corpora_dir, log=log)
         report['corpora'][name] = dict(corpora.describe(source), path=source)
@@ -452,14 +466,10 @@ def main(argv=None):
             results = run_group(group, ws, args.runs, args.warmup)
             report['groups'][name][group] = {'engine': ENGINE_OF[group], 'contenders': results,
                                              'ratios': ratios(group, results)}
+            write_report(report, out, started)
         remove(ws.dir)
-    report['targets'] = check_targets(report)
-    report['seconds'] = round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
-    os.makedirs(args.results_dir, exist_ok=True)
-    out = os.path.join(args.results_dir, started.strftime('%Y%m%dT%H%M%SZ') + ('-quick' if args.quick else '') + '.json')
-    with open(out, 'w') as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-        handle.write('\n')
+    report['complete'] = True
+    write_report(report, out, started)
     print_table(report)
     print('\nresults: %s (%.0f s)' % (out, report['seconds']))
     return 0
