@@ -33,6 +33,17 @@ step pytest pytest -p no:cacheprovider ${PYTEST_ARGS:-}
 step sanity bash scripts/sanity.sh
 step ansible-lint ansible-lint --profile production
 step changelog antsibull-changelog lint
+demo() {
+  # the README's first command, as a user runs it; then stop the demo application it leaves running
+  local demo_root=/tmp/lastgood-demo-ci
+  LASTGOOD_DEMO_ROOT=$demo_root bash scripts/demo.sh >"$root/tests/output/demo.log" 2>&1
+  local rc=$?
+  "$demo_root/app/bin/appctl" stop >/dev/null 2>&1 || true
+  tail -n 25 "$root/tests/output/demo.log"
+  return $rc
+}
+mkdir -p tests/output
+step demo demo
 if [ -x scripts/molecule.sh ] || [ -f scripts/molecule.sh ]; then
   step molecule bash scripts/molecule.sh
 fi
