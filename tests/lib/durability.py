@@ -15,6 +15,10 @@ It reports two kinds of problem:
   a real (non-temporary) name while what it publishes -- the file's data, or
   every entry and file of a directory tree -- is not yet durable.  After a power
   cut the name could point at an empty file or a half-empty tree.
+* ``order``: an unlink or rmdir inside a directory tree that a rename moved, before
+  that rename is durable.  After a power cut the rename may be undone while the
+  deletions stay, bringing the tree back emptied (the old version a restore
+  displaced, discarded before the swap was durable; a backup retention moved aside).
 * ``unsynced``: when the operation reports success, a change to a real name
   that is still not durable (checked by ``problems()``).
 
@@ -75,11 +79,12 @@ class DurabilityTracker:
         self.dirty = {}          # inode key -> last known path: changed since its last fsync
         self.pending = {}        # dir inode key -> {name: inode key or None at the last fsync}
         self.dir_paths = {}      # dir inode key -> last known path
-        self.violations = []     # ('publish', message) found while the operation ran
+        self.violations = []     # ('publish' | 'order', message) found while the operation ran
         self.fsynced = []        # paths fsynced, in order
         self.failed_fsyncs = []  # inode keys whose fsync failed (for the never-retried check)
         self.failed_fsync_paths = []
         self.symlinks_in = {}    # dir inode key -> symlink inode keys changed in it
+        self.moved = {}          # dir inode key -> {path, parents not fsynced since it was renamed}
         self.retried = []        # paths fsynced again after their fsync failed
 
     # -- classification ---------------------------------------------------------------
@@ -113,6 +118,8 @@ class DurabilityTracker:
             return [self._entry_state(path)] if path else None
         if name in _ENTRY_CALLS:
             path = _resolve(args[0], kwargs.get('dir_fd'))
+            if path and name in ('unlink', 'remove', 'rmdir'):
+                self._check_delete(path, name)
             return [self._entry_state(path)] if path else None
         if name == 'open':
             flags = args[1] if len(args) > 1 else kwargs.get('flags', 0)
@@ -130,6 +137,7 @@ class DurabilityTracker:
                 dst = _resolve(args[1], kwargs.get('dst_dir_fd'))
                 self._note_entries(token)
                 self._moved(src, dst, swap=(name == 'exchange'))
+                self._note_moved_trees(token, src, dst, swap=(name == 'exchange'))
             return
         if name in _ENTRY_CALLS or name == 'symlink':
             if token:
@@ -187,6 +195,27 @@ class DurabilityTracker:
             names.setdefault(base, before)
             self.dir_paths[parent_key] = parent
 
+    def _note_moved_trees(self, token, src, dst, swap):
+        """Remember directories a rename moved until both parents are fsynced."""
+        parents = {state[0] for state in token if state is not None}
+        for now in ((dst, src) if swap else (dst,)):
+            st = _lstat(now)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                self.moved[_key(st)] = {'path': now, 'parents': set(parents)}
+
+    def _check_delete(self, path, call):
+        """Deleting inside (or the whole of) a directory tree whose move is not durable yet.
+
+        After a power cut the move may be undone while the deletions stay: the tree
+        would be back where it was, emptied -- e.g. the old version a restore displaced,
+        discarded before the swap that displaced it was durable.
+        """
+        for info in self.moved.values():
+            if _within(path, info['path']):
+                self.violations.append(('order', '%s(%s) deletes inside %s before the rename that moved it there '
+                                        'is durable' % (call, path, info['path'])))
+                return
+
     def _moved(self, src, dst, swap):
         def relocate(path):
             if _within(path, src):
@@ -196,6 +225,8 @@ class DurabilityTracker:
             return path
         self.dir_paths = {key: relocate(path) for key, path in self.dir_paths.items()}
         self.dirty = {key: relocate(path) for key, path in self.dirty.items()}
+        for info in self.moved.values():
+            info['path'] = relocate(info['path'])
 
     def _mark_fd_dirty(self, fd):
         try:
@@ -231,6 +262,10 @@ class DurabilityTracker:
         self.fsynced.append(path)
         self.dirty.pop(key, None)
         self.pending.pop(key, None)
+        for moved_key in list(self.moved):
+            self.moved[moved_key]['parents'].discard(key)
+            if not self.moved[moved_key]['parents']:
+                del self.moved[moved_key]
         # a symlink cannot be fsynced; the best there is, is its directory's fsync
         for link_key in self.symlinks_in.pop(key, ()):
             self.dirty.pop(link_key, None)
