@@ -170,6 +170,10 @@ def check_mutant(job):
             deselect = [nodeid for nodeid in failing.get(stage, ()) if nodeid.split('::')[0] in paths
                         or nodeid.startswith(tuple(path + '/' for path in paths))]
             outcome, tail = run_stage(copy, paths, timeout, deselect=deselect)
+            if outcome == 'timeout':
+                return {'killed': False, 'by': None,
+                        'detail': 'stage %s timed out after %d s: undecided, rerun with a longer --timeout'
+                                  % (stage, timeout)}
             if outcome != 'passed':
                 return {'killed': True, 'by': stage, 'detail': tail}
         return {'killed': False, 'by': None, 'detail': tail}
@@ -209,7 +213,8 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for (rel, site, *_rest), outcome in zip(jobs, pool.map(check_mutant, jobs)):
             label = '%s:%d remove %s()' % (rel, site[0], site[5])
-            verdict = 'killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed'] else 'SURVIVED'
+            verdict = ('killed by %s: %s' % (outcome['by'], outcome['detail'][:90]) if outcome['killed']
+                       else 'SURVIVED %s' % outcome['detail'][:90])
             print('%-60s %s' % (label, verdict), flush=True)
             results.append(dict(outcome, file=rel, line=site[0], call=site[5], kind=site[4]))
     if args.only and os.path.exists(OUTPUT):
