@@ -213,8 +213,7 @@ def _tasks(tasks):
     for task in tasks or []:
         yield task
         for section in ('block', 'rescue', 'always'):
-            for inner in _tasks(task.get(section)):
-                yield inner
+            yield from _tasks(task.get(section))
 
 
 _IMPORT_PLAYBOOK = ('import_playbook', 'ansible.builtin.import_playbook')
@@ -256,8 +255,7 @@ def import_vars(path):
 
 def all_tasks(play):
     for section in ('pre_tasks', 'tasks', 'post_tasks', 'handlers'):
-        for task in _tasks(play.get(section)):
-            yield task
+        yield from _tasks(play.get(section))
 
 
 _ROLE_ACTIONS = ('include_role', 'import_role', 'ansible.builtin.include_role', 'ansible.builtin.import_role')
@@ -276,6 +274,11 @@ def role_calls(path):
                     spec = task[action]
                     calls.append((_short_role(spec['name']), spec.get('tasks_from', 'main'), task.get('vars') or {}))
     return calls
+
+
+def role_entry_points(path):
+    """(role, entry point) for every role a playbook runs."""
+    return [call[:2] for call in role_calls(path)]
 
 
 def _short_role(name):

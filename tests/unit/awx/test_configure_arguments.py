@@ -106,7 +106,7 @@ def argument_errors(spec, args, where):
 
 
 def test_configure_uses_the_awx_awx_modules_it_is_meant_to():
-    modules = sorted(set(module for _, module, _ in awx_tasks()))
+    modules = sorted(set(task[1] for task in awx_tasks()))
     assert modules == ['execution_environment', 'job_template', 'project', 'workflow_job_template']
 
 

@@ -12,9 +12,9 @@ import re
 import jsonschema
 import pytest
 
-from lib.awx import (REPO_ROOT, import_vars, job_templates, load_yaml, playbook_inputs, playbook_own_variables, plays,
-                     referenced_lastgood_vars, role_calls, role_options, survey, survey_answer_errors,
-                     survey_names, targets, template_extra_vars, template_key, workflow)
+from lib.awx import (REPO_ROOT, import_vars, job_templates, load_yaml, playbook_inputs, playbook_own_variables,
+                     plays, referenced_lastgood_vars, role_calls, role_entry_points, role_options, survey,
+                     survey_answer_errors, survey_names, targets, template_extra_vars, template_key, workflow)
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'awx_survey.schema.json')
 TEMPLATES = sorted(job_templates())
@@ -111,7 +111,7 @@ def test_every_job_template_and_the_workflow_have_a_survey_and_every_survey_is_u
 def _accepted(path):
     """Every variable a playbook takes: its inputs and the options of the roles it runs."""
     accepted = set(playbook_inputs(path))
-    for role, entry_point, _ in role_calls(path):
+    for role, entry_point in role_entry_points(path):
         accepted.update(role_options(role, entry_point) or {})
     return accepted
 
@@ -249,6 +249,6 @@ def test_survey_answer_types_fit_the_defaults_and_role_options_they_replace(key)
 def test_docs_name_every_survey_variable():
     with open(os.path.join(REPO_ROOT, 'docs', 'awx.md')) as handle:
         docs = handle.read()
-    missing = sorted(set(question['variable'] for _, question in _all_questions()
-                         if '`%s`' % question['variable'] not in docs))
+    missing = sorted(set(pair[1]['variable'] for pair in _all_questions()
+                         if '`%s`' % pair[1]['variable'] not in docs))
     assert not missing

@@ -10,8 +10,8 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from lib.awx import (job_extra_vars, template_key, job_templates, load_yaml, playbook_inputs, role_calls, role_options,
-                     run_extra_vars, survey, survey_answer_errors, targets, workflow, AWX_DIR)
+from lib.awx import (AWX_DIR, job_extra_vars, job_templates, load_yaml, playbook_inputs, role_entry_points,
+                     role_options, run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # checkpoint names are at most 100 characters: "run-" + the run id
@@ -125,7 +125,7 @@ def test_node_extra_data_is_taken_by_the_node_playbook_or_its_run_id():
             taken = set()
             for path in targets(key):
                 taken |= playbook_inputs(path)
-                for role, entry_point, _ in role_calls(path):
+                for role, entry_point in role_entry_points(path):
                     taken |= set(role_options(role, entry_point) or {})
             if job_templates()[key]['run']:
                 taken |= consumed_by_run_id
