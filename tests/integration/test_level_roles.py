@@ -34,7 +34,8 @@ def case_block(case):
         ],
         'rescue': [
             {'name': 'Note the failure', 'ansible.builtin.set_fact': {
-                'results': "{{ results | combine({%r: {'ok': false, 'msg': ansible_failed_result.msg, 'task': ansible_failed_task.name, 'stderr': ansible_failed_result.stderr | default(''), 'stdout': ansible_failed_result.stdout | default('')}}) }}"
+                'results': "{{ results | combine({%r: {'ok': false, 'msg': ansible_failed_result.msg, "
+                           "'task': ansible_failed_task.name, 'stderr': ansible_failed_result.stderr | default('')}}) }}"
                            % case['name']}},
         ],
     }
