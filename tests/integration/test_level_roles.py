@@ -20,6 +20,7 @@ PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
 
 pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
 
+
 def case_block(case):
     """One case as a block: run the role with the case's options; the rescue keeps the failure message."""
     result = ("lookup('ansible.builtin.vars', %r, default=none)" % case['result']) if 'result' in case else 'none'
