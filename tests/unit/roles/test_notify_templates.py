@@ -1,0 +1,70 @@
+"""The notify role's message templates: every level and status renders, and says what it must."""
+
+import os
+
+import jinja2
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROLE = os.path.join(ROOT, 'roles', 'notify')
+LEVELS = (0, 1, 2, 3, 4)
+STATUSES = ('started', 'in_progress', 'complete', 'failed')
+
+
+def role_vars():
+    with open(os.path.join(ROLE, 'vars', 'main.yml'), encoding='utf-8') as handle:
+        return yaml.safe_load(handle)
+
+
+def message_data(level, status, failed_hosts=()):
+    """The data the role's first task builds (notify_context), for one level and status."""
+    described = role_vars()['notify_levels'][level]
+    return dict(described, run_id='20261121T231500Z-3fa2c1', operation='rollback_level%d' % level, level=level,
+                status=status, status_word=role_vars()['notify_status_words'][status],
+                incident_id='INC-20261121-20261121T231500Z-3fa2c1', source='backup known-good',
+                checkpoint='run-20261121T231500Z-3fa2c1', hosts=['web1', 'web2', 'web3'],
+                succeeded_hosts=[h for h in ('web1', 'web2', 'web3') if h not in failed_hosts],
+                failed_hosts=list(failed_hosts), restored_hosts=list(failed_hosts),
+                started='2026-11-21 23:15', now='2026-11-21 23:24', next_update='23:45')
+
+
+def render(name, data):
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, 'templates')),
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True)
+    return environment.get_template(name).render(n=data).strip()
+
+
+@pytest.mark.parametrize('level', LEVELS)
+@pytest.mark.parametrize('status', STATUSES)
+def test_both_messages_render_for_every_level_and_status(level, status):
+    data = message_data(level, status)
+    internal = render('internal_level%d.txt.j2' % level, data)
+    user = render('user_level%d.txt.j2' % level, data)
+    assert internal.startswith(data['severity'])
+    assert data['run_id'] in internal
+    assert user and data['run_id'] not in user, 'users are not told internal ids'
+
+
+@pytest.mark.parametrize('level', (1, 2, 3, 4))
+def test_internal_message_names_the_level_its_duration_and_the_failed_hosts(level):
+    text = render('internal_level%d.txt.j2' % level, message_data(level, 'failed', failed_hosts=['web2']))
+    assert 'Level %d' % level in text
+    assert role_vars()['notify_levels'][level]['duration'] in text
+    assert 'web2' in text
+
+
+@pytest.mark.parametrize('level', (2, 3))
+def test_failed_internal_message_points_to_the_next_level(level):
+    text = render('internal_level%d.txt.j2' % level, message_data(level, 'failed', failed_hosts=['web2']))
+    assert 'Level %d' % (level + 1) in text
+
+
+def test_in_progress_message_promises_the_next_update_and_a_finished_one_does_not():
+    assert 'Next update: 23:45 UTC' in render('internal_level2.txt.j2', message_data(2, 'in_progress'))
+    assert 'Next update' not in render('internal_level2.txt.j2', message_data(2, 'complete'))
+
+
+def test_level4_user_message_gives_the_window():
+    text = render('user_level4.txt.j2', message_data(4, 'complete'))
+    assert 'Started: 2026-11-21 23:15 UTC' in text and 'Finished: 2026-11-21 23:24 UTC' in text
