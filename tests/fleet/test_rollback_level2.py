@@ -74,6 +74,9 @@ def audit_events(fleet, name, run_id):
     return [event['event'] for event in map(json.loads, lines) if event.get('run_id') == run_id]
 
 
+# Slow: tests/integration/test_level2_playbooks.py covers the automatic restore on one host in
+# every run; this adds the second host stopped by the fleet gate over SSH.
+@pytest.mark.slow
 def test_failing_verification_on_one_host_restores_the_checkpoint_on_every_host(make_fleet, tmp_path):
     fleet = make_fleet(2, app=True)
     hosts = ('host1', 'host2')
