@@ -132,14 +132,14 @@ def copy_checkout(copy, files):
             shutil.copy2(source, dest)
 
 
-def baseline(files, timeout):
+def baseline(snapshot, timeout):
     """Tests that already fail on the unmutated checkout, per stage (others' work in progress):
     they are deselected, so that only a failure the mutant causes counts as a kill."""
     work = tempfile.mkdtemp(prefix='lastgood-mutant-')
     copy = os.path.join(work, 'checkout')
     failing = {}
     try:
-        copy_checkout(copy, files)
+        shutil.copytree(snapshot, copy, symlinks=True)
         for stage in STAGES:
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
             cmd = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-q', '-rfE', '-p',
@@ -154,11 +154,11 @@ def baseline(files, timeout):
 
 
 def check_mutant(job):
-    rel, site, timeout, files, failing = job
+    rel, site, timeout, snapshot, failing = job
     work = tempfile.mkdtemp(prefix='lastgood-mutant-')
     copy = os.path.join(work, 'checkout')
     try:
-        copy_checkout(copy, files)
+        shutil.copytree(snapshot, copy, symlinks=True)
         target = os.path.join(copy, rel)
         with open(target) as handle:
             source = handle.read()
@@ -186,29 +186,38 @@ def main():
     parser.add_argument('--only', action='append', help='engine file name(s) to mutate, e.g. _fsatomic.py')
     parser.add_argument('--list', action='store_true', help='list the mutants and exit')
     parser.add_argument('--jobs', type=int, default=max(1, (os.cpu_count() or 2) // 2))
-    parser.add_argument('--timeout', type=int, default=900, help='seconds per test stage')
+    parser.add_argument('--timeout', type=int, default=1800, help='seconds per test stage')
     args = parser.parse_args()
-    engine_dir = os.path.join(ROOT, ENGINE)
+    # one snapshot of the checkout for the whole run: others may change the engine meanwhile
+    snapshot = tempfile.mkdtemp(prefix='lastgood-mutant-snapshot-')
+    try:
+        copy_checkout(snapshot, checkout_files())
+        return check_all(args, snapshot)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def check_all(args, snapshot):
     sites = []
-    files = checkout_files()
+    engine_dir = os.path.join(snapshot, ENGINE)
     for name in sorted(os.listdir(engine_dir)):
         if not name.endswith('.py') or (args.only and name not in args.only):
             continue
         rel = os.path.join(ENGINE, name)
-        sites.extend((rel, site) for site in find_sites(os.path.join(ROOT, rel)))
+        sites.extend((rel, site) for site in find_sites(os.path.join(snapshot, rel)))
     if args.list:
         for rel, site in sites:
             print('%s:%d  remove %s()' % (rel, site[0], site[5]))
         print('%d mutants' % len(sites))
         return 0
-    failing = baseline(files, args.timeout)
+    failing = baseline(snapshot, args.timeout)
     if failing.get(STAGES[0]):
         print('the quick stage fails without any mutation; fix that first: %s' % failing[STAGES[0]])
         return 2
     for stage, nodeids in failing.items():
         if nodeids:
             print('already failing before any mutation, deselected in stage %s: %s' % (stage, ', '.join(nodeids)))
-    jobs = [(rel, site, args.timeout, files, failing) for rel, site in sites]
+    jobs = [(rel, site, args.timeout, snapshot, failing) for rel, site in sites]
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for (rel, site, *_rest), outcome in zip(jobs, pool.map(check_mutant, jobs)):
