@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Remove each fsync and each rename from the engine in turn; every removal must make a test fail.
 
 For every call in plugins/module_utils/*.py to ``os.fsync``, ``os.fdatasync``,

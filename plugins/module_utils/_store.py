@@ -367,8 +367,8 @@ class Store:
             raise StoreError('settling the journal an interrupted restore left in %s failed: %s. The journal is '
                              'kept; nothing else was done. Next: %s.' % (self._where(), exc, errno_hint(exc)),
                              getattr(exc, 'filename', None)) from exc
-        return ['journal %s: restore of %s rolled %s' % (os.path.basename(item['journal']), ', '.join(item['paths']),
-                                                          item['direction'])
+        return ['journal %s: restore of %s rolled %s'
+                % (os.path.basename(item['journal']), ', '.join(item['paths']), item['direction'])
                 for item in settled]
 
     # -- marks: LASTGOOD and PINNED ------------------------------------------------------

@@ -37,8 +37,6 @@ FIXED_HOST = 'reliability-host'
 FIXED_USER = 'reliability'
 
 
-
-
 class Unavailable(Exception):
     """The engine file a scenario needs is not there (yet)."""
 
