@@ -31,7 +31,8 @@ STATE_DIR = '/var/lib/lastgood/runs'
 REPORT_DIR = '/var/lib/lastgood/reports'
 # host1 is staging, host2 production: enough for staging-first runs and for two slices.
 FLEET_SIZE = 2
-# Answers to required questions that have no default: AWX cannot launch these without them.
+# Answers the survey defaults cannot give: a required question without a default (AWX does not
+# launch the job without it), and the approvals a full restore refuses without.
 ANSWERS = {
     'restore-checkpoint': lambda prepared: {'lastgood_restore_id': prepared['checkpoint_id']},
     'rollback-level4': lambda prepared: {
@@ -40,8 +41,10 @@ ANSWERS = {
         'lastgood_approval_security_architect_when': prepared['now'],
     },
 }
-# Run for real elsewhere in this module, or too slow for a real run on every test run.
-REAL = ('start-workflow', 'checkpoint', 'preflight', 'rollback-level2', 'verify')
+# Templates the tests before the sweep run for real with their survey defaults.
+RUN_ABOVE = ('start-workflow', 'preflight', 'rollback-level2')
+# Templates that change nothing, so the sweep runs them for real too; the others in check mode.
+READ_ONLY = ('verify',)
 
 
 class Job:
@@ -261,19 +264,16 @@ def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint(awx_fl
     assert len(set(job.artifacts['lastgood_report']['report_json'] for job in jobs)) == 1
 
 
-CHECK_MODE = sorted(key for key in job_templates() if key not in REAL)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize('key', CHECK_MODE + ['verify'])
+@pytest.mark.parametrize('key', sorted(key for key in job_templates() if key not in RUN_ABOVE))
 def test_template_runs_with_its_survey_defaults(awx_fleet, prepared, key):
     variables = job_extra_vars(key, awx_vars={'awx_job_id': 200})
-    variables.update(ANSWERS.get(key, lambda _: {})(prepared))
+    variables.update(ANSWERS[key](prepared) if key in ANSWERS else {})
     variables.update(_report_dir(prepared['controller_dir'] / key))
     required = [q['variable'] for q in survey(job_templates()[key]['survey'])['spec'] if q['required']]
     assert set(required) <= set(variables), 'a required question has no default and no answer here'
     assert set(survey_defaults(survey(job_templates()[key]['survey']))) <= set(variables)
-    args = ['--check'] if key in CHECK_MODE else []
+    args = [] if key in READ_ONLY else ['--check']
     job = run_job(awx_fleet.inventory_path, wrapper_path(key), variables, prepared['work'], *args)
     assert job.returncode == 0, job.explain()
     assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
