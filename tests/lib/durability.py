@@ -333,6 +333,23 @@ class DurabilityTracker:
                                  % (directory, base))
         return sorted(found)
 
+    def not_durable_anywhere(self, exclude=None):
+        """Every change not durable yet, marker names included (for write-ahead rules)."""
+        found = []
+        for key, path in self.dirty.items():
+            if (exclude is None or not _within(path, exclude)) and self._still_there(key, path):
+                found.append('%s: data/metadata not fsynced' % path)
+        for key, names in self.pending.items():
+            directory = self.dir_paths.get(key)
+            if directory is None or (exclude is not None and _within(directory, exclude)) \
+                    or not self._still_there(key, directory):
+                continue
+            for base, before in names.items():
+                st = _lstat(os.path.join(directory, base))
+                if (_key(st) if st else None) != before:
+                    found.append('%s: entry %r changed, directory not fsynced' % (directory, base))
+        return found
+
     def is_durable(self, path):
         """Whether ``path`` (its entry, its data, and for a directory its tree) is durable now."""
         path = os.path.abspath(path)

@@ -1,10 +1,14 @@
-"""Run one engine operation against a really full file system and report what happened.
+"""Run one engine operation on a private tmpfs and report what happened.
 
-Started by test_fsync_and_enospc.py inside ``unshare -m`` with a tiny tmpfs
-mounted at ``argv[2]``; ``argv[1]`` is the case, ``argv[3]`` a scratch directory on
-the normal disk.  Prints one JSON object: the error the engine raised, the state
-after it, and every write the engine attempted on the full file system after
-its first ENOSPC (a retry would show up there).
+Started inside ``unshare -m`` with a small tmpfs mounted at ``argv[2]``;
+``argv[1]`` is the case, ``argv[3]`` a scratch directory on the normal disk.
+Prints one JSON object.
+
+The ENOSPC cases (test_fsync_and_enospc.py) fill the tmpfs and report the error
+the engine raised, the state after it, and every write the engine attempted on
+the full file system after its first ENOSPC (a retry would show up there).  The
+mount-point case (test_durability.py) restores into the tmpfs mount point itself,
+which cannot be renamed, and reports what the durability tracker saw.
 """
 
 import json
@@ -16,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, '.collections'))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
-from lib import faults, scenarios, trees  # noqa: E402  pylint: disable=wrong-import-position
+from lib import durability, faults, scenarios, trees  # noqa: E402  pylint: disable=wrong-import-position
 
 WRITES = ('write', 'pwrite', 'writev', 'copy_file_range', 'sendfile', 'posix_fallocate')
 
@@ -150,7 +154,25 @@ def case_audit(full, scratch):
     return report
 
 
-CASES = {'backup': case_backup, 'restore': case_restore, 'config_update': case_config, 'audit_append': case_audit}
+def case_mountpoint_restore(full, scratch):
+    store_mod = scenarios.engine('_store')
+    restore_mod = scenarios.engine('_restore')
+    scenarios.build_app_v1(full)
+    store = store_mod.Store(os.path.join(scratch, 'store'), 'app')
+    backup_id = store.create([full], mark_lastgood=True)['id']
+    scenarios.change_app_to_v2(full)
+    tracker = durability.DurabilityTracker()
+    with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
+        result = restore_mod.restore(store, store.set_dir)
+    data = os.path.join(store.data_dir(backup_id), full.lstrip('/'))
+    strays = [name for name in os.listdir(full) if name.startswith(scenarios.durability.DEFAULT_MARKERS)]
+    return {'first_enospc': None, 'writes_after_enospc': [],
+            'methods': [entry.get('method') for entry in result['paths']],
+            'restored': trees.tree_digest(full) == trees.tree_digest(data) and not strays,
+            'problems': tracker.problems()}
+
+
+CASES = {'mountpoint_restore': case_mountpoint_restore, 'backup': case_backup, 'restore': case_restore, 'config_update': case_config, 'audit_append': case_audit}
 
 
 def main():

@@ -16,7 +16,11 @@ These are the tests scripts/mutation_check.py relies on to notice a removed
 fsync; they are quick, so it runs them first.
 """
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -26,20 +30,28 @@ NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', '
 
 
 class OrderedTracker(durability.DurabilityTracker):
-    """The durability tracker plus ordering rules checked at the moment of a rename."""
+    """The durability tracker plus ordering rules checked at the moment of a rename or unlink."""
 
-    def __init__(self, markers, rules):
+    def __init__(self, markers, rules, unlink_rules=()):
         super().__init__(markers)
         self.rules = rules
+        self.unlink_rules = unlink_rules
         self.ordering = []
 
     def before(self, name, args, kwargs):
+        problems = []
         if name in ('replace', 'rename', 'exchange'):
-            for rule in self.rules:
-                problem = rule(self, name, os.fsdecode(args[0]), os.fsdecode(args[1]))
-                if problem:
-                    self.ordering.append(problem)
+            problems = [rule(self, name, os.fsdecode(args[0]), os.fsdecode(args[1])) for rule in self.rules]
+        elif name in ('unlink', 'remove') and isinstance(args[0], (str, bytes)):
+            problems = [rule(self, name, os.path.abspath(os.fsdecode(args[0]))) for rule in self.unlink_rules]
+        self.ordering.extend(problem for problem in problems if problem)
         return super().before(name, args, kwargs)
+
+
+def tracker_for(sc):
+    unlink_rules = [JournalLast(os.path.join(sc.backup_root, 'app', '.journal'))] if sc.name in (
+        'restore', 'undo') else []
+    return OrderedTracker(sc.markers, rules_for(sc), unlink_rules)
 
 
 def journal_first(sc):
@@ -74,6 +86,26 @@ def backup_before_mark(sc):
     return rule
 
 
+class JournalLast:
+    """Rule: a journal record is removed only when everything done under it is durable.
+
+    The record is the only way recovery finds what the restore left beside the
+    target (stages, displaced copies); if its removal became durable before the
+    clean-up did, a power cut would leave them there for good.
+    """
+
+    def __init__(self, journal_dir):
+        self.journal_dir = journal_dir
+
+    def __call__(self, tracker, name, path):
+        if os.path.dirname(path) != self.journal_dir or not path.endswith('.json'):
+            return None
+        loose = tracker.not_durable_anywhere(exclude=self.journal_dir)
+        if loose:
+            return 'journal %s removed before its clean-up is durable: %s' % (path, '; '.join(loose[:3]))
+        return None
+
+
 def rules_for(sc):
     if sc.name in ('restore', 'undo'):
         return [journal_first(sc), backup_before_mark(sc)]
@@ -87,7 +119,7 @@ def test_clean_run_does_its_job_durably_and_in_order(scenario, name):
     sc = scenario(name)
     if not sc.durable:
         pytest.skip('%s makes no durability promise' % name)
-    tracker = OrderedTracker(sc.markers, rules_for(sc))
+    tracker = tracker_for(sc)
     plan = faults.FaultPlan(observer=tracker)
     with faults.inject(scenarios.engine_modules(), plan):
         result = sc.run()
@@ -148,3 +180,41 @@ def test_lock_lifecycle_leaves_every_name_durable(fast_dir):
             step()
         assert not tracker.problems(), '%s: %s' % (what, tracker.problems())
     assert _lock.status(path)['holder'] is None
+
+
+def test_config_update_that_fails_after_creating_the_file_removes_it_durably(fast_dir):
+    _config = scenarios.engine('_config')
+    modules = scenarios.engine_modules()
+    probe = fast_dir / 'probe'
+    probe.mkdir()
+    log = faults.call_log(modules, lambda: _config.update(str(probe / 'new.json'), content={'a': 1}, create=True))
+    read_back = log.index('open', log.index('replace')) + 1
+    tracker = durability.DurabilityTracker()
+    target = fast_dir / 'real' / 'new.json'
+    target.parent.mkdir()
+    with faults.inject(modules, faults.FaultPlan(fail_at=read_back, observer=tracker)):
+        with pytest.raises(_config.ConfigError) as failure:
+            _config.update(str(target), content={'a': 1}, create=True)
+    assert failure.value.restored is True and not target.exists()
+    assert not tracker.problems(), tracker.problems()
+
+
+def test_restore_into_a_mount_point_is_durable(tmp_path):
+    """A mount point cannot be renamed: its children are swapped one by one (method files)."""
+    if os.geteuid() != 0 or not shutil.which('unshare'):
+        pytest.skip('needs root and unshare(1) to mount a private tmpfs')
+    full = tmp_path / 'mnt'
+    scratch = tmp_path / 'scratch'
+    full.mkdir()
+    scratch.mkdir()
+    script = 'mount --make-rprivate / && mount -t tmpfs tmpfs "$1" && exec "$2" "$3" mountpoint_restore "$1" "$4"'
+    proc = subprocess.run(['unshare', '-m', 'sh', '-c', script, 'sh', str(full), sys.executable,
+                           os.path.join(os.path.dirname(os.path.abspath(__file__)), 'enospc_child.py'),
+                           str(scratch)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    report = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if 'unavailable' in report:
+        pytest.skip(report['unavailable'])
+    assert report['methods'] == ['files'], 'the mount point was not restored child by child: %r' % report
+    assert report['restored'], 'the mount point does not hold the backup afterwards'
+    assert not report['problems'], report['problems']
