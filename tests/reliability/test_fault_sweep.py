@@ -28,6 +28,7 @@ MODES = [pytest.param(False, id='transient'), pytest.param(True, id='persistent'
 EIO_BUDGET = 60           # default run: fault points per EIO sweep (every disk-changing call is one)
 ERRNO_BUDGET = 24         # default run: per sweep with another errno (renames always included)
 RECOVERY_SNAPSHOTS = 2    # default run: interrupted states whose recovery is swept
+SLOW_RECOVERY_SNAPSHOTS = 12  # slow run: interrupted states whose recovery is swept at every call
 RECOVERY_BUDGET = 20      # default run: fault points per recovery sweep
 RENAMES = frozenset(('replace', 'rename', 'exchange', 'link'))
 
@@ -172,10 +173,10 @@ def test_fault_during_recovery_then_recovery_again_reaches_old_or_new_state(scen
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', NAMES)
-def test_fault_during_recovery_at_every_interruption_point(scenario, name):
+def test_fault_at_every_call_of_recovery_from_many_interruptions(scenario, name):
     sc = scenario(name)
     if not sc.has_recovery:
         pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
-    exercised, problems = sweep_recovery(sc, limit=0)
+    exercised, problems = sweep_recovery(sc, SLOW_RECOVERY_SNAPSHOTS)
     assert_clean(problems, sc)
     assert exercised >= 1
