@@ -147,11 +147,19 @@ def lookup(doc, keys):
     return True, node
 
 
+def _refuse_index_on_mapping(keys, depth):
+    key = keys[depth]
+    raise ConfigError('key path %s: %s is a mapping and [%d] is a list index; write .%d for a key named "%d"'
+                      % (_show(keys), _show(keys[:depth]) or 'the document', key, key, key))
+
+
 def set_path(doc, keys, value):
     """Set ``keys`` to ``value`` in ``doc`` (in place), creating missing mappings on the way."""
     node = doc
     for depth, key in enumerate(keys[:-1]):
         if isinstance(node, dict):
+            if isinstance(key, int):
+                _refuse_index_on_mapping(keys, depth)
             if not isinstance(node.get(key), (dict, list)):
                 if node.get(key) is not None:
                     raise ConfigError('key path %s: %s holds a %s, not a mapping or list'
@@ -165,6 +173,8 @@ def set_path(doc, keys, value):
                               % (_show(keys), _show(keys[:depth]) or 'the document', type(node).__name__))
     last = keys[-1]
     if isinstance(node, dict):
+        if isinstance(last, int):
+            _refuse_index_on_mapping(keys, len(keys) - 1)
         node[last] = value
     elif isinstance(node, list):
         index = _index(node, last, keys, len(keys) - 1, allow_append=True)

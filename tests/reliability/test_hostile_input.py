@@ -149,7 +149,12 @@ def manifests(draw, source_rel='srv/app'):
         key = draw(st.sampled_from(['path', 'type', 'size', 'mode', 'target', 'sha256']))
         entries.append(dict(last, **{key: draw(st.sampled_from([None, 7, [], {}, 'str', 1.5]))}))
         if key in ('target', 'sha256'):
-            entries[-1]['type'] = 'dir' if entries[-1][key] is not None else 'file'
+            # a value of the wrong kind for the entry's type: a dir carrying either, a
+            # symlink without a target, a file without a digest
+            if entries[-1][key] is not None:
+                entries[-1]['type'] = 'dir'
+            else:
+                entries[-1]['type'] = 'symlink' if key == 'target' else 'file'
             entries[-1]['path'] = source_rel + '/wrong'
     elif mutation == 'negative':
         entries.append(dict(last, path=source_rel + '/neg', size=-1))
@@ -393,9 +398,9 @@ def config_property(path, original, set_values, unset, content, outside):
     before_dir = sorted(os.listdir(os.path.dirname(path)))
     before_outside = trees.tree_digest(outside)
     kwargs = {'content': content} if content is not None else {'set_values': set_values, 'unset': unset}
-    error = None
+    error = result = None
     try:
-        _config.update(path, fmt='json', **kwargs)
+        result = _config.update(path, fmt='json', **kwargs)
     except _config.ConfigError as exc:
         error = exc
     assert trees.tree_digest(outside) == before_outside
@@ -409,6 +414,9 @@ def config_property(path, original, set_values, unset, content, outside):
             assert after_dir == before_dir, 'a refused update left files behind: %s' % after_dir
         return
     assert not [name for name in after_dir if name.startswith('.lastgood-tmp-')]
+    if not result['changed']:
+        assert now == original and after_dir == before_dir, 'an update that changed nothing touched files'
+        return
     document = json.loads(now.decode('utf-8'))
     if content is None:
         for key, value in (set_values or {}).items():
