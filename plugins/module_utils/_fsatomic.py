@@ -122,10 +122,10 @@ def remove_stale_temps(path):
     stale = [name for name in os.listdir(directory)
              if name.startswith(prefix) and len(name) == len(prefix) + 8
              and all(char in '0123456789abcdef' for char in name[len(prefix):])]
-    # no directory fsync: a removal lost in a power cut only brings back a file the
-    # next call removes again
     for name in stale:
         os.unlink(os.path.join(directory, name))
+    if stale:
+        fsync_dir(directory)
     return stale
 
 

@@ -23,9 +23,10 @@ It reports two kinds of problem:
   that is still not durable (checked by ``problems()``).
 
 Names that mark unfinished work (temporary files, staging trees, displaced
-copies: the ``markers``) are exempt: recovery removes them, so it does not
-matter whether they survive.  Changes whose net effect is nil (a temp file
-created and removed again) are not reported.
+copies: the ``markers``) need not be durable while they exist -- recovery
+removes them -- but once one was durable, its removal must be made durable too,
+or a power cut brings the leftover back.  Changes whose net effect is nil (a
+temp file created and removed again before any fsync) are not reported.
 """
 
 import os
@@ -325,10 +326,15 @@ class DurabilityTracker:
             if directory is None or self.is_marker_path(directory) or not self._still_there(key, directory):
                 continue
             for base, before in names.items():
-                if base.startswith(self.markers):
-                    continue
                 st = _lstat(os.path.join(directory, base))
-                if (_key(st) if st else None) != before:
+                now = _key(st) if st else None
+                if base.startswith(self.markers):
+                    # a leftover that was durable must be durably gone, or a power cut brings it back
+                    if before is not None and now is None:
+                        found.append('%s: removal of %r not durable (it would come back after a power cut)'
+                                     % (directory, base))
+                    continue
+                if now != before:
                     found.append('%s: entry %r changed but the directory was never fsynced afterwards'
                                  % (directory, base))
         return sorted(found)
