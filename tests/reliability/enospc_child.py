@@ -161,6 +161,7 @@ def case_mountpoint_restore(full, scratch):
     store = store_mod.Store(os.path.join(scratch, 'store'), 'app')
     backup_id = store.create([full], mark_lastgood=True)['id']
     scenarios.change_app_to_v2(full)
+    os.chmod(full, 0o750)  # the mount point's own mode comes back too
     tracker = durability.DurabilityTracker()
     with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
         result = restore_mod.restore(store, store.set_dir)

@@ -161,16 +161,18 @@ def test_restore_that_carries_excluded_files_over_is_durable(scenario):
     _restore = scenarios.engine('_restore')
     store = sc.store()
     os.makedirs(os.path.join(sc.target, 'logs', 'old'))
-    for rel in ('app.log', 'logs/old/x.log'):
+    os.makedirs(os.path.join(sc.target, 'cache', 'deep'))
+    for rel in ('app.log', 'logs/old/x.log', 'cache/deep/blob'):
         with open(os.path.join(sc.target, rel), 'w') as handle:
             handle.write('kept across restores\n')
-    backup = store.create([sc.target], name='with-excludes', excludes=['*.log'])['id']
+    backup = store.create([sc.target], name='with-excludes', excludes=['*.log', 'cache'])['id']
     with open(os.path.join(sc.target, 'config.json'), 'w') as handle:
         handle.write('{"broken": 1}\n')
     tracker = durability.DurabilityTracker(sc.markers)
     with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
         _restore.restore(store, store.set_dir, ref=backup)
-    assert os.path.exists(os.path.join(sc.target, 'logs', 'old', 'x.log')), 'an excluded file was not kept'
+    for rel in ('logs/old/x.log', 'cache/deep/blob'):
+        assert os.path.exists(os.path.join(sc.target, rel)), 'excluded %s was not kept' % rel
     assert not tracker.problems(), tracker.problems()
 
 
@@ -212,7 +214,8 @@ def test_config_update_that_fails_after_creating_the_file_removes_it_durably(fas
     probe = fast_dir / 'probe'
     probe.mkdir()
     log = faults.call_log(modules, lambda: _config.update(str(probe / 'new.json'), content={'a': 1}, create=True))
-    read_back = log.index('open', log.index('replace')) + 1
+    # fail the read-back, after the new file's name was made durable: its removal must be too
+    read_back = log.index('read', log.index('replace')) + 1
     tracker = durability.DurabilityTracker()
     target = fast_dir / 'real' / 'new.json'
     target.parent.mkdir()
@@ -242,3 +245,16 @@ def test_restore_into_a_mount_point_is_durable(tmp_path):
     assert report['methods'] == ['files'], 'the mount point was not restored child by child: %r' % report
     assert report['restored'], 'the mount point does not hold the backup afterwards'
     assert not report['problems'], report['problems']
+
+
+def test_stale_temporary_files_are_removed_durably(scenario):
+    """A temporary file a killed write left (and that survived on disk) is removed for good."""
+    sc = scenario('audit_append')
+    stale = os.path.join(os.path.dirname(sc.log), '.lastgood-tmp-audit.jsonl.head.0badc0de')
+    with open(stale, 'w') as handle:
+        handle.write('{"sha256": "half')
+    tracker = durability.DurabilityTracker(sc.markers)
+    with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
+        sc.run()
+    assert not os.path.exists(stale)
+    assert not tracker.problems(), tracker.problems()
