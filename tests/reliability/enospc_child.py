@@ -173,7 +173,8 @@ def case_mountpoint_restore(full, scratch):
             'problems': tracker.problems()}
 
 
-CASES = {'mountpoint_restore': case_mountpoint_restore, 'backup': case_backup, 'restore': case_restore, 'config_update': case_config, 'audit_append': case_audit}
+CASES = {'mountpoint_restore': case_mountpoint_restore, 'backup': case_backup, 'restore': case_restore,
+         'config_update': case_config, 'audit_append': case_audit}
 
 
 def main():
