@@ -10,17 +10,13 @@ module's DOCUMENTATION, EXAMPLES or RETURN:
 The unit test tests/unit/test_module_docs.py runs the --check form.
 """
 
-import argparse
-import difflib
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTION = 'lastgood.rollback'
+from reference_page import COLLECTION, ROOT, ansible_doc, write_or_check
+
 OUTPUT = os.path.join(ROOT, 'docs', 'modules.md')
 MACROS = ('RV', 'C', 'O', 'V', 'M', 'P', 'E', 'I', 'B', 'U', 'L')
 _MACRO_RE = re.compile(r'\b(%s)\(' % '|'.join(MACROS))
@@ -29,22 +25,6 @@ _MACRO_RE = re.compile(r'\b(%s)\(' % '|'.join(MACROS))
 def module_names():
     directory = os.path.join(ROOT, 'plugins', 'modules')
     return sorted(name[:-3] for name in os.listdir(directory) if name.endswith('.py') and not name.startswith('_'))
-
-
-def ansible_doc(names):
-    tool = os.path.join(ROOT, '.venv', 'bin', 'ansible-doc')
-    if not os.access(tool, os.X_OK):
-        tool = shutil.which('ansible-doc') or 'ansible-doc'
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    run = subprocess.run([tool, '--json', '-t', 'module'] + ['%s.%s' % (COLLECTION, name) for name in names],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        sys.exit('ansible-doc failed (%d):\n%s%s' % (run.returncode, run.stdout, run.stderr))
-    data = json.loads(run.stdout)
-    missing = ['%s.%s' % (COLLECTION, name) for name in names if '%s.%s' % (COLLECTION, name) not in data]
-    if missing:
-        sys.exit('ansible-doc returned no documentation for: %s\n%s' % (', '.join(missing), run.stderr))
-    return data
 
 
 def markup(text):
@@ -200,27 +180,12 @@ def render(data, names):
 
 def generate():
     names = module_names()
-    return render(ansible_doc(names), names)
+    return render(ansible_doc('module', names), names)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--check', action='store_true', help='exit 1 if docs/modules.md differs from ansible-doc')
-    args = parser.parse_args()
-    text = generate()
-    if args.check:
-        current = open(OUTPUT, encoding='utf-8').read() if os.path.exists(OUTPUT) else ''
-        if current != text:
-            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), 'docs/modules.md',
-                                        'ansible-doc')
-            sys.stdout.writelines(list(diff)[:200])
-            print('\ndocs/modules.md is stale: run .venv/bin/python scripts/gen_module_docs.py')
-            return 1
-        return 0
-    with open(OUTPUT, 'w', encoding='utf-8') as handle:
-        handle.write(text)
-    print('wrote %s (%d modules)' % (os.path.relpath(OUTPUT, ROOT), len(module_names())))
-    return 0
+    return write_or_check(__doc__.splitlines()[0], __file__, OUTPUT, 'ansible-doc', generate,
+                          lambda: '%d modules' % len(module_names()))
 
 
 if __name__ == '__main__':

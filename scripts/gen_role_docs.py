@@ -11,12 +11,7 @@ The unit test tests/unit/test_role_docs.py runs the --check form.  Markup and op
 rendered as scripts/gen_module_docs.py renders them for modules.
 """
 
-import argparse
-import difflib
-import json
 import os
-import shutil
-import subprocess
 import sys
 
 import yaml
@@ -25,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from gen_module_docs import COLLECTION, ROOT, anchor, markup, option_lines, paragraphs  # noqa: E402  pylint: disable=wrong-import-position
+from gen_module_docs import anchor, markup, option_lines, paragraphs  # noqa: E402  pylint: disable=wrong-import-position
+from reference_page import COLLECTION, ROOT, ansible_doc, write_or_check  # noqa: E402  pylint: disable=wrong-import-position
 
 OUTPUT = os.path.join(ROOT, 'docs', 'roles.md')
 
@@ -34,22 +30,6 @@ def role_names():
     directory = os.path.join(ROOT, 'roles')
     return sorted(name for name in os.listdir(directory)
                   if os.path.isfile(os.path.join(directory, name, 'meta', 'argument_specs.yml')))
-
-
-def ansible_doc(names):
-    tool = os.path.join(ROOT, '.venv', 'bin', 'ansible-doc')
-    if not os.access(tool, os.X_OK):
-        tool = shutil.which('ansible-doc') or 'ansible-doc'
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    run = subprocess.run([tool, '--json', '-t', 'role'] + ['%s.%s' % (COLLECTION, name) for name in names],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        sys.exit('ansible-doc failed (%d):\n%s%s' % (run.returncode, run.stdout, run.stderr))
-    data = json.loads(run.stdout)
-    missing = ['%s.%s' % (COLLECTION, name) for name in names if '%s.%s' % (COLLECTION, name) not in data]
-    if missing:
-        sys.exit('ansible-doc returned no documentation for: %s\n%s' % (', '.join(missing), run.stderr))
-    return data
 
 
 def role_description(name):
@@ -116,27 +96,12 @@ def render(data, names):
 
 def generate():
     names = role_names()
-    return render(ansible_doc(names), names)
+    return render(ansible_doc('role', names), names)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--check', action='store_true', help='exit 1 if docs/roles.md differs from the argument specs')
-    args = parser.parse_args()
-    text = generate()
-    if args.check:
-        current = open(OUTPUT, encoding='utf-8').read() if os.path.exists(OUTPUT) else ''
-        if current != text:
-            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), 'docs/roles.md',
-                                        'argument specs')
-            sys.stdout.writelines(list(diff)[:200])
-            print('\ndocs/roles.md is stale: run .venv/bin/python scripts/gen_role_docs.py')
-            return 1
-        return 0
-    with open(OUTPUT, 'w', encoding='utf-8') as handle:
-        handle.write(text)
-    print('wrote %s (%d roles)' % (os.path.relpath(OUTPUT, ROOT), len(role_names())))
-    return 0
+    return write_or_check(__doc__.splitlines()[0], __file__, OUTPUT, 'the argument specs', generate,
+                          lambda: '%d roles' % len(role_names()))
 
 
 if __name__ == '__main__':
