@@ -29,6 +29,20 @@ attributes:
       - lastgood.rollback.all
 '''
 
+    # For modules that only read: nothing to predict in check mode, no diff, never a change.
+    READ_ONLY = r'''
+options: {}
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads, in check mode as outside it.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: The module never changes anything.
+'''
+
     STORE = r'''
 options:
   backup_root:

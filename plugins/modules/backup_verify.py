@@ -23,16 +23,8 @@ author:
 extends_documentation_fragment:
   - lastgood.rollback.attributes
   - lastgood.rollback.attributes.action_group
+  - lastgood.rollback.attributes.read_only
   - lastgood.rollback.attributes.store
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads, in check mode as outside it.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details: The module never changes anything.
 options:
   backup:
     description:
