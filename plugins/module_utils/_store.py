@@ -269,7 +269,33 @@ class Store:
     def _pinned_path(self):
         return os.path.join(self.set_dir, PINNED_FILE)
 
+    def _set_dir_exists(self):
+        """Whether the set directory exists; one that is a symlink (or not a directory) is refused.
+
+        Another user who could write to the backup root may have planted
+        ``<set>`` as a symlink: following it would write the backups (and read
+        LASTGOOD, pins, manifests) wherever it points.  Every entry point checks
+        this before touching anything below the set directory, and the lock
+        opens it with ``O_NOFOLLOW``.
+        """
+        try:
+            st = os.lstat(self.set_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise StoreError('cannot read %s: %s. Nothing was changed. Next: %s.'
+                             % (self._where(), exc, errno_hint(exc)), self.set_dir, unreadable=True) from exc
+        if stat.S_ISDIR(st.st_mode):
+            return True
+        what = 'a symlink' if stat.S_ISLNK(st.st_mode) else 'not a directory'
+        raise StoreError('the set directory %s is %s; refusing to follow it (someone who can write to %s may have '
+                         'planted it to redirect the backups). Nothing was read or written. Next: inspect it '
+                         '(ls -l %s), remove it, make sure only root can write to %s, and rerun.'
+                         % (self.set_dir, what, self.backup_root, self.set_dir, self.backup_root), self.set_dir)
+
     def _backup_exists(self, backup_id):
+        if not self._set_dir_exists():
+            return False
         try:
             return _is_dir(self.backup_dir(backup_id))
         except OSError as exc:
@@ -291,9 +317,11 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
+        self._set_dir_exists()
         try:
             _fsatomic.makedirs_durable(self.set_dir, mode=0o700)
-            fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # O_NOFOLLOW: a symlink planted after the check above is refused, not locked and written through.
+            fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise StoreError('cannot create or open %s: %s. Nothing was changed. Next: %s.'
                              % (self._where(), exc, errno_hint(exc)),
@@ -334,13 +362,8 @@ class Store:
         Also fsyncs the set directory, so a publish whose final fsync failed
         becomes durable.  Everything done is also added to ``self.recovered``.
         """
-        try:
-            if not _is_dir(self.set_dir):
-                return []
-        except OSError as exc:
-            raise StoreError('cannot read %s: %s. Nothing was changed. Next: %s.'
-                             % (self._where(), exc, errno_hint(exc)),
-                             self.set_dir, unreadable=True) from exc
+        if not self._set_dir_exists():
+            return []
         with self.locked():
             removed = self._settle_restore_journals()
             try:
@@ -473,6 +496,8 @@ class Store:
     # -- reading ------------------------------------------------------------------------
 
     def _backup_names(self):
+        if not self._set_dir_exists():
+            return []
         try:
             names = os.listdir(self.set_dir)
         except FileNotFoundError:
@@ -502,8 +527,9 @@ class Store:
         ``strict``: a manifest that cannot be read (I/O error) raises StoreError
         instead of listing the backup as incomplete.
         """
+        names = self._backup_names()
         lastgood, pins = self._marks()
-        infos = [self._info(name, lastgood, pins, strict) for name in self._backup_names()]
+        infos = [self._info(name, lastgood, pins, strict) for name in names]
         infos.sort(key=lambda info: (info['created'] or '', info['id']))
         return infos
 
@@ -528,6 +554,7 @@ class Store:
 
     def resolve(self, ref=None):
         """The info dict of a complete backup: ``None``/``'lastgood'``, ``'latest'``, an id or a checkpoint name."""
+        self._set_dir_exists()
         if ref in (None, 'lastgood'):
             backup_id = self._read_lastgood()
             if backup_id is None:
@@ -555,6 +582,7 @@ class Store:
         directory = self.backup_dir(backup_id)
         json_path = os.path.join(directory, MANIFEST_JSON)
         sums_path = os.path.join(directory, MANIFEST_SHA256)
+        self._set_dir_exists()
         try:
             json_bytes = _fsatomic.read_bytes(json_path, limit=_manifest.MAX_MANIFEST_BYTES)
         except FileNotFoundError:
@@ -942,12 +970,8 @@ class Store:
                 raise StoreError('%s must be a positive integer, not %r' % (what, value))
         if keep_last is None and keep_days is None:
             return []
-        try:
-            if not _is_dir(self.set_dir):
-                return []
-        except OSError as exc:
-            raise StoreError('retention cannot read %s: %s; nothing was removed' % (self._where(), exc),
-                             self.set_dir, unreadable=True) from exc
+        if not self._set_dir_exists():
+            return []
         if check_mode:
             return self._doomed(keep_last, keep_days, now)
         with self.locked():

@@ -200,11 +200,38 @@ def test_set_directory_planted_as_a_symlink_is_refused_not_followed(sandbox):
             store.create([str(sandbox / 'live' / 'app')], mark_lastgood=True)
         except scenarios.engine_errors() as exc:
             error = exc
-    changed = trees.tree_digest(outside) != before
-    if watch.reached or changed:
-        pytest.xfail('known engine bug, reported: a backup set directory that is a symlink is followed: the whole '
-                     'backup is written where it points (%s)' % (watch.reached[:1] or 'decoy changed'))
-    assert error is not None and str(error)
+    assert trees.tree_digest(outside) == before, 'the backup was written through the planted set directory'
+    assert not watch.reached, 'the engine went through the planted set directory: %s' % watch.reached[:3]
+    assert error is not None and 'symlink' in str(error) and store.set_dir in str(error)
+    assert os.path.islink(store.set_dir), 'the planted symlink was replaced instead of refused'
+
+
+@pytest.mark.parametrize('entry_point', ['list', 'resolve', 'verify', 'mark_lastgood', 'pin', 'retention', 'recover',
+                                         'restore'])
+def test_every_store_entry_point_refuses_a_set_directory_planted_as_a_symlink(sandbox, entry_point):
+    _restore = scenarios.engine('_restore')
+    store = store_of(sandbox)
+    first = store.create([str(sandbox / 'live' / 'app')], mark_lastgood=True)['id']
+    outside = decoy(sandbox)
+    # the attacker's copy of a real set, so that following the symlink would find backups to act on
+    shutil.copytree(store.set_dir, os.path.join(outside, 'dir', 'app'), symlinks=True)
+    before = trees.tree_digest(outside)
+    moved = str(sandbox / 'moved-set')
+    os.rename(store.set_dir, moved)
+    plant(store.set_dir, os.path.join(outside, 'dir', 'app'))
+    call = {
+        'list': store.list, 'resolve': store.resolve, 'verify': lambda: store.verify(first),
+        'mark_lastgood': lambda: store.mark_lastgood(first), 'pin': lambda: store.pin(first),
+        'retention': lambda: store.retention(keep_last=1), 'recover': store.recover,
+        'restore': lambda: _restore.restore(store, store.set_dir, ref=first),
+    }[entry_point]
+    watch = ReachesInto(outside)
+    with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=watch)):
+        with pytest.raises(scenarios.engine_errors()) as refused:
+            call()
+    assert 'symlink' in str(refused.value) and store.set_dir in str(refused.value)
+    assert not watch.reached, 'the engine went through the planted set directory: %s' % watch.reached[:3]
+    assert trees.tree_digest(outside) == before
 
 
 @pytest.mark.parametrize('where', ['journal', 'lastgood', 'pinned', 'checkpoint-staging', 'lastrestore'])
