@@ -17,12 +17,10 @@ recovery itself at a random point before the final recovery runs.
 
 import os
 import random
-import signal
-import time
 
 import pytest
 
-from lib import faults, scenarios
+from lib import faults, kill9, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 RENAMES = ('replace', 'rename', 'exchange')
@@ -33,51 +31,12 @@ RECOVERY_CALLS_GUESS = 80   # recovery of these scenarios makes 10-80 calls; a k
 SEED = int(os.environ.get('RELIABILITY_SEED', '20261121'))
 
 
-def _child(action):
-    """Run ``action`` in a forked child; returns the child's pid."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            action()
-        except BaseException:  # pylint: disable=broad-except
-            code = 1
-        os._exit(code)
-    return pid
-
-
-def _wait(pid):
-    status = os.waitpid(pid, 0)[1]
-    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-
-
-def kill_after_call(sc, k, modules, target=None):
-    """Run ``target`` (default: the operation) in a child that SIGKILLs itself right after I/O call k."""
-    target = target or sc.run
-
-    def action():
-        with faults.inject(modules, faults.FaultPlan(fail_at=k, action='kill', when='after')):
-            target()
-    return _wait(_child(action))
-
-
-def kill_after_delay(sc, delay, target=None):
-    pid = _child(target or sc.run)
-    time.sleep(delay)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return _wait(pid)
-
-
 def clean_duration(sc):
     """How long the operation takes in a child, from fork to exit (calibrates random kills)."""
     sc.reset()
-    started = time.monotonic()
-    _wait(_child(sc.run))
+    duration = kill9.seconds_in_child(sc.run)
     sc.reset()
-    return max(time.monotonic() - started, 0.001)
+    return duration
 
 
 class Loop:
@@ -112,7 +71,7 @@ def crash_after_calls(sc, budget=None):
     loop = Loop(sc)
     windows = {'after_rename': 0, 'between_renames': 0, 'rename_then_fsync': 0}
     for k in points:
-        killed = kill_after_call(sc, k, modules)
+        killed = kill9.kill_after_call(modules, k, sc.run)
         if killed and log[k - 1] in RENAMES:
             windows['after_rename'] += 1
             following = next((name for name in log[k:] if name in RENAMES + ('fsync',)), None)
@@ -129,7 +88,7 @@ def crash_randomly(sc, iterations, rng):
     loop = Loop(sc)
     for i in range(iterations):
         delay = rng.uniform(0, duration * 1.2)
-        killed = kill_after_delay(sc, delay)
+        killed = kill9.kill_after_delay(delay, sc.run)
         loop.settle('%s killed after %.6fs (iteration %d, seed %d)' % (sc.name, delay, i, SEED), killed)
     return loop
 
@@ -146,12 +105,12 @@ def crash_recovery(sc, iterations, rng):
     loop = Loop(sc)
     for i in range(iterations):
         k = rng.choice(moves) if moves and rng.random() < 0.7 else rng.randint(1, len(log))
-        kill_after_call(sc, k, modules)
+        kill9.kill_after_call(modules, k, sc.run)
         if not sc.pending_recovery():
             sc.reset()
             continue
         j = rng.randint(1, RECOVERY_CALLS_GUESS)
-        killed = kill_after_call(sc, j, modules, target=sc.recover)
+        killed = kill9.kill_after_call(modules, j, sc.recover)
         loop.settle('%s killed after call %d, its recovery killed after call %d (iteration %d, seed %d)'
                     % (sc.name, k, j, i, SEED), killed)
     return loop

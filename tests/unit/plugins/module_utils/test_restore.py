@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic, _manifest, _restore, _store
-from lib import faults, trees
+from lib import faults, kill9, trees
 from lib.durability import DurabilityTracker
 from lib.scenarios import clone_tree, remove_tree
 
@@ -783,40 +782,6 @@ def test_fault_during_recovery_then_recovery_again_reaches_old_or_new(small_worl
 # -- kill -9 ------------------------------------------------------------------------------------------------
 
 
-def _child(action):
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 0
-        try:
-            action()
-        except BaseException:  # pylint: disable=broad-except
-            code = 1
-        os._exit(code)
-    return pid
-
-
-def _killed(pid):
-    status = os.waitpid(pid, 0)[1]
-    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-
-
-def _kill_after_call(k, action):
-    def run():
-        with faults.inject(ENGINE, faults.FaultPlan(fail_at=k, action='kill', when='after')):
-            action()
-    return _killed(_child(run))
-
-
-def _kill_after_delay(delay, action):
-    pid = _child(action)
-    time.sleep(delay)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return _killed(pid)
-
-
 def kill_loop(world, iterations):
     """Kill restores (and some recoveries) at exact calls and at random moments; check each outcome.
 
@@ -831,10 +796,8 @@ def kill_loop(world, iterations):
         with swap():
             log = faults.call_log(ENGINE, world.restore)
         world.reset()
-        started = time.monotonic()
         with swap():
-            _killed(_child(world.restore))
-        modes[swap] = (len(log), max(time.monotonic() - started, 0.001))
+            modes[swap] = (len(log), kill9.seconds_in_child(world.restore))
         world.reset()
         renames = [index for index, name in enumerate(log, 1) if name in ('rename', 'exchange', 'replace')]
         windows.extend((swap, k) for k in sorted(set(renames) | {index + 1 for index in renames}))
@@ -850,13 +813,13 @@ def kill_loop(world, iterations):
         total, duration = modes[swap]
         with swap():
             if how == 'window':
-                died = _kill_after_call(k, world.restore)
+                died = kill9.kill_after_call(ENGINE, k, world.restore)
             elif how == 'call':
-                died = _kill_after_call(rng.randint(1, total), world.restore)
+                died = kill9.kill_after_call(ENGINE, rng.randint(1, total), world.restore)
             else:
-                died = _kill_after_delay(rng.uniform(0, duration), world.restore)
+                died = kill9.kill_after_delay(rng.uniform(0, duration), world.restore)
             if died and world.journal_entries() and iteration % 4 == 0:
-                _kill_after_call(rng.randint(1, 60), world.recover)
+                kill9.kill_after_call(ENGINE, rng.randint(1, 60), world.recover)
         killed[how] += died
         outcomes[world.settled('iteration %d (%s)' % (iteration, how))] += 1
         world.reset()
