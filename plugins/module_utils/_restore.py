@@ -246,6 +246,59 @@ def journal_dir(set_dir):
     return os.path.join(set_dir, JOURNAL_DIR)
 
 
+def open_journal_dir(directory, create):
+    """A descriptor of the journal directory (made when ``create``), never reached through a symlink.
+
+    The set directory is the store's and only its owner can write in it, so a
+    journal checked here stays what it is while the lock is held.  Anything else
+    planted at ``.journal`` -- a symlink, a file, a directory another user owns
+    or can write to -- is refused: recovery reads its records and acts on the
+    paths they name.  Returns None when it is absent and ``create`` is false.
+    """
+    if create:
+        makedirs_durable(os.path.dirname(directory), mode=0o700)
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            fsync_dir(os.path.dirname(directory))
+    try:
+        fd = os.open(directory, _DIR_FLAGS)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise JournalError(_planted_journal(directory, 'is %s, not a directory' % _what_is(directory))) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise JournalError(_planted_journal(directory, 'is owned by uid %d with mode %04o; this engine makes it '
+                                                           'owned by uid %d, mode 0700'
+                                                % (st.st_uid, stat.S_IMODE(st.st_mode), os.geteuid())))
+    except BaseException:
+        _close_quietly(fd)
+        raise
+    return fd
+
+
+def _what_is(path):
+    try:
+        return 'a symlink to %s' % os.readlink(path)
+    except OSError:
+        return 'something else'
+
+
+def _planted_journal(directory, what):
+    return ('the restore journal directory %s %s. It was not made by this engine and is never followed or trusted '
+            '(someone else may have planted it to redirect or forge intent records). Nothing was done. Check who '
+            'created it and how they could write to %s, remove it, and rerun.' % (directory, what,
+                                                                                 os.path.dirname(directory)))
+
+
 _HELD = {}
 # Tokens of the restores this process is running: a recovery called from inside one (the
 # store recovers before it takes the pre-restore backup) must not settle it.
@@ -271,13 +324,8 @@ class JournalLock:
             _HELD[self.directory] += 1
             self.held = True
             return self
-        if self.create:
-            makedirs_durable(self.directory, mode=0o700)
-        try:
-            self.fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if self.create:
-                raise
+        self.fd = open_journal_dir(self.directory, self.create)
+        if self.fd is None:
             return self
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)

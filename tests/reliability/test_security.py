@@ -180,14 +180,6 @@ def decoy(base):
     return outside
 
 
-# Engine bugs this test found, reported and not fixed yet (see docs/reliability.md).
-KNOWN_FOLLOWED = {
-    'journal': 'the restore journal directory <set>/.journal is opened, listed and written through a symlink '
-               '(JournalLock uses makedirs_durable/os.open without O_NOFOLLOW), so intent records land wherever '
-               'the symlink points and recovery reads records from there',
-}
-
-
 def test_set_directory_planted_as_a_symlink_is_refused_not_followed(sandbox):
     store = store_of(sandbox)
     outside = decoy(sandbox)
@@ -265,8 +257,40 @@ def test_symlink_planted_in_the_store_is_never_followed(sandbox, where):
             except errors as exc:
                 assert str(exc)
         assert trees.tree_digest(outside) == before, 'a planted %s symlink was followed' % where
-    if watch.reached and where in KNOWN_FOLLOWED:
-        pytest.xfail('known engine bug, reported: %s (%s)' % (KNOWN_FOLLOWED[where], watch.reached[0]))
     assert not watch.reached, 'the engine went through the planted %s symlink: %s' % (where, watch.reached[:3])
     for info in store.list():
         assert info['complete'] and store.verify(info['id'])['ok'], info
+
+
+@pytest.mark.parametrize('planted', ['symlink', 'file', 'directory-of-another-user'])
+def test_restore_refuses_a_planted_journal_directory_with_a_clear_error(sandbox, planted):
+    if planted == 'directory-of-another-user' and os.geteuid() != 0:
+        pytest.skip('needs root to make a directory owned by another user')
+    _restore = scenarios.engine('_restore')
+    store = store_of(sandbox)
+    target = sandbox / 'live' / 'app'
+    first = store.create([str(target)], mark_lastgood=True)['id']
+    (target / 'config.json').write_text('{"changed": 1}\n')
+    changed = trees.tree_digest(str(target))
+    outside = decoy(sandbox)
+    before = trees.tree_digest(outside)
+    journal = os.path.join(store.set_dir, '.journal')
+    if planted == 'symlink':
+        plant(journal, os.path.join(outside, 'dir'))
+    elif planted == 'file':
+        with open(journal, 'w') as handle:
+            handle.write('{}\n')
+    else:
+        os.mkdir(journal, 0o700)
+        os.chown(journal, NOBODY, NOBODY)
+    watch = ReachesInto(outside)
+    with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=watch)):
+        with pytest.raises(scenarios.engine_errors()) as refused:
+            _restore.restore(store, store.set_dir, ref=first)
+    message = str(refused.value)
+    assert journal in message and 'Nothing was done' in message, message
+    assert {'symlink': 'a symlink to', 'file': 'not a directory',
+            'directory-of-another-user': 'owned by uid %d' % NOBODY}[planted] in message, message
+    assert not watch.reached and trees.tree_digest(outside) == before
+    assert trees.tree_digest(str(target)) == changed, 'the target was touched'
+    assert os.path.lexists(journal), 'the planted journal was removed instead of refused'
