@@ -129,15 +129,15 @@ def describe(holder):
                holder.get('created'), holder.get('ttl')))
 
 
-class _Guard:
-    """Exclusive flock on ``<lock>.guard`` for the duration of a with-block.
+class FlockFile:
+    """Exclusive flock on the file ``path`` (see open_lock_file) for the duration of a with-block.
 
-    A read-only caller (status, check mode) does not create the guard: when it does
+    A read-only caller (status, check mode) passes ``create=False``: when the file does
     not exist yet no lock was ever taken there, and the caller reads unguarded.
     """
 
     def __init__(self, path, create=True):
-        self.path = path + GUARD_SUFFIX
+        self.path = path
         self.create = create
         self.fd = None
 
@@ -205,7 +205,7 @@ def _inspect(path, now):
 def status(path, now=None):
     """``{held, holder, stale, stale_reason}`` for the lock at ``path``."""
     path = os.path.abspath(os.fspath(path))
-    with _Guard(path, create=False):
+    with FlockFile(path + GUARD_SUFFIX, create=False):
         holder, reason = _inspect(path, now)
     return {'held': holder is not None and reason is None, 'holder': holder,
             'stale': reason is not None, 'stale_reason': reason}
@@ -267,7 +267,7 @@ def acquire(path, run_id, ttl=DEFAULT_TTL, pid=None, user=None, force=False, aud
     path = os.path.abspath(os.fspath(path))
     mine = new_holder(run_id, ttl, pid=pid, user=user, now=now)
     result = {'changed': False, 'holder': mine, 'previous': None, 'took_over': None}
-    with _Guard(path, create=not check):
+    with FlockFile(path + GUARD_SUFFIX, create=not check):
         holder, reason = _inspect(path, now)
         if holder is not None and holder.get('run_id') == run_id and reason is None:
             result['holder'] = holder
@@ -315,7 +315,7 @@ def release(path, run_id, force=False, audit_log=None, check=False, now=None):
     path = os.path.abspath(os.fspath(path))
     check_run_id(run_id)
     result = {'changed': False, 'previous': None}
-    with _Guard(path, create=False):
+    with FlockFile(path + GUARD_SUFFIX, create=False):
         holder, reason = _inspect(path, now)
         if holder is None:
             return result

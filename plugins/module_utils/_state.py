@@ -13,13 +13,12 @@ as it is: resetting it would silently forget which phases already ran.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 
-from ._audit import close_quietly, utc_now
+from ._audit import utc_now
 from ._fsatomic import atomic_write_json, read_bytes, remove_stale_temps
-from ._lock import RUN_ID_RE, open_lock_file
+from ._lock import RUN_ID_RE, FlockFile
 
 VERSION = 1
 STATUSES = ('running', 'failed', 'finished')
@@ -85,30 +84,11 @@ def load(state_dir, run_id):
     return validate(state, path, run_id)
 
 
-class _DirLock:
-    """Serialise read-modify-write of state files with a flock on ``<state_dir>/.lock``."""
-
-    def __init__(self, state_dir, create):
-        self.path = os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock')
-        self.create = create
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = open_lock_file(self.path, self.create)
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            close_quietly(self.fd)
-        return False
-
-
 def _update(state_dir, run_id, change, check):
     """Apply ``change(state or None) -> new state or None (no change)`` under the directory lock."""
     path = state_path(state_dir, run_id)
-    with _DirLock(state_dir, create=not check):
+    # read-modify-write of the state files is serialised by a flock on <state_dir>/.lock
+    with FlockFile(os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock'), create=not check):
         before = load(state_dir, run_id)
         after = change(json.loads(json.dumps(before)) if before is not None else None)
         if after is None or after == before:
