@@ -9,87 +9,24 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 
 import pytest
 
 from lib import trees
-from lib.demo_app import APPCTL, App, free_port, run_appctl
+from lib.demo_site import PLAYBOOK, ROOT, Site
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
 LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
 
 pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
-
-KNOWN_GOOD = '''
-- name: Take the known-good backup of the configuration
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Back up the configuration and mark it last known good
-      lastgood.rollback.backup:
-        paths: "{{ lastgood_config_paths_literal }}"
-        backup_root: "{{ lastgood_backup_root }}"
-        set: app
-        name: known-good
-        mark_lastgood: true
-'''
-
-
-class Site:
-    """A demo app and every lastgood path below one directory, and ways to run playbooks on it."""
-
-    def __init__(self, base):
-        self.base = base
-        self.app = App(base / 'app')
-        self.controller = base / 'controller'
-        self.extra = {
-            'lastgood_app_root': self.app.root,
-            'lastgood_backup_root': str(base / 'store'),
-            'lastgood_state_dir': str(base / 'runs'),
-            'lastgood_audit_log': str(base / 'log' / 'audit.jsonl'),
-            'lastgood_report_dir': str(base / 'reports'),
-            'lastgood_controller_dir': str(self.controller),
-            'ansible_python_interpreter': sys.executable,
-        }
-
-    def playbook(self, path, *args, extra=None):
-        variables = dict(self.extra, **(extra or {}))
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-        return subprocess.run([PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', json.dumps(variables), path]
-                              + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-                              check=False)
-
-    def take_known_good(self):
-        path = self.base / 'known_good.yml'
-        path.write_text(KNOWN_GOOD)
-        paths = [self.app.file(name) for name in ('config.yaml', 'custom_modes.json', 'app.env')]
-        run = self.playbook(str(path), extra={'lastgood_config_paths_literal': paths})
-        assert run.returncode == 0, run.stdout + run.stderr
-
-    def report(self):
-        return json.loads((self.controller / 'report.json').read_text())
-
-    def run_state(self, run_id):
-        return json.loads((self.base / 'runs' / (run_id + '.json')).read_text())
-
-    def audit_events(self, run_id):
-        lines = (self.base / 'log' / 'audit.jsonl').read_text().splitlines()
-        return [event['event'] for event in map(json.loads, lines) if event.get('run_id') == run_id]
 
 
 @pytest.fixture
 def site(tmp_path):
     """A running, healthy demo app with a known-good backup of its configuration."""
     current = Site(tmp_path)
-    install = run_appctl(APPCTL, 'install', current.app.root, '--port', str(free_port()), '--host-name', 'it')
-    assert install.returncode == 0, install.stderr
-    assert current.app.run('start').returncode == 0
     try:
-        current.take_known_good()
+        current.start()
         yield current
     finally:
         current.app.run('stop')
@@ -152,7 +89,10 @@ def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_
         assert report['run']['outcome'] == 'failed'
         host = report['hosts']['localhost']
         assert host['failure']['phase'] == 'verify'
-        assert host['restore'] == dict(host['restore'], attempted=True, restored=True, verified=True)
+        assert host['restore'] == dict(host['restore'], attempted=True, restored=True, verified=True, reapplied=True)
+        assert 'The application loaded it again' in host['restore']['message']
+        # The rollback had reloaded the good config: the rescue made the app load the checkpoint again.
+        assert site.app.run('health').returncode == 1, 'the app still runs the config of the failed run'
         assert site.run_state('it-resume')['status'] == 'failed'
         assert 'run_checkpoint_restored' in site.audit_events('it-resume')
         assert not os.path.exists(os.path.join(site.extra['lastgood_backup_root'], 'app', '.lock'))
@@ -247,10 +187,7 @@ def test_failed_hosts_within_the_allowed_share_are_restored_while_the_others_fin
     configs = {}
     try:
         for name, site in sites.items():
-            install = run_appctl(APPCTL, 'install', site.app.root, '--port', str(free_port()), '--host-name', name)
-            assert install.returncode == 0, install.stderr
-            assert site.app.run('start').returncode == 0
-            site.take_known_good()
+            site.start(name)
             configs[name] = (site.app.read('config.yaml'), break_config(site))
         per_host = dict(sites['h1'].extra)
         for key, value in per_host.items():
