@@ -502,25 +502,15 @@ class ConfigUpdate(Scenario):
 
 # -- backup store and restore --------------------------------------------------------------
 
-MTIME = 1763766900 * 10 ** 9
-
-
-def _write(path, data, mode=0o644, mtime_ns=MTIME):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.lexists(path):
-        os.unlink(path)
-    with open(path, 'wb') as handle:
-        handle.write(data)
-    os.chmod(path, mode)
-    os.utime(path, ns=(mtime_ns, mtime_ns))
+MTIME = trees.MTIME_NS
 
 
 def build_app_v1(root):
     """A small application tree with every entry type the store records."""
-    _write(os.path.join(root, 'config.json'), b'{"feature": true, "version": 1}\n', 0o640)
-    _write(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v1\n', 0o755)
-    _write(os.path.join(root, 'data', 'blob.bin'), bytes(range(256)) * 64, 0o600)
-    _write(os.path.join(root, 'data', 'hard-a'), b'shared inode\n', 0o644)
+    trees.write_file(os.path.join(root, 'config.json'), b'{"feature": true, "version": 1}\n', 0o640)
+    trees.write_file(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v1\n', 0o755)
+    trees.write_file(os.path.join(root, 'data', 'blob.bin'), bytes(range(256)) * 64, 0o600)
+    trees.write_file(os.path.join(root, 'data', 'hard-a'), b'shared inode\n', 0o644)
     os.link(os.path.join(root, 'data', 'hard-a'), os.path.join(root, 'data', 'hard-b'))
     os.symlink('config.json', os.path.join(root, 'current'))
     os.makedirs(os.path.join(root, 'empty'))
@@ -529,11 +519,11 @@ def build_app_v1(root):
 
 def change_app_to_v2(root):
     """The live tree after a bad deploy: content, modes, added and removed entries all differ."""
-    _write(os.path.join(root, 'config.json'), b'{"feature": false, "version": 2, "broken": true}\n', 0o644,
-           MTIME + 10 ** 9)
-    _write(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v2\n', 0o700, MTIME + 10 ** 9)
+    trees.write_file(os.path.join(root, 'config.json'), b'{"feature": false, "version": 2, "broken": true}\n', 0o644,
+                     MTIME + 10 ** 9)
+    trees.write_file(os.path.join(root, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v2\n', 0o700, MTIME + 10 ** 9)
     os.unlink(os.path.join(root, 'data', 'hard-b'))
-    _write(os.path.join(root, 'data', 'new.txt'), b'added by v2\n', 0o644)
+    trees.write_file(os.path.join(root, 'data', 'new.txt'), b'added by v2\n', 0o644)
     os.unlink(os.path.join(root, 'current'))
     os.symlink('bin/run.sh', os.path.join(root, 'current'))
     os.rmdir(os.path.join(root, 'empty'))
@@ -644,7 +634,7 @@ class Retention(StoreScenario):
         store = self.store()
         store.create([self.target], name='before-upgrade')
         for number in range(3):
-            _write(os.path.join(self.target, 'config.json'), b'{"n": %d}\n' % number, 0o640, MTIME + number)
+            trees.write_file(os.path.join(self.target, 'config.json'), b'{"n": %d}\n' % number, 0o640, MTIME + number)
             created = store.create([self.target], mark_lastgood=(number == 0))
             time.sleep(0.01)
             del created

@@ -4,6 +4,20 @@ import hashlib
 import os
 import stat
 
+# A fixed mtime (2025-11-21) for files tests write, so that digests with mtimes do not depend on the clock.
+MTIME_NS = 1763766900 * 10 ** 9
+
+
+def write_file(path, data, mode=0o644, mtime_ns=MTIME_NS):
+    """Write ``data`` at ``path`` (its parents created, whatever was there replaced) with ``mode`` and ``mtime_ns``."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
 
 def make_tree(root, spec):
     """Create files under ``root`` from ``{relative path: bytes | str | None (dir) | ('symlink', target)}``."""

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from lib.scenarios import clone_tree, remove_tree
 
 ENGINE = [_restore, _store, _manifest, _fsatomic]
 MARKERS = ('.lastgood-tmp-', '.staging-', '.deleting-', '.restore-', '.displaced-')
-MTIME = 1763766900 * 10 ** 9
+MTIME = trees.MTIME_NS
 LATER = MTIME + 10 ** 9
 KILLS = 210
 SLOW_KILLS = 2400
@@ -34,47 +33,37 @@ TESTS = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 COLLECTIONS = os.path.join(os.path.dirname(TESTS), '.collections')
 
 
-def _write(path, data, mode=0o644, mtime_ns=MTIME):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if os.path.lexists(path):
-        os.unlink(path)
-    with open(path, 'wb') as handle:
-        handle.write(data)
-    os.chmod(path, mode)
-    os.utime(path, ns=(mtime_ns, mtime_ns))
-
-
 def build_v1(app, etc, small=False):
     """The known-good state: every entry type the store records (``small``: fewer files, for the sweeps)."""
-    _write(os.path.join(app, 'conf', 'app.yml'), b'port: 8080\nfeature: on\n', 0o640)
-    _write(os.path.join(app, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v1\n', 0o755)
+    trees.write_file(os.path.join(app, 'conf', 'app.yml'), b'port: 8080\nfeature: on\n', 0o640)
+    trees.write_file(os.path.join(app, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v1\n', 0o755)
     if not small:
-        _write(os.path.join(app, 'conf', 'secret.key'), b'\x00\x01\x02key-v1', 0o600)
-        _write(os.path.join(app, 'data', 'blob.bin'), bytes(range(256)) * 64)
+        trees.write_file(os.path.join(app, 'conf', 'secret.key'), b'\x00\x01\x02key-v1', 0o600)
+        trees.write_file(os.path.join(app, 'data', 'blob.bin'), bytes(range(256)) * 64)
     os.link(os.path.join(app, 'conf', 'app.yml'), os.path.join(app, 'conf', 'app-hardlink.yml'))
     os.symlink('conf/app.yml', os.path.join(app, 'current'))
     os.makedirs(os.path.join(app, 'empty'))
     os.chmod(os.path.join(app, 'bin'), 0o750)
-    _write(os.path.join(etc, 'app.conf'), b'level = 1\n')
+    trees.write_file(os.path.join(etc, 'app.conf'), b'level = 1\n')
 
 
 def break_to_v2(app, etc, small=False):
     """A bad deploy: content, modes, added, removed, retargeted and type-changed entries."""
-    _write(os.path.join(app, 'conf', 'app.yml'), b'port: 9090\nfeature: off\n', 0o644, LATER)
-    _write(os.path.join(app, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v2\n', 0o700, LATER)
+    trees.write_file(os.path.join(app, 'conf', 'app.yml'), b'port: 9090\nfeature: off\n', 0o644, LATER)
+    trees.write_file(os.path.join(app, 'bin', 'run.sh'), b'#!/bin/sh\nexec app --v2\n', 0o700, LATER)
     if small:
-        _write(os.path.join(app, 'bin', 'added'), b'added by v2\n')
+        trees.write_file(os.path.join(app, 'bin', 'added'), b'added by v2\n')
     else:
-        _write(os.path.join(app, 'conf', 'secret.key'), b'\x00\x01\x02key-v2', 0o600, LATER)
+        trees.write_file(os.path.join(app, 'conf', 'secret.key'), b'\x00\x01\x02key-v2', 0o600, LATER)
         os.unlink(os.path.join(app, 'data', 'blob.bin'))
-        _write(os.path.join(app, 'data', 'new.txt'), b'added by v2\n')
-        _write(os.path.join(app, 'data', 'big.txt'), b'large text line\n' * 5000)
+        trees.write_file(os.path.join(app, 'data', 'new.txt'), b'added by v2\n')
+        trees.write_file(os.path.join(app, 'data', 'big.txt'), b'large text line\n' * 5000)
     os.unlink(os.path.join(app, 'current'))
     os.symlink('bin/run.sh', os.path.join(app, 'current'))
     os.rmdir(os.path.join(app, 'empty'))
-    _write(os.path.join(app, 'empty'), b'now a file\n')
+    trees.write_file(os.path.join(app, 'empty'), b'now a file\n')
     os.chmod(os.path.join(app, 'bin'), 0o755)
-    _write(os.path.join(etc, 'app.conf'), b'level = 2\n', 0o600, LATER)
+    trees.write_file(os.path.join(etc, 'app.conf'), b'level = 2\n', 0o600, LATER)
 
 
 class World:
@@ -322,7 +311,7 @@ def _hostile_entry(kind, world, sentinel):
 @pytest.mark.parametrize('kind', ['dot-dot', 'absolute', 'through-symlink'])
 def test_hostile_manifest_entry_is_refused_and_sentinel_outside_root_unchanged(world, kind):
     sentinel = os.path.join(world.work, 'live', 'sentinel')
-    _write(sentinel, b'keep me\n')
+    trees.write_file(sentinel, b'keep me\n')
 
     def add_hostile(raw):
         raw['entries'].extend(_hostile_entry(kind, world, sentinel))
@@ -347,7 +336,7 @@ def test_staging_never_writes_through_a_symlink_even_when_the_manifest_checks_ar
     outside.mkdir()
     data = tmp_path / 'data'
     rel = 'srv/app'
-    _write(str(data / rel / 'escape' / 'owned'), b'owned')
+    trees.write_file(str(data / rel / 'escape' / 'owned'), b'owned')
     digest = hashlib.sha256(b'owned').hexdigest()
     manifest = _unchecked_manifest(rel, [
         {'path': rel, 'type': 'dir', 'mode': 0o755},
@@ -447,8 +436,8 @@ def test_restoring_into_a_missing_target_creates_it_and_undo_removes_it(world):
 
 def test_excluded_live_entries_survive_a_restore_as_the_same_files(fast_dir):
     world = World(fast_dir, excludes=['*.log', 'cache'])
-    _write(os.path.join(world.app, 'app.log'), b'live log\n')
-    _write(os.path.join(world.app, 'cache', 'blob'), b'cached\n')
+    trees.write_file(os.path.join(world.app, 'app.log'), b'live log\n')
+    trees.write_file(os.path.join(world.app, 'cache', 'blob'), b'cached\n')
     log_inode = os.stat(os.path.join(world.app, 'app.log')).st_ino
     result = world.restore()
     assert result['changed'] is True
@@ -473,7 +462,7 @@ class ConcurrentWriter:
     def after(self, name, args, kwargs, result, token):
         if name == 'exchange' and not self.done:
             self.done = True
-            _write(self.path, b'written meanwhile\n')
+            trees.write_file(self.path, b'written meanwhile\n')
 
 
 def test_target_changed_after_the_swap_fails_verification_and_is_rolled_back(world):
@@ -673,7 +662,7 @@ def _ready_journal(world):
 def test_recovery_refuses_a_journal_that_names_paths_the_engine_never_uses(world):
     path = _ready_journal(world)
     sentinel = os.path.join(world.work, 'sentinel')
-    _write(sentinel, b'keep me\n')
+    trees.write_file(sentinel, b'keep me\n')
     with open(path) as handle:
         record = json.load(handle)
     record['items'][0]['units'][0]['displaced'] = sentinel
