@@ -390,9 +390,17 @@ FILE_CONTENTS = st.sampled_from([
 ]) | JSON_VALUES.map(lambda value: json.dumps(value).encode()) | st.binary(max_size=40)
 
 
-def config_property(path, original, set_values, unset, content, outside):
+def config_property(fast_dir, original, set_values, unset, content):
+    """config_update on a fresh custom_modes.json, a sentinel beside its directory: refused, or exactly what was asked."""
     _config = engine_or_skip('_config')
     faults.record('inputs_fuzzed')
+    directory = fast_dir / 'cfg'
+    scenarios.remove_tree(str(directory))
+    directory.mkdir()
+    (fast_dir / 'outside').mkdir(exist_ok=True)
+    (fast_dir / 'outside' / 'sentinel').write_text('keep\n')
+    outside = str(fast_dir / 'outside')
+    path = str(directory / 'custom_modes.json')
     with open(path, 'wb') as handle:
         handle.write(original)
     before_dir = sorted(os.listdir(os.path.dirname(path)))
@@ -433,15 +441,9 @@ def config_property(path, original, set_values, unset, content, outside):
        st.none() | JSON_VALUES | st.text(max_size=30))
 def test_config_update_with_hostile_input_changes_nothing_or_exactly_what_was_asked(
         fast_dir, original, set_values, unset, content):
-    directory = fast_dir / 'cfg'
-    outside = fast_dir / 'outside'
-    scenarios.remove_tree(str(directory))
-    directory.mkdir()
-    outside.mkdir(exist_ok=True)
-    (outside / 'sentinel').write_text('keep\n')
     if content is None and not set_values and not unset:
         set_values = {'partyMode.enabled': False}
-    config_property(str(directory / 'custom_modes.json'), original, set_values, unset, content, str(outside))
+    config_property(fast_dir, original, set_values, unset, content)
 
 
 @fuzz_settings(DEFAULT['keys'])
@@ -462,15 +464,9 @@ def test_key_path_parser_returns_keys_or_a_config_error(text):
 @given(FILE_CONTENTS, st.dictionaries(KEY_PATHS, JSON_VALUES, max_size=3), st.lists(KEY_PATHS, max_size=2),
        st.none() | JSON_VALUES)
 def test_config_update_many_hostile_inputs(fast_dir, original, set_values, unset, content):
-    directory = fast_dir / 'cfg'
-    outside = fast_dir / 'outside'
-    scenarios.remove_tree(str(directory))
-    directory.mkdir()
-    outside.mkdir(exist_ok=True)
-    (outside / 'sentinel').write_text('keep\n')
     if content is None and not set_values and not unset:
         set_values = {'a': 1}
-    config_property(str(directory / 'custom_modes.json'), original, set_values, unset, content, str(outside))
+    config_property(fast_dir, original, set_values, unset, content)
 
 
 @pytest.mark.slow
