@@ -26,6 +26,20 @@ def _write_lines(path, lines):
         handle.write(b''.join(lines))
 
 
+def _files(directory):
+    """``{name: bytes}`` of the files in ``directory`` (the log, its rotations and its head)."""
+    return {name: open(os.path.join(directory, name), 'rb').read() for name in os.listdir(directory)}
+
+
+def _put_back(directory, files):
+    """Make ``directory`` hold exactly ``files`` (from ``_files``) again."""
+    for name in os.listdir(directory):
+        os.unlink(os.path.join(directory, name))
+    for name, data in files.items():
+        with open(os.path.join(directory, name), 'wb') as handle:
+            handle.write(data)
+
+
 def test_each_line_carries_the_sha256_of_the_previous_line_and_the_first_the_genesis(tmp_path):
     path = _log(tmp_path, 4)
     lines = _raw_lines(path)
@@ -188,7 +202,7 @@ def test_a_failed_head_update_keeps_the_event_and_leaves_it_unanchored(tmp_path)
 
 def test_append_leaves_the_chain_valid_and_the_event_all_or_nothing_at_every_fault(tmp_path):
     path = _log(tmp_path, 3)
-    snapshot = {name: open(os.path.join(tmp_path, name), 'rb').read() for name in os.listdir(tmp_path)}
+    snapshot = _files(tmp_path)
 
     def check(k, plan, error):
         result = _audit.verify(path)
@@ -199,11 +213,7 @@ def test_append_leaves_the_chain_valid_and_the_event_all_or_nothing_at_every_fau
         else:
             assert events == ['event_0', 'event_1', 'event_2'], 'fault %d (%s) recorded the event' % (k, plan.fired_call)
         assert not [name for name in os.listdir(tmp_path) if name.startswith(_fsatomic.TMP_PREFIX)]
-        for name in os.listdir(tmp_path):
-            os.unlink(os.path.join(tmp_path, name))
-        for name, data in snapshot.items():
-            with open(os.path.join(tmp_path, name), 'wb') as handle:
-                handle.write(data)
+        _put_back(tmp_path, snapshot)
 
     points = faults.sweep([_audit, _fsatomic], lambda: _audit.append(path, 'new'), check)
     assert points >= 8
@@ -211,18 +221,14 @@ def test_append_leaves_the_chain_valid_and_the_event_all_or_nothing_at_every_fau
 
 def test_rotation_leaves_the_chain_valid_at_every_fault(tmp_path):
     path = _log(tmp_path, 3)
-    snapshot = {name: open(os.path.join(tmp_path, name), 'rb').read() for name in os.listdir(tmp_path)}
+    snapshot = _files(tmp_path)
 
     def check(k, plan, error):
         result = _audit.verify(path)
         assert result['ok'] is True, 'fault %d (%s): %s' % (k, plan.fired_call, result['message'])
         events = [r['event'] for r in _audit.records(path)]
         assert events[:3] == ['event_0', 'event_1', 'event_2'] and events[3:] == ([] if error else ['new'])
-        for name in os.listdir(tmp_path):
-            os.unlink(os.path.join(tmp_path, name))
-        for name, data in snapshot.items():
-            with open(os.path.join(tmp_path, name), 'wb') as handle:
-                handle.write(data)
+        _put_back(tmp_path, snapshot)
 
     points = faults.sweep([_audit, _fsatomic], lambda: _audit.append(path, 'new', rotate_bytes=300), check)
     assert points >= 10
