@@ -27,7 +27,13 @@ entry point that writes to the store calls it first.
 Named checkpoints are pinned (listed in ``PINNED`` before they are published),
 so retention keeps them until they are unpinned.  Incremental backups hardlink
 files whose size, mtime, mode and owner match the previous complete backup and
-reuse its digests.
+reuse its digests.  A hardlinked file is re-hashed unless its inode has not
+changed since the previous backup was sealed: its change time (ctime, which no
+write, chmod, chown, utime, link or unlink can leave alone) is older than that
+of the previous backup's ``MANIFEST.json``, and its size and mtime still match.
+The manifest is written only once the coarse clock the kernel stamps ctimes
+with has passed every change made to the backup, so the comparison is strict.
+``rehash=True`` re-hashes every hardlinked file regardless.
 
 Standard library only: this runs on managed hosts.
 """
@@ -61,7 +67,6 @@ MANIFEST_SHA256 = 'MANIFEST.sha256'
 LASTGOOD_FILE = 'LASTGOOD'
 PINNED_FILE = 'PINNED'
 CHECKSUM_MODES = ('auto', 'always')
-COPY_CHUNK = 1024 * 1024
 # Work handed to a copy thread at once, in bytes; opening a file counts as _manifest.FILE_COST bytes.
 COPY_BATCH = 4 * 1024 * 1024
 # fsync waits on the disk, not the CPU: many in flight let the filesystem commit them together.
@@ -69,6 +74,9 @@ FSYNC_WORKERS = 32
 FSYNC_BATCH = 64
 # Parsed manifests a Store keeps (the newest few: a run keeps coming back to them).
 MANIFEST_CACHE = 4
+# clock_gettime id of CLOCK_REALTIME_COARSE on Linux, the clock file change times (ctime) are taken from;
+# the time module does not name it.
+_CLOCK_REALTIME_COARSE = 5
 
 _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
@@ -200,6 +208,20 @@ def _reusable(base_by_path, entry, checksum):
     if checksum == 'always' and entry.sha256 != old.sha256:
         return None
     return old
+
+
+def _after_coarse_clock(moment_ns):
+    """Return once a file changed now gets a ctime later than ``moment_ns`` (at most a clock tick).
+
+    The kernel stamps ctimes from a coarse clock that lags the fine one by up to
+    a tick: without this wait, a manifest written right after the last change to
+    a backup could carry the same ctime as that change.
+    """
+    try:
+        while time.clock_gettime_ns(_CLOCK_REALTIME_COARSE) <= moment_ns:
+            time.sleep(0.001)
+    except OSError:
+        time.sleep(0.02)  # no coarse clock to read: wait longer than any kernel tick
 
 
 def _run_parallel(func, items, workers, batch=None):
@@ -745,15 +767,18 @@ class Store:
         return sources
 
     def create(self, paths, name=None, incremental=True, excludes=(), checksum='auto', mark_lastgood=False,
-               force=False, check_mode=False):
+               force=False, check_mode=False, rehash=False):
         """Back up ``paths`` (absolute) as a new backup, unless nothing changed since the latest one.
 
         ``name`` makes a pinned checkpoint with that id; an existing checkpoint is
         never overwritten (an unchanged tree reports it, a changed one is refused).
         ``checksum='always'`` compares and reuses by content instead of by
-        size/mtime/mode/owner.  Returns a dict: changed, new_backup, id, path,
-        manifest, files, bytes, reused, copied, copied_bytes, parent, lastgood,
-        pinned, duration, special_files, missing, warnings.
+        size/mtime/mode/owner.  ``rehash=True`` re-reads every file hardlinked
+        from the previous backup to check it against its manifest, even those
+        whose inode has not changed since that backup was sealed.  Returns a
+        dict: changed, new_backup, id, path, manifest, files, bytes, reused,
+        copied, copied_bytes, rehashed (hardlinked files re-read), parent,
+        lastgood, pinned, duration, special_files, missing, warnings.
         """
         started = time.monotonic()
         sources = self._check_sources(paths)
@@ -768,8 +793,8 @@ class Store:
             if not isinstance(pattern, str) or not pattern or '\0' in pattern:
                 raise StoreError('exclude pattern %r is not a non-empty string without NUL' % (pattern,))
         try:
-            return self._create(sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode,
-                                started)
+            return self._create(sources, name, incremental, excludes, (checksum, rehash), mark_lastgood, force,
+                                check_mode, started)
         except StoreError as exc:
             if exc.settled:
                 raise
@@ -781,7 +806,8 @@ class Store:
                              'unchanged. Next: %s.' % (self._where(), exc, hint), getattr(exc, 'filename', None),
                              settled=True) from exc
 
-    def _create(self, sources, name, incremental, excludes, checksum, mark_lastgood, force, check_mode, started):
+    def _create(self, sources, name, incremental, excludes, how, mark_lastgood, force, check_mode, started):
+        checksum = how[0]
         rels = [source.lstrip('/') for source in sources]
         entries, special = self._scan_live(rels, excludes, checksum)
         present = set(entry.path for entry in entries)
@@ -802,7 +828,7 @@ class Store:
             return self._predicted(name, base, live, checksum, mark_lastgood, started)
         with self.locked():
             self.recover()
-            return self._build_and_publish(name, base, live, checksum, mark_lastgood, started)
+            return self._build_and_publish(name, base, live, how, mark_lastgood, started)
 
     def _scan_live(self, rels, excludes, checksum):
         try:
@@ -861,7 +887,7 @@ class Store:
             'changed': changed, 'new_backup': new, 'id': backup_id,
             'path': self.backup_dir(backup_id) if backup_id else None,
             'manifest': self.manifest_path(backup_id) if backup_id else None,
-            'files': files, 'bytes': size, 'reused': 0, 'copied': 0, 'copied_bytes': 0,
+            'files': files, 'bytes': size, 'reused': 0, 'copied': 0, 'copied_bytes': 0, 'rehashed': 0,
             'parent': parent, 'lastgood': lastgood, 'pinned': pinned,
             'special_files': live['special_files'], 'missing': live['missing'], 'warnings': [],
         }
@@ -869,17 +895,17 @@ class Store:
         result['duration'] = round(time.monotonic() - started, 3)
         return result
 
-    def _build_and_publish(self, name, base, live, checksum, mark_lastgood, started):
+    def _build_and_publish(self, name, base, live, how, mark_lastgood, started):
         now = time.time()
         backup_id = name or new_backup_id(now)
         warnings = []
         try:
-            build = self._stage(backup_id, iso_utc(now), base, live, checksum)
+            build = self._stage(backup_id, iso_utc(now), base, live, how)
         except _BaseDamaged as damaged:
             warnings.append('previous backup %s does not match its manifest at %s; this backup copied every file '
                             'instead of hardlinking from it. Run lastgood.rollback.backup_verify on %s.'
                             % (base.id, ', '.join(damaged.paths[:5]), base.id))
-            build = self._stage(backup_id, iso_utc(now), None, live, checksum)
+            build = self._stage(backup_id, iso_utc(now), None, live, how)
         self._publish(build, name)
         lastgood = False
         if mark_lastgood:
@@ -892,11 +918,11 @@ class Store:
         return self._result(backup_id, changed=True, new=True, files=totals['files'], size=totals['bytes'],
                             parent=build.manifest.parent, lastgood=lastgood, pinned=name is not None, live=live,
                             started=started, reused=build.reused, copied=build.copied,
-                            copied_bytes=build.copied_bytes, warnings=warnings)
+                            copied_bytes=build.copied_bytes, rehashed=build.rehashed, warnings=warnings)
 
-    def _stage(self, backup_id, created, base, live, checksum):
+    def _stage(self, backup_id, created, base, live, how):
         """Build the backup in its staging directory; on failure remove it and raise StoreError."""
-        build = _Build(self, backup_id, created, base, live, checksum)
+        build = _Build(self, backup_id, created, base, live, how)
         try:
             build.run()
         except BaseException as exc:
@@ -1044,7 +1070,7 @@ def _first_differing_line(first, second):
 class _Build:
     """One backup being written into ``.staging-<id>``: copy, flush, verify, write the manifests."""
 
-    def __init__(self, store, backup_id, created, base, live, checksum):
+    def __init__(self, store, backup_id, created, base, live, how):
         self.store = store
         self.backup_id = backup_id
         self.created = created
@@ -1052,7 +1078,9 @@ class _Build:
         self.base_by_path = base.by_path if base is not None else None
         self.base_data = store.data_dir(base.id) if base is not None else None
         self.live = live
-        self.checksum = checksum
+        self.checksum, self.rehash = how
+        # ctime of the previous backup's MANIFEST.json: its files changed before it are as it verified them
+        self.base_sealed_ns = None
         self.staging = os.path.join(store.set_dir, STAGING_PREFIX + backup_id)
         self.data = os.path.join(self.staging, DATA_DIR)
         self.as_root = is_root()
@@ -1060,9 +1088,11 @@ class _Build:
         self.step = 'preparing the staging directory'
         self.manifest = None
         self.reused_paths = set()
+        self.rehash_paths = set()
         self.copied_paths = []
         self.dirs = []
         self.reused = 0
+        self.rehashed = 0
         self.copied = 0
         self.copied_bytes = 0
 
@@ -1072,14 +1102,17 @@ class _Build:
     def run(self):
         self._prepare()
         self.step = 'copying files'
+        if self.base is not None and not self.rehash:
+            self.base_sealed_ns = os.lstat(self.store.manifest_path(self.base.id)).st_ctime_ns
         self._populate()
+        last_change_ns = time.time_ns()
         # Everything is written before anything is fsynced (OSTree's order): the
-        # kernel writes back in bulk while the copy runs, and the fsyncs, many in
-        # flight at once, mostly wait for one journal commit instead of one each.
+        # kernel writes back in bulk while the copy runs, and the fsyncs (files
+        # and directories alike, many in flight at once) mostly wait for one
+        # journal commit instead of one each.
         self.step = 'flushing the backup to disk'
-        _run_parallel(self._fsync_file, self.copied_paths, FSYNC_WORKERS, batch=(FSYNC_BATCH, lambda path: 1))
-        for directory in sorted(self.dirs, key=lambda path: path.count('/'), reverse=True):
-            _fsatomic.fsync_dir(directory)
+        _run_parallel(self._fsync_path, [(path, False) for path in self.copied_paths] +
+                      [(path, True) for path in self.dirs], FSYNC_WORKERS, batch=(FSYNC_BATCH, lambda item: 1))
         self.step = 'verifying the staged backup'
         self.manifest = _manifest.Manifest(
             self.backup_id, self.store.set_name, self.created, self.store.host, self.live['sources'],
@@ -1087,6 +1120,7 @@ class _Build:
             excludes=self.live['excludes'])
         self._verify()
         self.step = 'writing the manifest'
+        _after_coarse_clock(last_change_ns)
         json_bytes = self.manifest.to_json().encode('utf-8')
         _fsatomic.atomic_write(os.path.join(self.staging, MANIFEST_SHA256),
                                sums_bytes(self.manifest, json_bytes), mode=0o600, sync_dir=False)
@@ -1123,9 +1157,11 @@ class _Build:
         placed = _run_parallel(self._place_file, files, self.workers,
                                batch=(COPY_BATCH, lambda entry: entry.size + _manifest.FILE_COST))
         for outcome, entry in zip(placed, files):
-            if outcome == 'reused':
+            if outcome != 'copied':
                 self.reused += 1
                 self.reused_paths.add(entry.path)
+                if outcome == 'reused':
+                    self.rehash_paths.add(entry.path)
             else:
                 self.copied += 1
                 self.copied_bytes += entry.size
@@ -1146,20 +1182,37 @@ class _Build:
                 os.utime(dest, ns=(entry.mtime_ns, entry.mtime_ns))
 
     def _place_file(self, entry):
-        """Hardlink ``entry`` from the previous backup when unchanged, else copy it; returns which."""
+        """Hardlink ``entry`` from the previous backup when unchanged, else copy it.
+
+        Returns 'copied', 'reused' (hardlinked, to be re-hashed) or 'trusted'
+        (hardlinked from an inode untouched since the previous backup was sealed).
+        """
         old = _reusable(self.base_by_path, entry, self.checksum)
         dest = self._dest(entry.path)
         if old is not None:
+            base_file = os.path.join(self.base_data, entry.path)
+            # before the link, which itself changes the inode's ctime
+            untouched = self._untouched_since_sealed(base_file, old)
             try:
-                os.link(os.path.join(self.base_data, entry.path), dest)
+                os.link(base_file, dest)
             except OSError as exc:
                 if exc.errno not in (errno.ENOENT, errno.EMLINK):
                     raise
             else:
                 entry.sha256 = old.sha256
-                return 'reused'
+                return 'trusted' if untouched else 'reused'
         self._copy_file(entry, dest)
         return 'copied'
+
+    def _untouched_since_sealed(self, path, old):
+        if self.base_sealed_ns is None:
+            return False
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        return (stat.S_ISREG(st.st_mode) and st.st_ctime_ns < self.base_sealed_ns
+                and (st.st_size, st.st_mtime_ns) == (old.size, old.mtime_ns))
 
     def _copy_file(self, entry, dest):
         source = '/' + entry.path
@@ -1185,15 +1238,17 @@ class _Build:
                                  source)
             fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
+                buffer, view = _manifest.read_buffer()
                 digest = hashlib.sha256()
                 copied = 0
-                while True:
-                    chunk = os.read(fd_in, COPY_CHUNK)
-                    if not chunk:
+                # No read for the end of file: a file that grows or changes meanwhile shows in the fstat below.
+                while copied < before.st_size:
+                    count = os.readv(fd_in, (buffer,))
+                    if not count:
                         break
-                    digest.update(chunk)
-                    _fsatomic.write_all(fd_out, chunk)
-                    copied += len(chunk)
+                    digest.update(view[:count])
+                    _fsatomic.write_all(fd_out, view[:count])
+                    copied += count
                 after = os.fstat(fd_in)
                 stable = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
                 if copied != before.st_size or not stable:
@@ -1215,7 +1270,11 @@ class _Build:
         return True
 
     @staticmethod
-    def _fsync_file(path):
+    def _fsync_path(item):
+        path, is_dir = item
+        if is_dir:
+            _fsatomic.fsync_dir(path)
+            return
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             _fsatomic.fsync_fd(fd, path)
@@ -1229,10 +1288,12 @@ class _Build:
         Content is re-read only where that can find something: a copied file's digest
         was taken from the very bytes written to it, in the same pass, and reading them
         back (from the page cache) proves nothing more; a file hardlinked from the
-        previous backup is re-hashed, which is how a damaged previous backup shows.
+        previous backup is re-hashed, which is how a damaged previous backup shows,
+        unless its inode is untouched since that backup was verified and sealed.
         """
+        self.rehashed = len(self.rehash_paths)
         diff = _manifest.verify(self.manifest, self.data, owner=self.as_root, mtime=True,
-                                hash_only=self.reused_paths)
+                                hash_only=self.rehash_paths)
         if _manifest.is_clean(diff):
             return
         bad = set(diff['added']) | set(diff['removed']) | set(item['path'] for item in diff['changed'])

@@ -77,6 +77,17 @@ options:
     type: str
     choices: [auto, always]
     default: auto
+  rehash:
+    description:
+      - With O(incremental=true), a file hardlinked from the previous backup is normally re-read and checked
+        against that backup's manifest only when its inode changed after that backup was sealed (its ctime is
+        newer than the previous C(MANIFEST.json) after a write, chmod, chown, utime, link or unlink), as restic
+        and rsync trust unchanged metadata.  That makes an incremental backup of an unchanged tree cheap.
+      - V(true) re-reads every hardlinked file, which also catches damage that leaves the inode's times alone
+        (bit rot on the disk, a clock stepped backwards).  M(lastgood.rollback.backup_verify) checks a whole
+        backup the same way.
+    type: bool
+    default: false
   keep_last:
     description:
       - After the backup, remove complete backups beyond the newest O(keep_last).
@@ -167,6 +178,10 @@ copied_bytes:
   description: Bytes copied (what the backup added to the store).
   returned: always
   type: int
+rehashed:
+  description: Files hardlinked from the previous backup that were re-read and checked against its manifest.
+  returned: always
+  type: int
 parent:
   description: The backup files were hardlinked from (incremental base), or null.
   returned: always
@@ -226,7 +241,7 @@ def take_backup(module, store):
     result = store.create(params['paths'], name=params['name'], incremental=params['incremental'],
                           excludes=params['exclude'], checksum=params['checksum'],
                           mark_lastgood=params['mark_lastgood'], force=params['force'],
-                          check_mode=module.check_mode)
+                          check_mode=module.check_mode, rehash=params['rehash'])
     for warning in result.pop('warnings'):
         module.warn(warning)
     for path in result['missing']:
@@ -249,6 +264,7 @@ def main():
         incremental=dict(type='bool', default=True),
         exclude=dict(type='list', elements='str', default=[]),
         checksum=dict(type='str', choices=['auto', 'always'], default='auto'),
+        rehash=dict(type='bool', default=False),
         keep_last=dict(type='int'),
         keep_days=dict(type='int'),
         mark_lastgood=dict(type='bool', default=False),

@@ -672,7 +672,7 @@ class WriterDuringCopy:
         self.done = 0
 
     def before(self, name, args, kwargs):
-        if name != 'read' or self.done >= self.times or os.lseek(args[0], 0, os.SEEK_CUR) != 0:
+        if name not in ('read', 'readv') or self.done >= self.times or os.lseek(args[0], 0, os.SEEK_CUR) != 0:
             return
         if os.readlink('/proc/self/fd/%d' % args[0]) == self.path:
             self.done += 1
