@@ -20,6 +20,9 @@ from lib.awx import AWX_DIR, REPO_ROOT, job_templates, survey, template_extra_va
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
 REFUSED = 'Connection refused'
+# Parallelism asked of configure.yml: every template gets the forks, the sliceable ones the slices.
+FORKS = 25
+SLICES = 4
 
 
 @pytest.fixture(scope='module')
@@ -48,6 +51,8 @@ def configure_run(tmp_path_factory, closed_port):
         'lastgood_awx_inventory': 'fleet',
         'lastgood_awx_credentials': ['fleet ssh'],
         'lastgood_awx_execution_environment_image': 'registry.invalid/lastgood-rollback-ee:0.1.0',
+        'lastgood_awx_forks': FORKS,
+        'lastgood_awx_job_slice_count': SLICES,
     }
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='json',
                ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_INVENTORY_UNPARSED_WARNING='false')
@@ -82,8 +87,16 @@ def test_each_job_template_carries_its_survey_and_playbook(configure_run):
         assert sent[key]['survey_spec'] == survey(definition['survey'])
         assert sent[key]['survey_enabled'] is True
         assert sent[key]['playbook'] == definition['playbook']
+
+
+def test_templates_expose_forks_and_slice_only_where_slicing_is_safe(configure_run):
+    results = configure_run['Create or update a job template per playbook, with its survey']
+    sent = dict((result['item']['key'], result['invocation']['module_args']) for result in results)
+    for key, definition in job_templates().items():
+        assert sent[key]['forks'] == FORKS and sent[key]['ask_forks_on_launch'] is True
         assert sent[key]['ask_job_slice_count_on_launch'] is definition['sliceable']
-        assert sent[key]['job_slice_count'] == (1 if not definition['sliceable'] else sent[key]['job_slice_count'])
+        assert sent[key]['job_slice_count'] == (SLICES if definition['sliceable'] else 1), key
+    assert [key for key in job_templates() if job_templates()[key]['sliceable']], 'no template may be sliced'
 
 
 def test_templates_send_their_extra_vars_unrendered_for_awx_to_template(configure_run):
