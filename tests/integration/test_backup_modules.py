@@ -2,17 +2,13 @@
 
 import json
 import os
-import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+from lib import local_playbook
 
-pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
+pytestmark = pytest.mark.skipif(not os.access(local_playbook.ANSIBLE_PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
 
 BACKUP_PLAY = '''
 - name: Back up the demo application
@@ -42,16 +38,9 @@ BACKUP_PLAY = '''
 def run_playbook(tmp_path, text, *args, extra=None):
     path = tmp_path / 'play.yml'
     path.write_text(textwrap.dedent(text))
-    variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path),
-                 'ansible_python_interpreter': sys.executable}
+    variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path)}
     variables.update(extra or {})
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-    run = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-e', json.dumps(variables), str(path)] + list(args),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    recap = re.search(r'localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', run.stdout)
-    counts = dict(zip(('ok', 'changed', 'unreachable', 'failed'), map(int, recap.groups()))) if recap else None
-    return run, counts
+    return local_playbook.run(path, variables, *args)
 
 
 def saved(tmp_path, name):

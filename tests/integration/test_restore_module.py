@@ -2,19 +2,13 @@
 
 import json
 import os
-import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from lib import trees
+from lib import local_playbook, trees
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
-
-pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
+pytestmark = pytest.mark.skipif(not os.access(local_playbook.ANSIBLE_PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
 
 # module_defaults through the action group: backup_root and set are given once for every module.
 PLAY = '''
@@ -61,14 +55,8 @@ UNDO = play('Take the rollback back', 'Put back what the last restore replaced',
 def run_playbook(tmp_path, text, *args):
     path = tmp_path / 'play.yml'
     path.write_text(text)
-    variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path),
-                 'ansible_python_interpreter': sys.executable}
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
-    run = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-e', json.dumps(variables), str(path)] + list(args),
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    recap = re.search(r'localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', run.stdout)
-    counts = dict(zip(('ok', 'changed', 'unreachable', 'failed'), map(int, recap.groups()))) if recap else None
+    variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path)}
+    run, counts = local_playbook.run(path, variables, *args)
     assert counts is not None, run.stdout + run.stderr
     return run, counts
 

@@ -1,0 +1,27 @@
+"""Run a playbook on localhost with this checkout's ansible-playbook and ansible.cfg, as the integration tests do."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ANSIBLE_PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+_RECAP = re.compile(r'localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)')
+
+
+def run(playbook, variables, *args):
+    """``(CompletedProcess, {ok, changed, unreachable, failed} or None)`` of ``playbook`` run on localhost.
+
+    ``variables`` are passed as extra vars, with this Python as the interpreter; ``args`` go to
+    ansible-playbook (``--check``, ``--diff``, ...).  The counts are None when there is no recap line.
+    """
+    variables = dict({'ansible_python_interpreter': sys.executable}, **variables)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+    completed = subprocess.run([ANSIBLE_PLAYBOOK, '-i', 'localhost,', '-e', json.dumps(variables), str(playbook)] + list(args),
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    recap = _RECAP.search(completed.stdout)
+    counts = dict(zip(('ok', 'changed', 'unreachable', 'failed'), map(int, recap.groups()))) if recap else None
+    return completed, counts
