@@ -2,17 +2,24 @@
 
 Every function takes a testinfra ``host`` and reads that host over SSH with
 plain tools (find, sha256sum, cat) -- never through the collection -- so the
-tests check the collection's work independently.
+tests check the collection's work independently.  Functions named ``check_*``
+assert what every level scenario expects after a finished run; the others
+return what they read.
 
-A scenario's tests/conftest.py puts this directory on sys.path::
+A scenario's tests/conftest.py puts this directory on sys.path and has pytest
+rewrite the asserts here::
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'shared'))
+    pytest.register_assert_rewrite('lastgood_testinfra')
 """
 
+import hashlib
 import json
 import shlex
 
 BACKUP_ROOT = '/var/backups/lastgood'
+AUDIT_LOG = '/var/log/lastgood/audit.jsonl'
+GENESIS = '0' * 64
 
 _TYPES = {'file': 'f', 'hardlink': 'f', 'dir': 'd', 'symlink': 'l'}
 
@@ -88,3 +95,62 @@ def leftovers(host, path, markers=('.lastgood-tmp-', '.staging-', '.restore-', '
     names = ' -o '.join("-name %s" % shlex.quote(marker + '*') for marker in markers)
     found = host.run('find %s \\( %s \\) -print' % (shlex.quote(path), names))
     return found.stdout.split()
+
+
+def audit_events(host):
+    """The host's audit log, one parsed event a line."""
+    return [json.loads(line) for line in host.file(AUDIT_LOG).content_string.splitlines()]
+
+
+def check_audit_chain(host):
+    """The audit log is not empty and each line names the SHA-256 of the line before it (the first: GENESIS)."""
+    lines = host.file(AUDIT_LOG).content_string.splitlines(True)
+    assert lines
+    previous = GENESIS
+    for number, line in enumerate(lines, 1):
+        assert json.loads(line)['prev'] == previous, 'chain broken at line %d' % number
+        previous = hashlib.sha256(line.encode('utf-8')).hexdigest()
+
+
+def check_run_recorded_start_to_end(host, run_id):
+    """The run's events begin with run_start, end with run_end and hold no run_failed; returns their names."""
+    ours = [event['event'] for event in audit_events(host) if event.get('run_id') == run_id]
+    assert ours[0] == 'run_start'
+    assert ours[-1] == 'run_end'
+    assert 'run_failed' not in ours
+    return ours
+
+
+def check_lock_released(host, set_name='app'):
+    """The run let go of the set's lock file."""
+    assert not host.file('%s/%s/.lock' % (BACKUP_ROOT, set_name)).exists
+
+
+def check_run_finished(host, run_id, phases):
+    """The run state says finished, after completing exactly ``phases`` in that order."""
+    state = json.loads(host.file('/var/lib/lastgood/runs/%s.json' % run_id).content_string)
+    assert state['status'] == 'finished'
+    assert state['completed_phases'] == phases
+
+
+def check_report_says_success(host, run_id):
+    """report.json and report.md are written for the run, the host succeeded and its audit chain verified.
+
+    Returns report.json, parsed, for the scenario's own checks.
+    """
+    directory = '/var/lib/lastgood/reports/' + run_id
+    report = json.loads(host.file(directory + '/report.json').content_string)
+    assert report['run']['run_id'] == run_id
+    assert report['host']['outcome'] == 'success'
+    assert report['host']['audit']['chain_ok'] is True
+    assert host.file(directory + '/report.md').exists
+    return report
+
+
+def check_application_healthy(host):
+    """``appctl health`` exits 0 and says healthy; returns what it said, parsed."""
+    health = host.run('/srv/app/bin/appctl health')
+    assert health.rc == 0, health.stdout
+    document = json.loads(health.stdout)
+    assert document['status'] == 'healthy'
+    return document

@@ -1,6 +1,5 @@
 """Level 4 refused without approvals and changed nothing; with them it restored the baseline and kept the evidence."""
 
-import hashlib
 import json
 import shlex
 
@@ -12,15 +11,8 @@ testinfra_hosts = ['all']
 
 RUN_ID = 'molecule-level4'
 GOLDEN = '/var/lib/lastgood/molecule/golden'
-AUDIT_LOG = '/var/log/lastgood/audit.jsonl'
-REPORT_DIR = '/var/lib/lastgood/reports/' + RUN_ID
 INVESTIGATIONS = '/var/lib/lastgood/investigations'
 TAG = 'rollback-snapshot-' + RUN_ID
-GENESIS = '0' * 64
-
-
-def audit_events(host):
-    return [json.loads(line) for line in host.file(AUDIT_LOG).content_string.splitlines()]
 
 
 def package(host):
@@ -62,10 +54,7 @@ def test_party_mode_stays_off_through_the_override(host):
 
 
 def test_application_answers_healthy_on_the_baseline_version(host):
-    health = host.run('/srv/app/bin/appctl health')
-    assert health.rc == 0, health.stdout
-    document = json.loads(health.stdout)
-    assert document['status'] == 'healthy'
+    document = checks.check_application_healthy(host)
     assert document['version'] == '1.0.0'
 
 
@@ -114,41 +103,31 @@ def test_incident_skeleton_names_the_approvers_and_the_evidence(host):
 
 
 def test_each_approval_is_recorded_in_the_audit_log(host):
-    approvals = [event for event in audit_events(host) if event['event'] == 'approval_recorded']
+    approvals = [event for event in checks.audit_events(host) if event['event'] == 'approval_recorded']
     assert sorted((event['detail']['who'], event['detail']['role']) for event in approvals) == [
         ('ana.ortiz', 'cto'), ('bo.chen', 'security_architect')]
     assert all(event['run_id'] == RUN_ID for event in approvals)
 
 
 def test_full_restore_is_recorded_after_the_approvals(host):
-    names = [event['event'] for event in audit_events(host) if event.get('run_id') == RUN_ID]
+    names = [event['event'] for event in checks.audit_events(host) if event.get('run_id') == RUN_ID]
     assert names.index('approval_recorded') < names.index('feature_disabled') < names.index('full_restore_done')
 
 
 def test_audit_chain_verifies_line_by_line(host):
-    lines = host.file(AUDIT_LOG).content_string.splitlines(True)
-    assert lines
-    previous = GENESIS
-    for number, line in enumerate(lines, 1):
-        assert json.loads(line)['prev'] == previous, 'chain broken at line %d' % number
-        previous = hashlib.sha256(line.encode('utf-8')).hexdigest()
+    checks.check_audit_chain(host)
 
 
 def test_lock_is_released(host):
-    assert not host.file('/var/backups/lastgood/app/.lock').exists
+    checks.check_lock_released(host)
 
 
 def test_run_state_is_finished(host):
-    state = json.loads(host.file('/var/lib/lastgood/runs/%s.json' % RUN_ID).content_string)
-    assert state['status'] == 'finished'
-    assert state['completed_phases'] == ['checkpoint', 'level4_full_restore', 'verify']
+    checks.check_run_finished(host, RUN_ID, ['checkpoint', 'level4_full_restore', 'verify'])
 
 
 def test_report_is_written_and_says_the_host_succeeded(host):
-    report = json.loads(host.file(REPORT_DIR + '/report.json').content_string)
-    assert report['run']['run_id'] == RUN_ID
-    assert report['host']['outcome'] == 'success'
-    assert report['host']['audit']['chain_ok'] is True
+    report = checks.check_report_says_success(host, RUN_ID)
     assert report['host']['verify']['checksums_verified'] is True
 
 
