@@ -285,21 +285,25 @@ class DurabilityTracker:
 
     # -- the checks -------------------------------------------------------------------
 
-    def _not_durable_below(self, top):
-        """What under ``top`` (a file or a tree) is not durable yet, as messages."""
+    def _not_durable(self, counts):
+        """What is not durable yet, as messages, among the files and directories ``counts(path)`` accepts."""
         found = []
         for key, path in self.dirty.items():
-            if _within(path, top) and self._still_there(key, path):
+            if counts(path) and self._still_there(key, path):
                 found.append('%s: data/metadata not fsynced' % path)
         for key, names in self.pending.items():
             directory = self.dir_paths.get(key)
-            if directory is None or not _within(directory, top) or not self._still_there(key, directory):
+            if directory is None or not counts(directory) or not self._still_there(key, directory):
                 continue
             for base, before in names.items():
                 st = _lstat(os.path.join(directory, base))
                 if (_key(st) if st else None) != before:
                     found.append('%s: entry %r changed, directory not fsynced' % (directory, base))
         return found
+
+    def _not_durable_below(self, top):
+        """What under ``top`` (a file or a tree) is not durable yet, as messages."""
+        return self._not_durable(lambda path: _within(path, top))
 
     def _check_published(self, published, destination, call):
         problems = self._not_durable_below(published)
@@ -340,21 +344,8 @@ class DurabilityTracker:
         return sorted(found)
 
     def not_durable_anywhere(self, exclude=None):
-        """Every change not durable yet, marker names included (for write-ahead rules)."""
-        found = []
-        for key, path in self.dirty.items():
-            if (exclude is None or not _within(path, exclude)) and self._still_there(key, path):
-                found.append('%s: data/metadata not fsynced' % path)
-        for key, names in self.pending.items():
-            directory = self.dir_paths.get(key)
-            if directory is None or (exclude is not None and _within(directory, exclude)) \
-                    or not self._still_there(key, directory):
-                continue
-            for base, before in names.items():
-                st = _lstat(os.path.join(directory, base))
-                if (_key(st) if st else None) != before:
-                    found.append('%s: entry %r changed, directory not fsynced' % (directory, base))
-        return found
+        """Every change not durable yet, marker names included (for write-ahead rules); none under ``exclude``."""
+        return self._not_durable(lambda path: exclude is None or not _within(path, exclude))
 
     def is_durable(self, path):
         """Whether ``path`` (its entry, its data, and for a directory its tree) is durable now."""
