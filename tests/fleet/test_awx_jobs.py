@@ -5,12 +5,11 @@ the extra vars AWX would start it with (tests/lib/awx.py: the template's extra v
 defaults, the workflow node's data, the artifacts of earlier nodes); set_stats artifacts are
 read back from the json callback, as AWX reads them from ansible-runner.
 
-One private fleet serves the module: a workflow start and a checkpoint node (marked last known
-good, as in the "safe change" workflow) prepare it; then preflight and a level 2 rollback run
-for real -- level 2 as two slices of one job -- and every other template in check mode.
-
-The level 2 slices and the check-mode runs of the other templates take minutes (a level 2 run
-is over a hundred tasks), so they are marked slow: ``pytest -m slow tests/fleet/test_awx_jobs.py``.
+One private fleet of two hosts (one per slice; staging and production) serves the module: a
+workflow start and a checkpoint node (marked last known good, as in the "safe change" workflow)
+prepare it; then preflight and a level 2 rollback run for real -- level 2 as two slices of one
+job, started together as AWX starts them, writing one fleet report -- and then every other
+template at once: verify for real, the others in check mode.
 """
 
 import json
@@ -45,18 +44,19 @@ ANSWERS = {
 RUN_ABOVE = ('start-workflow', 'preflight', 'rollback-level2')
 # Templates that change nothing, so the sweep runs them for real too; the others in check mode.
 READ_ONLY = ('verify',)
+SWEPT = sorted(key for key in job_templates() if key not in RUN_ABOVE)
 
 
 class Job:
     """One finished ansible-playbook run: exit status, output, and the artifacts (set_stats)."""
 
-    def __init__(self, result):
-        self.returncode = result.returncode
-        self.stderr = result.stderr
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode = returncode
+        self.stderr = stderr
         try:
-            report = json.loads(result.stdout)
+            report = json.loads(stdout)
         except ValueError:
-            report = {'raw': result.stdout}
+            report = {'raw': stdout}
         self.report = report
         self.artifacts = report.get('global_custom_stats') or {}
         self.stats = report.get('stats') or {}
@@ -72,16 +72,40 @@ class Job:
         return '\n'.join(lines)
 
 
-def run_job(inventory, playbook, extra_vars, tmp_path, *args):
-    """Run ``playbook`` as AWX would start a job: extra vars from a file, artifacts collected."""
-    vars_file = tmp_path / ('vars-%d.json' % len(list(tmp_path.glob('vars-*.json'))))
-    vars_file.write_text(json.dumps(extra_vars))
-    # AWX runs a job in the project directory, with the project's ansible.cfg.
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT_DIR, 'ansible.cfg'),
-               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_SHOW_CUSTOM_STATS='true')
-    command = [ANSIBLE_PLAYBOOK, '-i', inventory, playbook, '-e', '@%s' % vars_file] + list(args)
-    return Job(subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=900,
-                              check=False))
+class RunningJob:
+    """An ansible-playbook run started as AWX would start a job: extra vars from a file, artifacts collected.
+
+    Output goes to files, so that jobs started together never wait on each other's pipes.
+    """
+
+    def __init__(self, inventory, playbook, extra_vars, work, *args):
+        number = len(list(work.glob('job-*.vars.json')))
+        base = work / ('job-%d' % number)
+        vars_file = base.with_suffix('.vars.json')
+        vars_file.write_text(json.dumps(extra_vars))
+        self._out, self._err = base.with_suffix('.out'), base.with_suffix('.err')
+        # AWX runs a job in the project directory, with the project's ansible.cfg.  SSH compression
+        # only costs CPU on loopback.
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT_DIR, 'ansible.cfg'),
+                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_SHOW_CUSTOM_STATS='true',
+                   ANSIBLE_SSH_ARGS='-o ControlMaster=auto -o ControlPersist=120s')
+        command = [ANSIBLE_PLAYBOOK, '-i', inventory, playbook, '-e', '@%s' % vars_file] + list(args)
+        with open(self._out, 'w') as out, open(self._err, 'w') as err:
+            self._process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=out, stderr=err)
+
+    def wait(self):
+        try:
+            returncode = self._process.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            raise
+        return Job(returncode, self._out.read_text(), self._err.read_text())
+
+
+def run_job(inventory, playbook, extra_vars, work, *args):
+    """Run ``playbook`` as one AWX job and wait for it."""
+    return RunningJob(inventory, playbook, extra_vars, work, *args).wait()
 
 
 def _report_dir(path):
@@ -137,10 +161,12 @@ def prepared(awx_fleet, tmp_path_factory):
     controller_dir = work / 'controller'
     setup = work / 'operator-setup.yml'
     setup.write_text(OPERATOR_SETUP)
-    done = run_job(awx_fleet.inventory_path, str(setup), {}, work)
-    assert done.returncode == 0, done.explain()
+    # The workflow's start node runs on the controller alone: it may overlap the operator's setup.
+    setting_up = RunningJob(awx_fleet.inventory_path, str(setup), {}, work)
     start = run_job(awx_fleet.inventory_path, wrapper_path('start-workflow'),
                     job_extra_vars('start-workflow', node=_node('start'), awx_vars={'awx_job_id': 1}), work)
+    done = setting_up.wait()
+    assert done.returncode == 0, done.explain()
     assert start.returncode == 0, start.explain()
     checkpoint_vars = job_extra_vars('checkpoint', node=_node('checkpoint'), artifacts=start.artifacts,
                                      awx_vars={'awx_job_id': 2})
@@ -223,24 +249,27 @@ def test_preflight_template_passes_with_its_survey_defaults(awx_fleet, prepared)
     assert all(result['ok'] for result in job.artifacts['lastgood_preflight'].values())
 
 
-@pytest.mark.slow
-def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint(awx_fleet, prepared):
+def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_one_report(awx_fleet, prepared):
     node = _node('rollback-level2')
     slices = [['host1'], ['host2']]
-    jobs = []
+    controller_dir = prepared['controller_dir'] / 'level2'
+    running = []
     for number, hosts in enumerate(slices, 1):
-        # Each slice is its own AWX job (own job id) in the workflow AWX makes for a sliced job.
+        # Each slice is its own AWX job (own job id) in the workflow AWX makes for a sliced job, and
+        # AWX starts the slices at the same time.
         variables = job_extra_vars('rollback-level2', node=node, artifacts=prepared['start'].artifacts,
                                    awx_vars={'awx_job_id': 100 + number, 'awx_workflow_job_id': 100})
-        variables.update(_report_dir(prepared['controller_dir'] / 'level2'))
-        job = run_job(awx_fleet.inventory_path, wrapper_path('rollback-level2'), variables, prepared['work'],
-                      '--limit', ','.join(hosts))
+        variables.update(_report_dir(controller_dir))
+        running.append(RunningJob(awx_fleet.inventory_path, wrapper_path('rollback-level2'), variables,
+                                  prepared['work'], '--limit', ','.join(hosts)))
+    jobs = [job.wait() for job in running]
+    for job, hosts in zip(jobs, slices):
         assert job.returncode == 0, job.explain()
         assert sorted(job.stats) == hosts
-        jobs.append(job)
 
     run_id = prepared['workflow_id'] + '-rollback-level2'
     checkpoint_id = 'run-' + run_id
+    names = sorted(host.name for host in awx_fleet.hosts)
     assert [job.artifacts['lastgood_run']['run_id'] for job in jobs] == [run_id, run_id]
     assert [job.artifacts['lastgood_run']['checkpoint'] for job in jobs] == [checkpoint_id, checkpoint_id]
     assert [job.artifacts['lastgood_report']['run_id'] for job in jobs] == [run_id, run_id]
@@ -253,27 +282,52 @@ def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint(awx_fl
         assert report['host']['host'] == host.name and report['host']['outcome'] == 'success', host.name
         manifest = _remote_json(awx_fleet, host.name, '%s/%s/MANIFEST.json' % (BACKUP_ROOT, checkpoint_id))
         assert manifest['id'] == checkpoint_id, host.name
-    reported = set()
-    for job in jobs:
-        reported |= set(job.artifacts['lastgood_report']['hosts'])
-    assert reported == set(host.name for host in awx_fleet.hosts)
-    # Each slice wrote the fleet report of its own hosts into the run's one directory.
-    with open(jobs[-1].artifacts['lastgood_report']['report_json']) as handle:
-        fleet_report = json.load(handle)
+    # One fleet report for the run: each slice merged its hosts into it, whichever finished first.
+    assert set(job.artifacts['lastgood_report']['report_json'] for job in jobs) == {str(controller_dir / 'report.json')}
+    fleet_report = json.loads((controller_dir / 'report.json').read_text())
     assert fleet_report['run']['run_id'] == run_id and fleet_report['run']['checkpoint'] == checkpoint_id
-    assert len(set(job.artifacts['lastgood_report']['report_json'] for job in jobs)) == 1
+    assert sorted(fleet_report['hosts']) == names
+    assert fleet_report['run']['outcome'] == 'success' and sorted(fleet_report['run']['succeeded_hosts']) == names
+    assert all(fleet_report['hosts'][name]['checkpoint']['id'] == checkpoint_id for name in names)
+    assert fleet_report['checksums_verified'] is True and fleet_report['audit_chains_verified'] is True
+    assert sorted(set(event['host'] for event in fleet_report['timeline'])) == names
+    # The slice that wrote last published the whole fleet's outcome.
+    assert max(len(job.artifacts['lastgood_report']['hosts']) for job in jobs) == len(names)
+    summary = (controller_dir / 'report.md').read_text()
+    assert all('| %s | success |' % name in summary for name in names)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('key', sorted(key for key in job_templates() if key not in RUN_ABOVE))
-def test_template_runs_with_its_survey_defaults(awx_fleet, prepared, key):
-    variables = job_extra_vars(key, awx_vars={'awx_job_id': 200})
+# -- every other template, with its survey defaults, all at once ---------------------------------
+
+def _sweep_variables(key, prepared, number):
+    variables = job_extra_vars(key, awx_vars={'awx_job_id': 200 + number})
     variables.update(ANSWERS[key](prepared) if key in ANSWERS else {})
     variables.update(_report_dir(prepared['controller_dir'] / key))
-    required = [q['variable'] for q in survey(job_templates()[key]['survey'])['spec'] if q['required']]
+    return variables
+
+
+@pytest.fixture(scope='module')
+def sweep(awx_fleet, prepared):
+    """{template: finished job}: every template not run above, started together on the fleet.
+
+    They do not interfere: the check-mode jobs change nothing (nor take the lock) and the one
+    real job only reads.
+    """
+    running = {}
+    for number, key in enumerate(SWEPT):
+        args = [] if key in READ_ONLY else ['--check']
+        running[key] = RunningJob(awx_fleet.inventory_path, wrapper_path(key), _sweep_variables(key, prepared, number),
+                                  prepared['work'], *args)
+    return dict((key, job.wait()) for key, job in running.items())
+
+
+@pytest.mark.parametrize('key', SWEPT)
+def test_template_runs_with_its_survey_defaults(awx_fleet, prepared, sweep, key):
+    variables = _sweep_variables(key, prepared, 0)
+    spec = survey(job_templates()[key]['survey'])
+    required = [q['variable'] for q in spec['spec'] if q['required']]
     assert set(required) <= set(variables), 'a required question has no default and no answer here'
-    assert set(survey_defaults(survey(job_templates()[key]['survey']))) <= set(variables)
-    args = [] if key in READ_ONLY else ['--check']
-    job = run_job(awx_fleet.inventory_path, wrapper_path(key), variables, prepared['work'], *args)
+    assert set(survey_defaults(spec)) <= set(variables)
+    job = sweep[key]
     assert job.returncode == 0, job.explain()
     assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
