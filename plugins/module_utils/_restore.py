@@ -42,13 +42,16 @@ import os
 import secrets
 import socket
 import stat
+import threading
 import time
 
 from ._fsatomic import (
-    COPY_CHUNK, EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd,
+    EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd,
     makedirs_durable, read_bytes, write_all,
 )
-from ._manifest import ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file
+from ._manifest import (
+    FILE_COST, ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file, split_batches,
+)
 from ._manifest import _excluded as excluded_by
 
 JOURNAL_VERSION = 1
@@ -63,6 +66,15 @@ TEXT_DIFF_MAX = 64 * 1024
 # Below this many bytes, hashing in a thread pool costs more than it saves.
 PARALLEL_HASH_BYTES = 4 * 1024 * 1024
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+# Copying: work handed to a thread at once (bytes; opening a file counts as FILE_COST), and the
+# read buffer (small enough to stay in the CPU cache between the read, the hash and the write).
+COPY_BATCH = 4 * 1024 * 1024
+COPY_BUFFER = 256 * 1024
+# A file larger than this has its written pages sent to the disk while it is still being copied.
+WRITEBACK_AFTER = 8 * 1024 * 1024
+# fsync waits on the disk, not the CPU: many in flight let the file system commit them together.
+FSYNC_WORKERS = 32
+FSYNC_BATCH = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MOUNTINFO = '/proc/self/mountinfo'
 _HERE = 'See docs/restore.md, "Recovering by hand".'
@@ -670,111 +682,250 @@ def _set_fd_attrs(fd, entry, as_root):
     os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def _copy_file(src_dir_fd, src_name, dir_fd, name, entry, as_root, where):
-    """Copy one backed-up file, checking its digest on the way; fsynced before returning."""
-    src = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir_fd)
-    try:
-        if not stat.S_ISREG(os.fstat(src).st_mode):
-            raise RestoreError('backup file for %s is not a regular file; the backup changed after it was verified'
-                               % where)
-        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+class BackupDamaged(RestoreError):
+    """A backed-up file does not hold what its manifest records; nothing live was touched."""
+
+
+class _Stopped(Exception):
+    """A batch gave up because another one failed first."""
+
+
+def _run_batches(func, batches, workers):
+    """``[func(batch, stop) for batch in batches]`` on up to ``workers`` threads.
+
+    ``stop`` is a ``threading.Event`` set as soon as any batch fails: a batch checks
+    it between items and stops (an operation that failed starts nothing new -- no
+    write after an ENOSPC, no fsync after a failed one).  Every started batch is
+    waited for; then the first real failure, in batch order, is raised.  One batch
+    runs in the calling thread.
+    """
+    stop = threading.Event()
+    if len(batches) <= 1 or workers <= 1:
+        return [func(batch, stop) for batch in batches]
+
+    def run(batch):
+        if stop.is_set():
+            raise _Stopped()
         try:
-            digest = hashlib.sha256()
-            size = 0
-            while True:
-                chunk = os.read(src, COPY_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                write_all(dst, chunk)
-            if size != entry.size or digest.hexdigest() != entry.sha256:
-                raise RestoreError('backup file for %s no longer matches its manifest digest; the backup changed '
-                                   'after it was verified' % where)
-            _set_fd_attrs(dst, entry, as_root)
-            fsync_fd(dst, where)
-        finally:
-            os.close(dst)
-    finally:
-        os.close(src)
+            return func(batch, stop)
+        except BaseException:
+            stop.set()
+            raise
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+        futures = [pool.submit(run, batch) for batch in batches]
+        concurrent.futures.wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None and not isinstance(error, _Stopped):
+            raise error
+    return [future.result() for future in futures]
+
+
+def _check_stop(stop):
+    if stop.is_set():
+        raise _Stopped()
+
+
+def _copy_file(src, dst, entry, where, buffer):
+    """Copy ``src`` to ``dst`` (descriptors) and hash the very bytes written, in one pass.
+
+    Raises BackupDamaged unless size and SHA-256 are what the manifest records.
+    A large file's written pages are handed to the disk as the copy goes
+    (POSIX_FADV_DONTNEED starts their write-back): the fsync later then mostly
+    waits for I/O already under way, and no re-read ever needs them again.
+    """
+    view = memoryview(buffer)
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        count = os.readv(src, (buffer,))
+        if not count:
+            break
+        chunk = view[:count]
+        digest.update(chunk)
+        write_all(dst, chunk)
+        size += count
+        if size >= WRITEBACK_AFTER and hasattr(os, 'posix_fadvise'):
+            os.posix_fadvise(dst, size - count, count, os.POSIX_FADV_DONTNEED)
+    if size != entry.size or digest.hexdigest() != entry.sha256:
+        raise BackupDamaged('%s: the backup does not match its manifest (%s)'
+                            % (where, 'size %d, the manifest says %d' % (size, entry.size) if size != entry.size
+                                      else 'its SHA-256 differs'))
 
 
 def _parts_below(rel, path):
     return () if path == rel else tuple(path[len(rel) + 1:].split('/'))
 
 
+class _TreeBuild:
+    """The work of one ``build_tree``: directory descriptors, the files to copy, what was written."""
+
+    def __init__(self, manifest, rel, leaf, as_root, root_attrs):
+        self.manifest = manifest
+        self.rel = rel
+        self.leaf = leaf
+        self.as_root = as_root
+        self.root_attrs = root_attrs
+        self.src_root = None
+        self.base = None        # the descriptor every destination path is relative to
+        self.copies = []        # (entry, destination parts, content parts)
+        self.dirs = []          # (destination parts, entry)
+        self.written = {}
+
+    def copy_batch(self, batch, stop):
+        """Copy a run of files, each from the backup into a new inode; returns ``[(path, inode)]``."""
+        source, dest = _DirCursor(self.src_root), _DirCursor(self.base)
+        buffer = bytearray(COPY_BUFFER)
+        done = []
+        try:
+            for entry, parts, content in batch:
+                _check_stop(stop)
+                done.append((entry.path, self._copy_one(entry, source.at(content[:-1]), content[-1],
+                                                        dest.at(parts[:-1]), parts[-1], buffer)))
+        finally:
+            source.close()
+            dest.close()
+        return done
+
+    def _copy_one(self, entry, src_dir_fd, src_name, dir_fd, name, buffer):
+        where = 'backup %s, /%s' % (self.manifest.id, entry.path)
+        src = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(src).st_mode):
+                raise BackupDamaged('%s: not a regular file, the backup does not match its manifest' % where)
+            dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=dir_fd)
+            try:
+                try:
+                    _copy_file(src, dst, entry, where, buffer)
+                except BackupDamaged as exc:
+                    links = sorted('/' + other.path for other in self.manifest.entries
+                                   if other.type == 'hardlink' and other.target == entry.path)
+                    if not links:
+                        raise
+                    raise BackupDamaged('%s; its hardlinks %s share the damaged content' % (exc, ', '.join(links)))
+                _set_fd_attrs(dst, entry, self.as_root)
+                inode = os.fstat(dst).st_ino
+                if not self.reopenable(entry):
+                    fsync_fd(dst, '/' + entry.path)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+        return inode
+
+    def reopenable(self, entry):
+        """Whether the written file can be opened again to be fsynced later (else it is fsynced at once)."""
+        return self.as_root or bool(entry.mode & stat.S_IRUSR)
+
+    def dest_parts(self, entry):
+        parts = _parts_below(self.rel, entry.path)
+        return parts if parts else (self.leaf,)
+
+    def fsync_batch(self, batch, stop):
+        dest = _DirCursor(self.base)
+        try:
+            for parts, where in batch:
+                _check_stop(stop)
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dest.at(parts[:-1]))
+                try:
+                    fsync_fd(fd, where)
+                finally:
+                    os.close(fd)
+        finally:
+            dest.close()
+
+    def dir_batch(self, batch, stop):
+        """Set each directory's attributes (its entries are all made) and fsync it."""
+        dest = _DirCursor(self.base)
+        try:
+            for parts, entry in batch:
+                _check_stop(stop)
+                fd = dest.at(parts)
+                if parts or self.root_attrs:
+                    _set_fd_attrs(fd, entry, self.as_root)
+                fsync_fd(fd, '/' + entry.path)
+        finally:
+            dest.close()
+
+
 def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
-    """Create at ``dest`` (absent) the object the manifest records at ``rel``.
+    """Create at ``dest`` (absent) the object the manifest records at ``rel``; returns ``{path: inode}``.
 
     Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime
-    and (as root) owner from the manifest.  Every file is fsynced, every
-    directory fsynced after its last entry, and ``dest``'s parent last.  All
-    creation goes through directory descriptors opened with O_NOFOLLOW, so no
-    entry can land outside ``dest`` whatever the manifest says.  ``root_attrs``
-    false leaves ``dest`` itself at mode 0700 (a container whose children move).
+    and (as root) owner from the manifest.  Each file is copied and hashed in one
+    pass and must match the manifest's size and SHA-256 (else BackupDamaged): that
+    read is the verification of the backup's content and of what was written.  The
+    result maps each copied file's manifest path to the inode written.
+
+    OSTree's order: every file is written (on worker threads, small files in
+    batches), then every file is fsynced (many at once), then every directory gets
+    its attributes and is fsynced, and ``dest``'s parent last.  A failed fsync
+    stops everything and is never retried.  All creation goes through directory
+    descriptors opened with O_NOFOLLOW, so no entry can land outside ``dest``
+    whatever the manifest says.  ``root_attrs`` false leaves ``dest`` itself at mode
+    0700 (a container whose children move).
     """
     entries = sorted(entries_under(manifest, rel), key=lambda entry: entry.path.split('/'))
     if not entries or entries[0].path != rel:
         raise RestoreError('backup %s holds nothing at /%s' % (manifest.id, rel))
     in_subset = {entry.path for entry in entries}
     parent_dir, name = os.path.split(dest)
-    src_root = dst_parent = dst_root = dest_cursor = link_cursor = None
-    cursors = []
+    build = _TreeBuild(manifest, rel, name, as_root, root_attrs)
+    dst_parent = dst_root = cursor = None
     try:
-        src_root = os.open(data_dir, _DIR_FLAGS)
+        build.src_root = os.open(data_dir, _DIR_FLAGS)
         dst_parent = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        source = _DirCursor(src_root)
-        cursors.append(source)
-        root = entries[0]
-        if root.type == 'dir':
+        build.base = dst_parent
+        if entries[0].type == 'dir':
             os.mkdir(name, 0o700, dir_fd=dst_parent)
-            dst_root = os.open(name, _DIR_FLAGS, dir_fd=dst_parent)
-            dest_cursor = _DirCursor(dst_root)
-            link_cursor = _DirCursor(dst_root)
-            cursors.extend((dest_cursor, link_cursor))
+            dst_root = build.base = os.open(name, _DIR_FLAGS, dir_fd=dst_parent)
+        cursor = _DirCursor(build.base)
+        _make_entries(build, entries, in_subset, cursor)
+        batches = split_batches(build.copies, COPY_BATCH, lambda job: job[0].size + FILE_COST)
+        for done in _run_batches(build.copy_batch, batches, hash_workers()):
+            build.written.update(done)
         for entry in entries:
-            parts = _parts_below(rel, entry.path)
-            if not parts:
-                dir_fd, leaf = dst_parent, name
-            else:
-                dir_fd, leaf = dest_cursor.at(parts[:-1]), parts[-1]
-            where = '/' + entry.path
-            if entry.type == 'dir':
-                if parts:
-                    os.mkdir(leaf, 0o700, dir_fd=dir_fd)
-            elif entry.type == 'symlink':
-                os.symlink(entry.target, leaf, dir_fd=dir_fd)
-                # A symlink cannot be fsynced: change its inode only when the owner must differ
-                # (its mtime is not restored; nothing compares it).
-                if as_root and (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
-                    os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
-            elif entry.type == 'file' or entry.target not in in_subset:
-                content = entry.path if entry.type == 'file' else entry.target
-                content_parts = content.split('/')
-                _copy_file(source.at(content_parts[:-1]), content_parts[-1], dir_fd, leaf, entry, as_root, where)
-        for entry in entries:
-            if entry.type != 'hardlink' or entry.target not in in_subset:
-                continue
-            parts = _parts_below(rel, entry.path)
-            first = _parts_below(rel, entry.target)
-            os.link(first[-1], parts[-1], src_dir_fd=link_cursor.at(first[:-1]),
-                    dst_dir_fd=dest_cursor.at(parts[:-1]), follow_symlinks=False)
-        for entry in reversed(entries):
-            if entry.type != 'dir':
-                continue
-            parts = _parts_below(rel, entry.path)
-            fd = dest_cursor.at(parts) if parts else dst_root
-            if parts or root_attrs:
-                _set_fd_attrs(fd, entry, as_root)
-            fsync_fd(fd, '/' + entry.path)
+            if entry.type == 'hardlink' and entry.target in in_subset:
+                parts, first = _parts_below(rel, entry.path), _parts_below(rel, entry.target)
+                os.link(first[-1], parts[-1], src_dir_fd=cursor.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
+                        follow_symlinks=False)
+        cursor.close()
+        deferred = [(parts, '/' + entry.path) for entry, parts, _content in build.copies if build.reopenable(entry)]
+        _run_batches(build.fsync_batch, split_batches(deferred, FSYNC_BATCH, lambda job: 1), FSYNC_WORKERS)
+        _run_batches(build.dir_batch, split_batches(build.dirs, FSYNC_BATCH, lambda job: 1), FSYNC_WORKERS)
         fsync_fd(dst_parent, parent_dir)
     finally:
         # read-only directory descriptors: a failed close loses nothing, and must not leak the others
-        for cursor in cursors:
+        if cursor is not None:
             cursor.close()
-        for fd in (dst_root, dst_parent, src_root):
+        for fd in (dst_root, dst_parent, build.src_root):
             if fd is not None:
                 _close_quietly(fd)
+    return build.written
+
+
+def _make_entries(build, entries, in_subset, cursor):
+    """Directories and symlinks now, in order; the files to copy and the directories to finish, listed."""
+    for entry in entries:
+        parts = _parts_below(build.rel, entry.path)
+        if entry.type == 'dir':
+            if parts:
+                os.mkdir(parts[-1], 0o700, dir_fd=cursor.at(parts[:-1]))
+            build.dirs.append((parts, entry))
+        elif entry.type == 'symlink':
+            dir_fd, leaf = (cursor.at(parts[:-1]), parts[-1]) if parts else (build.base, build.leaf)
+            os.symlink(entry.target, leaf, dir_fd=dir_fd)
+            # A symlink cannot be fsynced: change its inode only when the owner must differ
+            # (its mtime is not restored; nothing compares it).
+            if build.as_root and (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+                os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+        elif entry.type == 'file' or entry.target not in in_subset:
+            content = entry.path if entry.type == 'file' else entry.target
+            build.copies.append((entry, build.dest_parts(entry), tuple(content.split('/'))))
+    # deepest first: a directory is finished after the directories in it (they are fsynced in parallel anyway)
+    build.dirs.reverse()
 
 
 def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
@@ -953,6 +1104,7 @@ class _Item:
         self.old_exists = _ident(target) is not None
         self.method = None
         self.record = None
+        self.ids = {}
 
 
 def select_targets(manifest, paths):
@@ -1115,22 +1267,22 @@ def _item_record(item, token):
 
 
 def _stage(item, manifest, data_dir, as_root):
-    """Build and verify the new version of one item; fill in the record's identities."""
+    """Build and check the new version of one item; fill in the record's identities."""
     record = item.record
     if item.method == 'swap':
         unit = record['units'][0]
         if item.new is not None:
             makedirs_durable(os.path.dirname(item.target), mode=0o755)
-            build_tree(manifest, item.rel, data_dir, unit['stage'], as_root)
+            written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root)
             if item.new.type == 'dir':
                 carry_excluded(item.target, unit['stage'], item.excludes)
-            _verify_stage(manifest, item, unit['stage'], as_root)
+            item.ids = _verify_stage(manifest, item, unit['stage'], as_root, written)
             unit['new'] = _ident(unit['stage'])
         return
     stage, displaced = record['containers']
-    build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False)
+    written = build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False)
     carry_excluded(item.target, stage, item.excludes, skip=(os.path.basename(stage), os.path.basename(displaced)))
-    _verify_stage(manifest, item, stage, as_root, ignore_root_attrs=True)
+    item.ids = _verify_stage(manifest, item, stage, as_root, written, ignore_root_attrs=True)
     os.mkdir(displaced, 0o700)
     fsync_dir(item.target)
 
@@ -1148,12 +1300,70 @@ def _fill_old_identities(item):
                         'new': _ident(os.path.join(stage, name))} for name in names]
 
 
-def _verify_stage(manifest, item, path, as_root, ignore_root_attrs=False):
-    result = inspect(manifest, item.rel, path, owner=as_root, excludes=item.excludes,
-                     ignore_root_attrs=ignore_root_attrs)
+def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset(), ignore_root_attrs=False):
+    """Compare the tree at ``path`` with the manifest at ``rel`` without reading any content.
+
+    Every entry is compared by metadata (presence, type, size, mode, owner when
+    ``owner``, file mtime, symlink target, which files are hardlinks of which),
+    and every regular file must be a known inode: ``expected`` maps a manifest
+    path to ``(inode, ctime_ns)`` -- ctime None when any is fine -- of a file whose
+    content was already proven (hashed while it was written).  A file that is
+    another inode, or the same inode changed since (its ctime moved; renaming an
+    inode moves its ctime too, so for the paths in ``moved`` only the inode
+    counts), is reported as changed content.  Returns ``(compare result,
+    {path: (inode, ctime_ns)} as found)``.
+    """
+    parent, name = os.path.split(path)
+    scanned, skipped = scan(parent, [name], excludes)
+    reference = entries_under(manifest, rel)
+    want = {entry.path: entry for entry in reference}
+    found = {}
+    unproven = []
+    for entry in scanned:
+        local = entry.path
+        entry.path = rel + local[len(name):]
+        if entry.type == 'hardlink':
+            entry.target = rel + entry.target[len(name):]
+        if entry.type != 'file':
+            continue
+        st = os.lstat(os.path.join(parent, local))
+        found[entry.path] = (st.st_ino, st.st_ctime_ns)
+        known = expected.get(entry.path)
+        proven = known is not None and known[0] == st.st_ino and (
+            known[1] is None or entry.path in moved or known[1] == st.st_ctime_ns)
+        reference_entry = want.get(entry.path)
+        if reference_entry is not None and reference_entry.is_content():
+            entry.sha256 = reference_entry.sha256 if proven else None
+            if not proven:
+                unproven.append(entry.path)
+    files = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
+    for entry in scanned:
+        if entry.type == 'hardlink':
+            entry.sha256 = files.get(entry.target)
+    if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
+        for key in ('mode', 'uid', 'gid', 'mtime_ns'):
+            setattr(scanned[0], key, getattr(want[rel], key))
+    result = compare(reference, scanned, owner=owner, mtime=True)
+    result['added'].extend(rel + skipped_path[len(name):] for skipped_path in skipped)
+    reasons = {item['path']: item['reasons'] for item in result['changed']}
+    for changed in unproven:
+        if changed not in reasons:
+            reasons[changed] = []
+            result['changed'].append({'path': changed, 'reasons': reasons[changed]})
+        if 'content' not in reasons[changed]:
+            reasons[changed].append('content')
+    return result, found
+
+
+def _verify_stage(manifest, item, path, as_root, written, ignore_root_attrs=False):
+    """Check the stage entry by entry; content is proven by the digests taken while it was written."""
+    result, found = check_tree(manifest, item.rel, path, as_root, item.excludes,
+                               {rel: (inode, None) for rel, inode in written.items()},
+                               ignore_root_attrs=ignore_root_attrs)
     if not is_clean(result):
         raise RestoreError('the staged copy of %s does not match the backup manifest (%s)'
                            % (item.target, _describe_mismatch(result)))
+    return found
 
 
 def _describe_mismatch(result, limit=5):
@@ -1165,6 +1375,7 @@ def _describe_mismatch(result, limit=5):
 
 
 def _verify_targets(items, manifest, as_root, token):
+    """After the swap: each target is, entry by entry, the stage that was checked (see ``check_tree``)."""
     failures = []
     for item in items:
         excludes = list(item.excludes)
@@ -1174,7 +1385,8 @@ def _verify_targets(items, manifest, as_root, token):
             if _ident(item.target) is not None:
                 failures.append('%s should be absent but exists' % item.target)
             continue
-        result = inspect(manifest, item.rel, item.target, owner=as_root, excludes=excludes)
+        moved = frozenset(unit['target'][1:] for unit in item.record['units'])
+        result, _found = check_tree(manifest, item.rel, item.target, as_root, excludes, item.ids, moved=moved)
         if not is_clean(result):
             failures.append('%s: %s' % (item.target, _describe_mismatch(result)))
     return failures
@@ -1205,7 +1417,13 @@ class Restorer:
         self.as_root = running_as_root() if as_root is None else as_root
 
     def run(self, manifest, targets, undo=False, check_mode=False, diff=False):
-        """Restore ``targets`` (``[(path, rel)]``) from the (verified) backup ``manifest``."""
+        """Restore ``targets`` (``[(path, rel)]``) from the backup ``manifest``.
+
+        The backup is verified on the way: a restore that changes something copies
+        and hashes every file it restores in one pass and refuses a mismatch
+        (BackupDamaged) before anything live is touched; check mode and a restore
+        that finds nothing to change verify the whole backup (``verify_backup``).
+        """
         data_dir = self.store.data_dir(manifest.id)
         items = []
         try:
@@ -1223,6 +1441,8 @@ class Restorer:
                       for item in items],
         }
         todo = [item for item in items if not plan_is_empty(item.plan)]
+        if check_mode or not todo:
+            verify_backup(self.store, manifest.id)
         if diff:
             result['diff'] = diff_for([item.plan for item in todo], manifest, data_dir)
         if not todo:
@@ -1267,10 +1487,16 @@ class Restorer:
             raise RestoreError('could not write the restore journal %s (%s); nothing was done, target untouched '
                                '(if the record did reach the disk, the next run removes it)' % (journal.path, exc))
         try:
-            # before staging: a stage built inside a mount point must not end up in this backup
+            # Stages beside their targets first: staging verifies the backup, so a damaged one is refused
+            # before anything is kept.  A stage inside a mount point comes after the live version is kept,
+            # or it would end up in that backup.
+            for item in items:
+                if item.method == 'swap':
+                    _stage(item, manifest, data_dir, self.as_root)
             record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
             for item in items:
-                _stage(item, manifest, data_dir, self.as_root)
+                if item.method == 'files':
+                    _stage(item, manifest, data_dir, self.as_root)
             for item in items:
                 _fill_old_identities(item)
             journal.advance(record, 'ready')
@@ -1364,6 +1590,9 @@ class Restorer:
 
 
 def _next_step(exc):
+    if isinstance(exc, BackupDamaged):
+        return ('The backup is damaged: restore another backup (see backup_info) and check the disk under the store '
+                '(backup_verify shows every damaged file).')
     if getattr(exc, 'errno', None) in (errno.EXDEV, errno.EBUSY):
         return ('The file system refused to move the target (%s): it is probably a mount point this process '
                 'cannot see in /proc/self/mountinfo, or a directory on overlayfs without redirect_dir (a container '
@@ -1434,7 +1663,6 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     manifest = store.load_manifest(backup_id)
     targets = select_targets(manifest, paths)
     refuse_store_overlap(targets, store.backup_root)
-    verify_backup(store, backup_id)
     restorer = Restorer(store, keep_displaced=keep_displaced, verify_after=verify_after)
     result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff)
     result['recovered'] = recovered

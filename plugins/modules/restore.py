@@ -14,9 +14,10 @@ description:
   - Restores the paths of a backup (all of them, or the O(paths) given) to exactly what the backup holds - content,
     type, mode, mtime, symlink targets, hardlinks, and owners when run as root - and removes what the backup does
     not hold.
-  - The backup is verified against its manifest first; if anything differs the restore is refused and nothing is
-    touched.
-  - Each target is rebuilt beside itself on the same file system, flushed to disk, verified, and swapped in
+  - What is restored is verified against the backup manifest before anything live is touched - each file is hashed
+    as it is copied, every byte read once - and a mismatch refuses the restore. Check mode, and a run that finds
+    nothing to change, verify the whole backup.
+  - Each target is rebuilt beside itself on the same file system, flushed to disk, checked, and swapped in
     atomically (C(renameat2) C(RENAME_EXCHANGE) where the kernel and file system allow it, else two renames
     guarded by a journal).  A target that is a mount point keeps its directory and has its top-level entries
     swapped, also under the journal.  After the swap the targets are verified again (O(verify_after)); if they do
@@ -82,7 +83,10 @@ options:
   verify_after:
     description:
       - After the swap, verify every restored target against the backup manifest; on a mismatch roll back.
-      - The staged copy is always verified before the swap; this checks the result in place.
+      - The check is entry by entry (type, size, mode, owner as root, mtime, symlink target, hardlinks, nothing
+        extra), and every file must still be the inode that was hashed while it was written, unchanged since (same
+        ctime), so content is proven without reading it again. See C(docs/restore.md).
+      - The staged copy is always checked the same way before the swap; this checks the result in place.
     type: bool
     default: true
 notes:
