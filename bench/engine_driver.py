@@ -14,7 +14,7 @@ refuses or fails (a benchmark of a failed run is no benchmark).
 ``backup`` into an empty store is a full backup.  ``--incremental`` forces a
 new backup even when nothing changed (``force=True``), hardlinking every
 unchanged file from the latest one: the incremental work itself, not the
-"nothing changed" shortcut.  ``restore`` puts the backup's sources back where
+"nothing changed" shortcut; ``--rehash`` re-reads every hardlinked file too.  ``restore`` puts the backup's sources back where
 they were (the benchmark removes them first: a restore into an empty target).
 """
 
@@ -37,12 +37,13 @@ def main(argv=None):
     parser.add_argument('--backup-root', required=True)
     parser.add_argument('--set', default='bench')
     parser.add_argument('--incremental', action='store_true', help='backup: hardlink unchanged files from the latest backup')
+    parser.add_argument('--rehash', action='store_true', help='backup: re-hash every hardlinked file')
     parser.add_argument('args', nargs='+', help='backup: paths; verify/restore: the backup id')
     args = parser.parse_args(argv)
     store = _store.Store(os.path.abspath(args.backup_root), args.set)
     if args.action == 'backup':
         result = store.create([os.path.abspath(path) for path in args.args], incremental=args.incremental,
-                              force=args.incremental)
+                              force=args.incremental, rehash=args.rehash)
         if not result['new_backup']:
             raise SystemExit('no new backup was made: %s' % json.dumps(result))
     elif args.action == 'verify':

@@ -203,12 +203,9 @@ def backup_group(ws):
     def new_store():
         return ws.path('store-full')
 
-    def incr_setup():
-        return set_entries(incr_store)
-
-    def incr_cleanup(before):
-        for name in set_entries(incr_store) - before:
-            remove(os.path.join(incr_store, SET_NAME, name))
+    def incremental(*extra):
+        return lambda _: ws.driver('backup', '--backup-root', incr_store, '--set', SET_NAME, '--incremental',
+                                   *(extra + (src,)))
 
     def restic_setup():
         repo = ws.path('restic-repo')
@@ -229,9 +226,13 @@ def backup_group(ws):
     return [
         Contender('engine_full', lambda store: ws.driver('backup', '--backup-root', store, '--set', SET_NAME, src),
                   setup=new_store, cleanup=remove, note='engine in a subprocess: full backup, SHA-256 manifest, fsynced'),
-        Contender('engine_incremental',
-                  lambda _: ws.driver('backup', '--backup-root', incr_store, '--set', SET_NAME, '--incremental', src),
-                  setup=incr_setup, cleanup=incr_cleanup, note='engine: incremental backup of the unchanged tree'),
+        # Each incremental backup is kept, so the next one is based on it, as consecutive scheduled runs are:
+        # removing it would change the ctime of every inode it shares and make the next run re-hash them all.
+        Contender('engine_incremental', incremental(),
+                  note='engine: incremental backup of the unchanged tree onto the previous one'),
+        Contender('engine_incremental_rehash', incremental('--rehash'),
+                  note='engine: the same, re-hashing every hardlinked file (rehash: true; also the first run after '
+                       'retention removed a backup sharing its inodes)'),
         Contender('rsync', lambda _: ['rsync', '-a', src + '/', target + '/'], cleanup=lambda _: remove(target),
                   tool='rsync', note='rsync -a, no manifest, no fsync'),
         Contender('cp_sha256sum',

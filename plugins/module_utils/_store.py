@@ -82,6 +82,8 @@ _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
 AUTO_ID_RE = re.compile(r'\A[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}\Z')
 _RESERVED = frozenset(('lastgood', 'latest', 'pinned', 'data'))
+# The first line of a MANIFEST.json after its opening brace (keys are sorted; "created" comes first).
+_CREATED_LINE_RE = re.compile(br'\A\{\n "created": "([0-9A-Za-z:.+-]{1,64})",\n')
 _SUMS_MANIFEST_RE = re.compile(r'\A([0-9a-f]{64})  ' + re.escape(MANIFEST_JSON) + r'\n\Z')
 _ERRNO_HINTS = {
     errno.ENOSPC: 'free space on the filesystem holding the store (or lower keep_last) and rerun',
@@ -814,15 +816,15 @@ class Store:
         live = {'entries': entries, 'sources': sources, 'excludes': excludes, 'rels': rels,
                 'special_files': ['/' + path for path in special],
                 'missing': ['/' + rel for rel in rels if rel not in present]}
-        infos = [info for info in self.list() if info['complete']]
-        by_id = {info['id']: info for info in infos}
-        if name is not None and (name in by_id or _exists(os.path.join(self.set_dir, name))):
-            return self._existing_checkpoint(name, by_id, live, checksum, mark_lastgood, check_mode, started)
+        self._set_dir_exists()
+        if name is not None and _exists(os.path.join(self.set_dir, name)):
+            return self._existing_checkpoint(name, live, checksum, mark_lastgood, check_mode, started)
         base = None
-        if infos:
-            latest = self.load_manifest(infos[-1]['id'])
+        newest = self._latest_complete()
+        if newest is not None:
+            latest = self.load_manifest(newest['id'])
             if not force and name is None and self._matches(latest, live, checksum):
-                return self._unchanged(infos[-1], live, mark_lastgood, check_mode, started)
+                return self._unchanged(newest, live, mark_lastgood, check_mode, started)
             base = latest if incremental else None
         if check_mode:
             return self._predicted(name, base, live, checksum, mark_lastgood, started)
@@ -850,8 +852,49 @@ class Store:
         return _manifest.is_clean(diff) and (checksum != 'always' or all(
             entry.sha256 is not None for entry in live['entries'] if entry.is_content()))
 
-    def _existing_checkpoint(self, name, by_id, live, checksum, mark_lastgood, check_mode, started):
-        if name not in by_id:
+    def _latest_complete(self):
+        """The info dict of the newest complete backup (as ``list()`` orders them), or None.
+
+        Parsing every manifest of a set to find the newest costs a parse per
+        backup and file; the ``created`` stamp on the first line of each
+        MANIFEST.json orders them, and only the newest are loaded and checked
+        until one is complete.  When a stamp cannot be read, or the manifest
+        loaded says otherwise, the full listing decides.
+        """
+        names = self._backup_names()
+        stamps = {name: self._peek_created(name) for name in names}
+        if None not in stamps.values():
+            lastgood, pins = self._marks()
+            for name in sorted(names, key=lambda name: (stamps[name], name), reverse=True):
+                info = self._info(name, lastgood, pins)
+                if info['complete']:
+                    if info['created'] == stamps[name]:
+                        return info
+                    break
+        complete = [info for info in self.list() if info['complete']]
+        return complete[-1] if complete else None
+
+    def _peek_created(self, backup_id):
+        """The ``created`` stamp a backup's MANIFEST.json starts with (unchecked), or None."""
+        try:
+            fd = os.open(self.manifest_path(backup_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            head = os.read(fd, 256)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        match = _CREATED_LINE_RE.match(head)
+        return match.group(1).decode('ascii') if match else None
+
+    def _existing_checkpoint(self, name, live, checksum, mark_lastgood, check_mode, started):
+        info = None
+        if _is_dir(self.backup_dir(name)):
+            lastgood, pins = self._marks()
+            info = self._info(name, lastgood, pins)
+        if info is None or not info['complete']:
             raise StoreError('checkpoint %s already exists in %s but is not a complete backup; remove %s by hand '
                              '(it is never used) or choose another name'
                              % (name, self._where(), self.backup_dir(name)))
@@ -859,7 +902,7 @@ class Store:
             raise StoreError('checkpoint %s already exists in %s and the paths have changed since it was taken; a '
                              'checkpoint is never overwritten. Nothing was written. Next: choose a new name (or '
                              'remove the old checkpoint first).' % (name, self._where()), settled=True)
-        return self._unchanged(by_id[name], live, mark_lastgood, check_mode, started)
+        return self._unchanged(info, live, mark_lastgood, check_mode, started)
 
     def _unchanged(self, info, live, mark_lastgood, check_mode, started):
         marked = False
@@ -1238,17 +1281,8 @@ class _Build:
                                  source)
             fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                buffer, view = _manifest.read_buffer()
-                digest = hashlib.sha256()
-                copied = 0
                 # No read for the end of file: a file that grows or changes meanwhile shows in the fstat below.
-                while copied < before.st_size:
-                    count = os.readv(fd_in, (buffer,))
-                    if not count:
-                        break
-                    digest.update(view[:count])
-                    _fsatomic.write_all(fd_out, view[:count])
-                    copied += count
+                copied, digest = _manifest.copy_hashing(fd_in, fd_out, size=before.st_size)
                 after = os.fstat(fd_in)
                 stable = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
                 if copied != before.st_size or not stable:
@@ -1266,7 +1300,7 @@ class _Build:
         entry.mode = stat.S_IMODE(before.st_mode)
         entry.uid = before.st_uid
         entry.gid = before.st_gid
-        entry.sha256 = digest.hexdigest()
+        entry.sha256 = digest
         return True
 
     @staticmethod

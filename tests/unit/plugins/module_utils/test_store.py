@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -541,6 +542,34 @@ def test_a_backup_directory_without_manifest_is_listed_incomplete_and_ignored(st
         store.resolve('half')
 
 
+@pytest.mark.parametrize('damage', ['flip-a-digest', 'no-manifest'])
+def test_a_backup_is_based_on_the_newest_complete_backup_when_the_newest_is_damaged(store, app, damage):
+    first = store.create([app])
+    second = store.create([app], force=True)
+    manifest = store.manifest_path(second['id'])
+    if damage == 'no-manifest':
+        os.unlink(manifest)
+    else:
+        flip_bit(manifest, offset=os.path.getsize(manifest) // 2)
+    touch(os.path.join(app, 'bin/run.sh'), b'#!/bin/sh\nexec app --v3\n')
+    third = store.create([app])
+    assert third['parent'] == first['id'] and third['reused'] == 3 and third['copied'] == 1
+    assert store.verify(third['id'])['ok']
+
+
+def test_a_manifest_whose_first_line_lies_about_its_age_does_not_pick_the_base(store, app):
+    first = store.create([app])
+    second = store.create([app], force=True)
+    manifest = store.manifest_path(first['id'])
+    with open(manifest, 'rb') as handle:
+        text = handle.read()
+    # an intact-looking first line claiming the future, in a manifest that then fails its digest check
+    with open(manifest, 'wb') as handle:
+        handle.write(re.sub(rb'"created": "[^"]*"', b'"created": "2099-01-01T00:00:00.000000Z"', text, count=1))
+    third = store.create([app], force=True)
+    assert third['parent'] == second['id']
+
+
 def test_a_second_writer_on_the_same_set_is_refused_while_the_first_holds_the_lock(store, app):
     other = _store.Store(store.backup_root, store.set_name, lock_timeout=0)
     with store.locked():
@@ -686,7 +715,7 @@ class WriterDuringCopy:
 def test_source_changing_during_copy_is_copied_again(store, app):
     target = os.path.join(app, 'data/blob.bin')
     writer = WriterDuringCopy(target, times=1)
-    with faults.inject([_store], faults.FaultPlan(observer=writer)):
+    with faults.inject([_store, _manifest], faults.FaultPlan(observer=writer)):
         result = store.create([app])
     assert writer.done == 1
     with open(data_of(store, result['id'], target), 'rb') as handle:
@@ -698,7 +727,7 @@ def test_source_changing_during_copy_is_copied_again(store, app):
 def test_source_changing_during_every_copy_attempt_fails_the_backup_cleanly(store, app):
     target = os.path.join(app, 'data/blob.bin')
     writer = WriterDuringCopy(target, times=2)
-    with faults.inject([_store], faults.FaultPlan(observer=writer)):
+    with faults.inject([_store, _manifest], faults.FaultPlan(observer=writer)):
         with pytest.raises(_store.StoreError) as info:
             store.create([app])
     message = str(info.value)
