@@ -1,6 +1,6 @@
 """Run one engine operation on a private tmpfs and report what happened.
 
-Started inside ``unshare -m`` with a small tmpfs mounted at ``argv[2]``;
+Started (by tests/lib/private_tmpfs.py) inside ``unshare -m`` with a small tmpfs mounted at ``argv[2]``;
 ``argv[1]`` is the case, ``argv[3]`` a scratch directory on the normal disk.
 Prints one JSON object.
 

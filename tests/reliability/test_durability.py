@@ -16,15 +16,11 @@ These are the tests scripts/mutation_check.py relies on to notice a removed
 fsync; they are quick, so it runs them first.
 """
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from lib import durability, faults, scenarios
+from lib import durability, faults, private_tmpfs, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 
@@ -228,20 +224,7 @@ def test_config_update_that_fails_after_creating_the_file_removes_it_durably(fas
 
 def test_restore_into_a_mount_point_is_durable(tmp_path):
     """A mount point cannot be renamed: its children are swapped one by one (method files)."""
-    if os.geteuid() != 0 or not shutil.which('unshare'):
-        pytest.skip('needs root and unshare(1) to mount a private tmpfs')
-    full = tmp_path / 'mnt'
-    scratch = tmp_path / 'scratch'
-    full.mkdir()
-    scratch.mkdir()
-    script = 'mount --make-rprivate / && mount -t tmpfs tmpfs "$1" && exec "$2" "$3" mountpoint_restore "$1" "$4"'
-    proc = subprocess.run(['unshare', '-m', 'sh', '-c', script, 'sh', str(full), sys.executable,
-                           os.path.join(os.path.dirname(os.path.abspath(__file__)), 'enospc_child.py'),
-                           str(scratch)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    report = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    if 'unavailable' in report:
-        pytest.skip(report['unavailable'])
+    report = private_tmpfs.run_child('mountpoint_restore', tmp_path)
     assert report['methods'] == ['files'], 'the mount point was not restored child by child: %r' % report
     assert report['restored'], 'the mount point does not hold the backup afterwards'
     assert not report['problems'], report['problems']

@@ -12,17 +12,11 @@ catch any write to the full file system after the first ENOSPC (a retry).
 """
 
 import errno
-import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 
-from lib import scenarios
+from lib import private_tmpfs, scenarios
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 FSYNCS = ('fsync', 'fdatasync')
 
@@ -38,23 +32,7 @@ def test_failed_fsync_aborts_the_operation_and_is_never_retried(scenario, name):
 
 
 def run_on_full_disk(case, tmp_path, size):
-    if os.geteuid() != 0 or not shutil.which('unshare'):
-        pytest.skip('needs root and unshare(1) to mount a private tmpfs')
-    full = tmp_path / 'full'
-    scratch = tmp_path / 'scratch'
-    full.mkdir()
-    scratch.mkdir()
-    script = ('mount --make-rprivate / && mount -t tmpfs -o size=%s,mode=0755 tmpfs "$1" && '
-              'exec "$2" "$3" "$4" "$1" "$5"' % size)
-    proc = subprocess.run(['unshare', '-m', 'sh', '-c', script, 'sh', str(full), sys.executable,
-                           os.path.join(HERE, 'enospc_child.py'), case, str(scratch)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300, check=False)
-    if proc.returncode != 0 and b'unshare' in proc.stderr and b'Operation not permitted' in proc.stderr:
-        pytest.skip('mount namespaces are not permitted here: %s' % proc.stderr.decode()[-200:])
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    report = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    if 'unavailable' in report:
-        pytest.skip(report['unavailable'])
+    report = private_tmpfs.run_child(case, tmp_path, 'size=%s,mode=0755' % size)
     assert report['first_enospc'], 'the file system never filled up; the case proves nothing: %r' % report
     assert report['writes_after_enospc'] == [], 'wrote to the full file system after ENOSPC (a retry)'
     return report
