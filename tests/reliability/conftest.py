@@ -46,6 +46,17 @@ def scenario(fast_dir):
     return make
 
 
+@pytest.fixture
+def recovering_scenario(scenario):
+    """``recovering_scenario(name)`` -> a prepared scenario whose operation has a recovery step, or a skip."""
+    def make(name):
+        sc = scenario(name)
+        if not sc.has_recovery:
+            pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+        return sc
+    return make
+
+
 def _mutation_row():
     try:
         with open(MUTATION_FILE) as handle:

@@ -169,10 +169,8 @@ def test_sigkill_at_many_random_moments_recovers_to_old_or_new_state(scenario, n
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_sigkill_during_recovery_then_recovery_again_reaches_old_or_new_state(scenario, name):
-    sc = scenario(name)
-    if not sc.has_recovery:
-        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+def test_sigkill_during_recovery_then_recovery_again_reaches_old_or_new_state(recovering_scenario, name):
+    sc = recovering_scenario(name)
     loop = crash_recovery(sc, DEFAULT_RANDOM_KILLS, random.Random('%s-recovery-%d' % (name, SEED)))
     faults.record('crash_iterations', loop.killed)
     assert_clean(loop)
@@ -181,10 +179,8 @@ def test_sigkill_during_recovery_then_recovery_again_reaches_old_or_new_state(sc
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', NAMES)
-def test_sigkill_during_recovery_many_times(scenario, name):
-    sc = scenario(name)
-    if not sc.has_recovery:
-        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+def test_sigkill_during_recovery_many_times(recovering_scenario, name):
+    sc = recovering_scenario(name)
     loop = crash_recovery(sc, SLOW_RANDOM_KILLS, random.Random('%s-recovery-slow-%d' % (name, SEED)))
     faults.record('crash_iterations', loop.killed)
     assert_clean(loop)

@@ -162,10 +162,8 @@ def sweep_recovery(sc, limit, budget=None):
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_fault_during_recovery_then_recovery_again_reaches_old_or_new_state(scenario, name):
-    sc = scenario(name)
-    if not sc.has_recovery:
-        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+def test_fault_during_recovery_then_recovery_again_reaches_old_or_new_state(recovering_scenario, name):
+    sc = recovering_scenario(name)
     exercised, problems = sweep_recovery(sc, RECOVERY_SNAPSHOTS, RECOVERY_BUDGET)
     assert_clean(problems, sc)
     assert exercised >= 1
@@ -173,10 +171,8 @@ def test_fault_during_recovery_then_recovery_again_reaches_old_or_new_state(scen
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', NAMES)
-def test_fault_at_every_call_of_recovery_from_many_interruptions(scenario, name):
-    sc = scenario(name)
-    if not sc.has_recovery:
-        pytest.skip('%s has no recovery step: its writes are single atomic renames' % name)
+def test_fault_at_every_call_of_recovery_from_many_interruptions(recovering_scenario, name):
+    sc = recovering_scenario(name)
     exercised, problems = sweep_recovery(sc, SLOW_RECOVERY_SNAPSHOTS)
     assert_clean(problems, sc)
     assert exercised >= 1
