@@ -308,26 +308,26 @@ def _sweep_variables(key, prepared, number):
 
 @pytest.fixture(scope='module')
 def sweep(awx_fleet, prepared):
-    """{template: finished job}: every template not run above, started together on the fleet.
+    """{template: (extra vars, finished job)}: every template not run above, started together on the fleet.
 
     They do not interfere: the check-mode jobs change nothing (nor take the lock) and the one
     real job only reads.
     """
     running = {}
     for number, key in enumerate(SWEPT):
+        variables = _sweep_variables(key, prepared, number)
         args = [] if key in READ_ONLY else ['--check']
-        running[key] = RunningJob(awx_fleet.inventory_path, wrapper_path(key), _sweep_variables(key, prepared, number),
-                                  prepared['work'], *args)
-    return dict((key, job.wait()) for key, job in running.items())
+        running[key] = (variables, RunningJob(awx_fleet.inventory_path, wrapper_path(key), variables,
+                                              prepared['work'], *args))
+    return dict((key, (variables, job.wait())) for key, (variables, job) in running.items())
 
 
 @pytest.mark.parametrize('key', SWEPT)
-def test_template_runs_with_its_survey_defaults(awx_fleet, prepared, sweep, key):
-    variables = _sweep_variables(key, prepared, 0)
+def test_template_runs_with_its_survey_defaults(awx_fleet, sweep, key):
+    variables, job = sweep[key]
     spec = survey(job_templates()[key]['survey'])
     required = [q['variable'] for q in spec['spec'] if q['required']]
     assert set(required) <= set(variables), 'a required question has no default and no answer here'
     assert set(survey_defaults(spec)) <= set(variables)
-    job = sweep[key]
     assert job.returncode == 0, job.explain()
     assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
