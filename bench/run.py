@@ -289,8 +289,8 @@ BUILDERS = {'backup': backup_group, 'verify': verify_group, 'restore': restore_g
 ENGINE_OF = {'backup': 'engine_full', 'verify': 'engine_verify', 'restore': 'engine_restore'}
 
 
-def run_group(group, ws, rounds, warmup):
-    contenders = BUILDERS[group](ws)
+def run_group(group, ws, rounds, warmup, only=None):
+    contenders = [c for c in BUILDERS[group](ws) if not only or c.name in only]
     active = [c for c in contenders if c.available()]
     missing = {c.name: 'unavailable: %s not installed (run bench/setup.sh)' % c.tool for c in contenders if not c.available()}
     for number in range(warmup + rounds):
@@ -423,6 +423,8 @@ def parse_args(argv):
     parser.add_argument('--corpus', action='append', choices=sorted(corpora.SPECS),
                         help='corpus to run (repeatable; default: all)')
     parser.add_argument('--group', action='append', choices=GROUPS, help='comparison to run (repeatable; default: all)')
+    parser.add_argument('--contender', action='append',
+                        help='run only this contender (repeatable; default: all); a shorter run on a busy machine')
     parser.add_argument('--runs', type=int, help='timed rounds after the warm-up (default: 5; 2 with --quick)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first (default: %(default)s)')
     parser.add_argument('--quick', action='store_true', help='tiny corpora: a smoke test of the harness, not a benchmark')
@@ -464,7 +466,7 @@ def main(argv=None):
         report['groups'][name] = {}
         for group in groups:
             log('%s/%s: %d warm-up + %d timed rounds' % (name, group, args.warmup, args.runs))
-            results = run_group(group, ws, args.runs, args.warmup)
+            results = run_group(group, ws, args.runs, args.warmup, args.contender)
             report['groups'][name][group] = {'engine': ENGINE_OF[group], 'contenders': results,
                                              'ratios': ratios(group, results)}
             write_report(report, out, started)

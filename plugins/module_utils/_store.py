@@ -30,7 +30,9 @@ files whose size, mtime, mode and owner match the previous complete backup and
 reuse its digests.  A hardlinked file is re-hashed unless its inode has not
 changed since the previous backup was sealed: its change time (ctime, which no
 write, chmod, chown, utime, link or unlink can leave alone) is older than that
-of the previous backup's ``MANIFEST.json``, and its size and mtime still match.
+of the previous backup's ``MANIFEST.json``, and its size and mtime still match;
+and that manifest's ctime is within ``SEALED_WITHIN_NS`` of its mtime (it was
+written where it is, not copied there with its times kept, nor changed since).
 The manifest is written only once the coarse clock the kernel stamps ctimes
 with has passed every change made to the backup, so the comparison is strict.
 ``rehash=True`` re-hashes every hardlinked file regardless.
@@ -77,6 +79,10 @@ MANIFEST_CACHE = 4
 # clock_gettime id of CLOCK_REALTIME_COARSE on Linux, the clock file change times (ctime) are taken from;
 # the time module does not name it.
 _CLOCK_REALTIME_COARSE = 5
+# The engine writes MANIFEST.json and renames it into place within seconds (an fsync apart): a manifest whose
+# ctime is further from its mtime was copied (cp -a, rsync -a, tar keep the mtime) or changed since, and the
+# files beside it were not verified where they are now.
+SEALED_WITHIN_NS = 60 * 10 ** 9
 
 _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
@@ -1146,7 +1152,9 @@ class _Build:
         self._prepare()
         self.step = 'copying files'
         if self.base is not None and not self.rehash:
-            self.base_sealed_ns = os.lstat(self.store.manifest_path(self.base.id)).st_ctime_ns
+            sealed = os.lstat(self.store.manifest_path(self.base.id))
+            if 0 <= sealed.st_ctime_ns - sealed.st_mtime_ns <= SEALED_WITHIN_NS:
+                self.base_sealed_ns = sealed.st_ctime_ns
         self._populate()
         last_change_ns = time.time_ns()
         # Everything is written before anything is fsynced (OSTree's order): the

@@ -86,6 +86,9 @@ class World:
         break_to_v2(self.app, self.etc, small)
         self.old = self.state()
         clone_tree(self.work, self.template)
+        # every run starts from a copy, this first one too: a copy's inodes are newer than the manifest beside them,
+        # so an incremental backup re-hashes what the engine-written original would have trusted
+        self.reset()
 
     def store(self):
         return _store.Store(self.backup_root, 'app')

@@ -5,6 +5,7 @@ Behaviour only (which files are read, what a manifest looks like); no timings.
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -100,6 +101,22 @@ def test_incremental_backup_rehashes_a_previous_copy_whose_inode_changed_after_t
     result, reads = backup_with_read_counter(store, app, force=True)
     assert result['reused'] == 4 and result['rehashed'] == 1
     assert staged_reads(reads) == ['bin/run.sh']
+
+
+def test_incremental_backup_rehashes_every_file_of_a_store_copied_with_its_times_kept(tmp_path):
+    app = str(tmp_path / 'app')
+    trees.make_tree(app, TREE)
+    original = _store.Store(str(tmp_path / 'store'), 'app')
+    first = original.create([app])
+    # cp -a of a backup taken an hour ago: every file's ctime precedes the copied manifest's, which proves nothing
+    shutil.copytree(original.backup_root, str(tmp_path / 'copy'), symlinks=True)
+    store = _store.Store(str(tmp_path / 'copy'), 'app')
+    manifest = store.manifest_path(first['id'])
+    hour_ago = os.stat(manifest).st_mtime_ns - 3600 * 10 ** 9
+    os.utime(manifest, ns=(hour_ago, hour_ago))
+    result, reads = backup_with_read_counter(store, app, force=True)
+    assert result['parent'] == first['id'] and result['reused'] == 4 and result['rehashed'] == 4
+    assert len(staged_reads(reads)) == 4
 
 
 def test_incremental_backup_rehashes_what_a_removed_backup_shared_with_the_previous_one(tmp_path):
