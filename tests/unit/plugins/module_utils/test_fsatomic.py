@@ -5,6 +5,7 @@ import pytest
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
 from lib import faults
+from lib.durability import DurabilityTracker
 
 
 def test_atomic_write_replaces_content_and_sets_mode(tmp_path):
@@ -73,3 +74,16 @@ def test_remove_tree_does_not_follow_symlinks(tmp_path):
     _fsatomic.remove_tree(str(tree))
     assert not tree.exists()
     assert (outside / 'keep').read_text() == 'keep'
+
+
+def test_removing_stale_temporary_files_is_made_durable(tmp_path):
+    target = tmp_path / 'state.json'
+    target.write_text('{}\n')
+    stale = tmp_path / ('%sstate.json.%s' % (_fsatomic.TMP_PREFIX, '0badcafe'))
+    stale.write_text('half-written by a killed run')
+    _fsatomic.fsync_dir(str(tmp_path))  # the leftover is durable: a power cut would keep it
+    tracker = DurabilityTracker()
+    with faults.inject([_fsatomic], faults.FaultPlan(observer=tracker)):
+        assert _fsatomic.remove_stale_temps(str(target)) == [stale.name]
+    assert not stale.exists()
+    assert tracker.problems() == [], 'the removal would be undone by a power cut'
