@@ -34,8 +34,6 @@ ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink')
 # Reads go into one reused buffer per thread (no allocation per read); big reads keep hashlib,
 # which releases the GIL, busy on every core.
 HASH_CHUNK = 4 * 1024 * 1024
-# Bytes of a copy after which its written pages are handed to the disk as the copy goes.
-WRITEBACK_AFTER = 8 * 1024 * 1024
 # Work handed to a hashing thread at once, in bytes; opening a file counts as FILE_COST bytes.
 HASH_BATCH = 4 * 1024 * 1024
 FILE_COST = 64 * 1024
@@ -160,15 +158,16 @@ def sha256_fd(fd):
         digest.update(view[:count])
 
 
-def copy_hashing(src, dst, size=None):
+def copy_hashing(src, dst, size=None, writeback_after=None):
     """Copy descriptor ``src`` to ``dst`` and SHA-256 the very bytes written, in one read pass.
 
     With ``size`` the copy stops once that many bytes were copied, without a
     read for the end of file (a caller that must notice a file growing compares
-    sizes afterwards).  Past ``WRITEBACK_AFTER`` bytes each written chunk is
-    handed to the disk at once (POSIX_FADV_DONTNEED starts its write-back), so
-    the fsync that must follow mostly waits for I/O already under way and the
-    copy does not crowd the page cache.  Returns ``(bytes copied, hex digest)``.
+    sizes afterwards).  With ``writeback_after``, each chunk written past that
+    many bytes is handed to the disk at once (POSIX_FADV_DONTNEED starts its
+    write-back), so the fsync that must follow waits for I/O already under way;
+    the backup does not use it (slower in 4 of 5 interleaved runs on ``large``,
+    docs/performance.md).  Returns ``(bytes copied, hex digest)``.
     """
     buffer, view = read_buffer()
     digest = hashlib.sha256()
@@ -181,7 +180,7 @@ def copy_hashing(src, dst, size=None):
         digest.update(chunk)
         write_all(dst, chunk)
         copied += count
-        if copied >= WRITEBACK_AFTER and hasattr(os, 'posix_fadvise'):
+        if writeback_after is not None and copied >= writeback_after and hasattr(os, 'posix_fadvise'):
             os.posix_fadvise(dst, copied - count, count, os.POSIX_FADV_DONTNEED)
     return copied, digest.hexdigest()
 
