@@ -14,6 +14,7 @@ Both need root and OpenSSH; without them the tests are skipped with the reason.
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -52,14 +53,36 @@ class RunningFleet:
         """Run ansible-playbook from the checkout (its ansible.cfg) against this fleet."""
         return run_ansible_playbook(self.inventory, playbook, *args, **kwargs)
 
+    def ansible_playbook_losing(self, victim, ready, playbook, *args, env=None, timeout=300):
+        """Run ansible-playbook and take host ``victim`` off the network as soon as ``ready()`` holds.
+
+        Returns the run's exit status and output (stdout and stderr).  Fails the test when the
+        run ends before ``ready()`` holds, or it does not hold within ``timeout`` seconds.
+        """
+        with subprocess.Popen(_playbook_command(self.inventory, playbook, args), cwd=REPO_ROOT,
+                              env=_playbook_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as run:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                assert run.poll() is None, 'the run ended before %s was to be lost:\n%s' % (victim, run.stdout.read())
+                assert time.monotonic() < deadline, 'the run did not get to where %s was to be lost in time' % victim
+                time.sleep(0.2)
+            self.kill(victim)
+            output = run.communicate(timeout=timeout)[0]
+        return run.returncode, output
+
+
+def _playbook_command(inventory, playbook, args):
+    return [os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook] + list(args)
+
+
+def _playbook_env(env):
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'), **(env or {}))
+
 
 def run_ansible_playbook(inventory, playbook, *args, env=None, timeout=300):
-    command = [os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
-    command += list(args)
-    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'))
-    full_env.update(env or {})
-    return subprocess.run(command, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(_playbook_command(inventory, playbook, args), cwd=REPO_ROOT, env=_playbook_env(env),
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _skip_without_fleet_support():

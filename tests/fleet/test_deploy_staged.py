@@ -7,8 +7,6 @@ next batch must not go out.
 
 import json
 import os
-import subprocess
-import time
 
 import pytest
 
@@ -32,21 +30,13 @@ def test_canary_host_lost_during_its_batch_halts_the_rollout_before_the_next_bat
     change = {'lastgood_run_id': 'lost-canary', 'lastgood_controller_dir': str(tmp_path / 'controller'),
               'lastgood_canary_batches': ['1', '100%'],
               'lastgood_deploy_config': [{'path': CONFIG, 'values': {'partyMode.rateLimit.sessionsPerMinute': 60}}]}
-    command = [os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', fleet.inventory, PLAYBOOK,
-               '-e', json.dumps(change)]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'), **ENV)
-    with subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as playbook:
-        deadline = time.monotonic() + 300
-        # host2, the first canary batch, has the change: take it off the network before its batch ends.
-        while 'sessionsPerMinute: 60' not in read(fleet, 'host2', CONFIG):
-            assert playbook.poll() is None, 'the run ended before host2 deployed:\n' + playbook.stdout.read()
-            assert time.monotonic() < deadline, 'host2 did not deploy in time'
-            time.sleep(0.2)
-        fleet.kill('host2')
-        output = playbook.communicate(timeout=300)[0]
 
-    assert playbook.returncode != 0, output
+    # host2, the first canary batch, is lost as soon as it has the change, before its batch ends.
+    returncode, output = fleet.ansible_playbook_losing(
+        'host2', lambda: 'sessionsPerMinute: 60' in read(fleet, 'host2', CONFIG),
+        PLAYBOOK, '-e', json.dumps(change), env=ENV)
+
+    assert returncode != 0, output
     assert read(fleet, 'host3', CONFIG) == before, 'the next batch got the change after host2 was lost'
     assert 'sessionsPerMinute: 60' in read(fleet, 'host1', CONFIG), 'staging, verified before, lost the change'
     with open(str(tmp_path / 'controller' / 'report.json')) as handle:

@@ -7,8 +7,6 @@ host, and runs playbooks/rollback_level2.yml against them.
 
 import json
 import os
-import subprocess
-import time
 
 import pytest
 
@@ -108,20 +106,11 @@ def test_host_killed_mid_rollback_stops_the_fleet_and_a_rerun_with_the_same_run_
     good, bad = prepare(fleet, tmp_path)
     # A monitoring window keeps the level 2 phase open after host2's configuration is restored.
     window = ['-e', 'level2_config_monitor_seconds=12', '-e', 'level2_config_monitor_interval=1']
-    command = [os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', fleet.inventory, PLAYBOOK]
-    command += rollback_args(tmp_path, 'kill-resume', *window)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'), **ENV)
-    with subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as playbook:
-        deadline = time.monotonic() + 240
-        while read(fleet, 'host2', CONFIG) != good:
-            assert playbook.poll() is None, 'the run ended before host2 was restored:\n' + playbook.stdout.read()
-            assert time.monotonic() < deadline, 'host2 was not restored in time'
-            time.sleep(0.2)
-        fleet.kill('host2')
-        output = playbook.communicate(timeout=300)[0]
+    returncode, output = fleet.ansible_playbook_losing(
+        'host2', lambda: read(fleet, 'host2', CONFIG) == good,
+        PLAYBOOK, *rollback_args(tmp_path, 'kill-resume', *window), env=ENV)
 
-    assert playbook.returncode != 0, output
+    assert returncode != 0, output
     report = fleet_report(tmp_path)
     assert report['run']['outcome'] == 'failed'
     assert report['hosts']['host2']['outcome'] == 'unreachable'
