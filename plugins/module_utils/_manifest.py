@@ -34,6 +34,8 @@ ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink')
 # Reads go into one reused buffer per thread (no allocation per read); big reads keep hashlib,
 # which releases the GIL, busy on every core.
 HASH_CHUNK = 4 * 1024 * 1024
+# Bytes of a copy after which copy_hashing hands each written chunk to the disk at once.
+WRITEBACK_AFTER = 8 * 1024 * 1024
 # Work handed to a hashing thread at once, in bytes; opening a file counts as FILE_COST bytes.
 HASH_BATCH = 4 * 1024 * 1024
 FILE_COST = 64 * 1024
@@ -158,16 +160,17 @@ def sha256_fd(fd):
         digest.update(view[:count])
 
 
-def copy_hashing(src, dst, size=None, writeback_after=None):
+def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER):
     """Copy descriptor ``src`` to ``dst`` and SHA-256 the very bytes written, in one read pass.
 
     With ``size`` the copy stops once that many bytes were copied, without a
     read for the end of file (a caller that must notice a file growing compares
-    sizes afterwards).  With ``writeback_after``, each chunk written past that
-    many bytes is handed to the disk at once (POSIX_FADV_DONTNEED starts its
-    write-back), so the fsync that must follow waits for I/O already under way;
-    the backup does not use it (slower in 4 of 5 interleaved runs on ``large``,
-    docs/performance.md).  Returns ``(bytes copied, hex digest)``.
+    sizes afterwards).  Each chunk written past ``writeback_after`` bytes is
+    handed to the disk at once (POSIX_FADV_DONTNEED starts its write-back), so
+    the fsync that must follow waits for I/O already under way; ``None`` leaves
+    write-back to the kernel, as the backup does (early write-back made it
+    slower in 5 of 7 interleaved runs on ``large``; docs/performance.md).
+    Returns ``(bytes copied, hex digest)``.
     """
     buffer, view = read_buffer()
     digest = hashlib.sha256()
