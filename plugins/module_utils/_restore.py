@@ -36,7 +36,6 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -47,10 +46,11 @@ import time
 
 from ._fsatomic import (
     EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd,
-    makedirs_durable, read_bytes, write_all,
+    makedirs_durable, read_bytes,
 )
 from ._manifest import (
-    FILE_COST, ManifestError, check_rel_path, compare, hash_workers, is_clean, scan, sha256_file, split_batches,
+    FILE_COST, ManifestError, check_rel_path, compare, copy_hashing, hash_workers, is_clean, scan, sha256_file,
+    split_batches,
 )
 from ._manifest import _excluded as excluded_by
 
@@ -66,12 +66,8 @@ TEXT_DIFF_MAX = 64 * 1024
 # Below this many bytes, hashing in a thread pool costs more than it saves.
 PARALLEL_HASH_BYTES = 4 * 1024 * 1024
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
-# Copying: work handed to a thread at once (bytes; opening a file counts as FILE_COST), and the
-# read buffer (small enough to stay in the CPU cache between the read, the hash and the write).
+# Copying: work handed to a thread at once, in bytes; opening a file counts as FILE_COST bytes.
 COPY_BATCH = 4 * 1024 * 1024
-COPY_BUFFER = 256 * 1024
-# A file larger than this has its written pages sent to the disk while it is still being copied.
-WRITEBACK_AFTER = 8 * 1024 * 1024
 # fsync waits on the disk, not the CPU: many in flight let the file system commit them together.
 FSYNC_WORKERS = 32
 FSYNC_BATCH = 64
@@ -305,10 +301,10 @@ def _what_is(path):
 
 
 def _planted_journal(directory, what):
+    parent = os.path.dirname(directory)
     return ('the restore journal directory %s %s. It was not made by this engine and is never followed or trusted '
             '(someone else may have planted it to redirect or forge intent records). Nothing was done. Check who '
-            'created it and how they could write to %s, remove it, and rerun.' % (directory, what,
-                                                                                 os.path.dirname(directory)))
+            'created it and how they could write to %s, remove it, and rerun.' % (directory, what, parent))
 
 
 _HELD = {}
@@ -727,28 +723,13 @@ def _check_stop(stop):
         raise _Stopped()
 
 
-def _copy_file(src, dst, entry, where, buffer):
-    """Copy ``src`` to ``dst`` (descriptors) and hash the very bytes written, in one pass.
+def _copy_file(src, dst, entry, where):
+    """Copy ``src`` to ``dst`` (descriptors), hashing the very bytes written in the same pass.
 
     Raises BackupDamaged unless size and SHA-256 are what the manifest records.
-    A large file's written pages are handed to the disk as the copy goes
-    (POSIX_FADV_DONTNEED starts their write-back): the fsync later then mostly
-    waits for I/O already under way, and no re-read ever needs them again.
     """
-    view = memoryview(buffer)
-    digest = hashlib.sha256()
-    size = 0
-    while True:
-        count = os.readv(src, (buffer,))
-        if not count:
-            break
-        chunk = view[:count]
-        digest.update(chunk)
-        write_all(dst, chunk)
-        size += count
-        if size >= WRITEBACK_AFTER and hasattr(os, 'posix_fadvise'):
-            os.posix_fadvise(dst, size - count, count, os.POSIX_FADV_DONTNEED)
-    if size != entry.size or digest.hexdigest() != entry.sha256:
+    size, digest = copy_hashing(src, dst)
+    if size != entry.size or digest != entry.sha256:
         raise BackupDamaged('%s: the backup does not match its manifest (%s)'
                             % (where, 'size %d, the manifest says %d' % (size, entry.size) if size != entry.size
                                       else 'its SHA-256 differs'))
@@ -776,19 +757,18 @@ class _TreeBuild:
     def copy_batch(self, batch, stop):
         """Copy a run of files, each from the backup into a new inode; returns ``[(path, inode)]``."""
         source, dest = _DirCursor(self.src_root), _DirCursor(self.base)
-        buffer = bytearray(COPY_BUFFER)
         done = []
         try:
             for entry, parts, content in batch:
                 _check_stop(stop)
                 done.append((entry.path, self._copy_one(entry, source.at(content[:-1]), content[-1],
-                                                        dest.at(parts[:-1]), parts[-1], buffer)))
+                                                        dest.at(parts[:-1]), parts[-1])))
         finally:
             source.close()
             dest.close()
         return done
 
-    def _copy_one(self, entry, src_dir_fd, src_name, dir_fd, name, buffer):
+    def _copy_one(self, entry, src_dir_fd, src_name, dir_fd, name):
         where = 'backup %s, /%s' % (self.manifest.id, entry.path)
         src = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=src_dir_fd)
         try:
@@ -798,7 +778,7 @@ class _TreeBuild:
                           dir_fd=dir_fd)
             try:
                 try:
-                    _copy_file(src, dst, entry, where, buffer)
+                    _copy_file(src, dst, entry, where)
                 except BackupDamaged as exc:
                     links = sorted('/' + other.path for other in self.manifest.entries
                                    if other.type == 'hardlink' and other.target == entry.path)
