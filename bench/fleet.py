@@ -23,7 +23,9 @@ application on every host.  Then, interleaved, ``--runs`` times each:
 
 Every run must end with every host healthy, or the benchmark stops.  Wall time
 per run, the per-host overhead ``(T(N) - T(1)) / (N - 1)`` and the ratio
-``T(20) / T(1)`` go to the table and to ``bench/results/fleet-<timestamp>.json``.
+``T(20) / T(1)`` go to the table and to ``bench/results/fleet-<timestamp>.json`` (rewritten
+after every fleet size), with the tasks a host went through in the timed run (from the play
+recap: ok + failed + skipped + rescued).
 Needs root, util-linux ``unshare`` and OpenSSH (the fleet's own requirements).
 """
 
@@ -32,6 +34,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -79,6 +82,17 @@ def adhoc(inventory, module, args, forks, log_path=None):
     return run_child(argv, env=ansible_env(), log_path=log_path)[0]
 
 
+RECAP_LINE = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+'
+                        r'skipped=(\d+)\s+rescued=(\d+)', re.M)
+
+
+def tasks_per_host(log_path):
+    """Tasks each host went through (ok + failed + skipped + rescued, from the play recap), the largest."""
+    with open(log_path) as handle:
+        counts = [sum(int(n) for n in match.groups()[1:]) for match in RECAP_LINE.finditer(handle.read())]
+    return max(counts) if counts else None
+
+
 def level2_available():
     return os.path.exists(LEVEL2_PLAYBOOK)
 
@@ -104,6 +118,7 @@ def bench_size(count, runs, logs, level2_vars):
                   os.path.join(logs, '%d-checkpoint.out' % count))
             contenders.append('level2')
         times = {name: [] for name in contenders}
+        tasks = {}
         failed = {}
         for number in range(runs + 1):
             for name in contenders[number % len(contenders):] + contenders[:number % len(contenders)]:
@@ -129,12 +144,14 @@ def bench_size(count, runs, logs, level2_vars):
                 health(tag)
                 if number:
                     times[name].append(elapsed)
+                    tasks[name] = tasks_per_host(out)
             log('  %d hosts: round %d/%d done%s' % (count, number + 1, runs + 1, '' if number else ' (warm-up)'))
         for name, values in times.items():
             if name in failed:
                 results[name] = {'unavailable': failed[name]}
             elif values:
-                results[name] = {'times_s': [round(v, 3) for v in values], 'median_s': round(statistics.median(values), 3)}
+                results[name] = {'times_s': [round(v, 3) for v in values], 'median_s': round(statistics.median(values), 3),
+                                 'tasks_per_host': tasks.get(name)}
         if 'level2' not in times:
             results['level2'] = {'unavailable': 'playbook lastgood.rollback.rollback_level2 is not in this '
                                                 'checkout (%s missing)' % os.path.relpath(LEVEL2_PLAYBOOK, REPO)}
@@ -160,7 +177,7 @@ def summarise(sizes):
 
 def print_table(report):
     print()
-    print('%6s %-12s %9s %9s %14s' % ('hosts', 'contender', 'median s', 'x 1 host', 'per-host s'))
+    print('%6s %-12s %9s %9s %14s %7s' % ('hosts', 'contender', 'median s', 'x 1 host', 'per-host s', 'tasks'))
     base = {}
     for size in report['sizes']:
         for name in ('handwritten', 'push', 'level2'):
@@ -173,7 +190,7 @@ def print_table(report):
                 base[name] = t
             ratio = t / base[name] if name in base else float('nan')
             per_host = (t - base[name]) / (size['hosts'] - 1) if name in base and size['hosts'] > 1 else float('nan')
-            print('%6d %-12s %9.2f %9.2f %14.3f' % (size['hosts'], name, t, ratio, per_host))
+            print('%6d %-12s %9.2f %9.2f %14.3f %7s' % (size['hosts'], name, t, ratio, per_host, entry.get('tasks_per_host')))
 
 
 def main(argv=None):
@@ -187,15 +204,16 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     logs = tempfile.mkdtemp(prefix='lastgood-bench-fleet-logs-')
     report = {'started': started.isoformat(), 'runs': args.runs, 'machine': machine(), 'logs': logs, 'sizes': []}
+    os.makedirs(args.results_dir, exist_ok=True)
+    out = os.path.join(args.results_dir, 'fleet-%s.json' % started.strftime('%Y%m%dT%H%M%SZ'))
     for count in sizes:
         log('%d hosts: starting the fleet' % count)
         report['sizes'].append(bench_size(count, args.runs, logs, json.loads(args.level2_vars)))
-    report['summary'] = summarise(report['sizes'])
-    os.makedirs(args.results_dir, exist_ok=True)
-    out = os.path.join(args.results_dir, 'fleet-%s.json' % started.strftime('%Y%m%dT%H%M%SZ'))
-    with open(out, 'w') as handle:
-        json.dump(report, handle, indent=1, sort_keys=True)
-        handle.write('\n')
+        # Written after every size: an interrupted run keeps what it measured.
+        report['summary'] = summarise(report['sizes'])
+        with open(out, 'w') as handle:
+            json.dump(report, handle, indent=1, sort_keys=True)
+            handle.write('\n')
     print_table(report)
     print('\nresults: %s' % out)
     return 0
