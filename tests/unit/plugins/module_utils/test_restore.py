@@ -543,14 +543,20 @@ class CallTrace:
         pass
 
 
-def call_number(world, swap, name, first_arg):
-    """The number of the first I/O call ``name(first_arg, ...)`` a clean restore makes (the world is reset)."""
+def trace_clean_restore(world, swap):
+    """The I/O calls of a clean restore, as a CallTrace (the world is reset after it)."""
     trace = CallTrace()
     trace.plan = faults.FaultPlan(observer=trace)
     with swap():
         with faults.inject(ENGINE, trace.plan):
             world.restore()
     world.reset()
+    return trace
+
+
+def call_number(world, swap, name, first_arg):
+    """The number of the first I/O call ``name(first_arg, ...)`` a clean restore makes (the world is reset)."""
+    trace = trace_clean_restore(world, swap)
     return next(number for number, called, arg in trace.calls if (called, arg) == (name, first_arg))
 
 
@@ -578,12 +584,7 @@ def interrupted_states(world, swap, limit=3):
     where a target is absent (between two renames) if there is one, then the first state of
     each other phase, ``limit`` in all.
     """
-    trace = CallTrace()
-    trace.plan = faults.FaultPlan(observer=trace)
-    with swap():
-        with faults.inject(ENGINE, trace.plan):
-            world.restore()
-    world.reset()
+    trace = trace_clean_restore(world, swap)
     candidates = set(range(1, trace.plan.calls + 1, 4))
     candidates.update(k for number, name, _arg in trace.calls if name in ('rename', 'exchange')
                       for k in (number, number + 1))
