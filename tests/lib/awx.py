@@ -265,15 +265,34 @@ def role_calls(path):
     """(role, entry point, vars) for every role a playbook includes or imports."""
     calls = []
     for play in plays(path):
+        # A play's own vars reach every role it runs; a role's or a task's vars take precedence.
+        play_vars = play.get('vars') or {}
         for role in play.get('roles') or []:
             name = role if isinstance(role, str) else role.get('role') or role.get('name')
-            calls.append((_short_role(name), 'main', {} if isinstance(role, str) else role.get('vars') or {}))
-        for task in all_tasks(play):
+            role_vars = {} if isinstance(role, str) else role.get('vars') or {}
+            calls.append((_short_role(name), 'main', dict(play_vars, **role_vars)))
+        for task in _with_included_tasks(all_tasks(play), os.path.dirname(path)):
             for action in _ROLE_ACTIONS:
                 if action in task:
                     spec = task[action]
-                    calls.append((_short_role(spec['name']), spec.get('tasks_from', 'main'), task.get('vars') or {}))
+                    calls.append((_short_role(spec['name']), spec.get('tasks_from', 'main'), dict(play_vars, **(task.get('vars') or {}))))
     return calls
+
+
+_TASK_INCLUDES = ('include_tasks', 'import_tasks', 'ansible.builtin.include_tasks', 'ansible.builtin.import_tasks')
+
+
+def _with_included_tasks(tasks, base):
+    """The tasks, and those of the task files they include by a literal relative path (e.g. playbooks/tasks/)."""
+    for task in tasks:
+        yield task
+        for action in _TASK_INCLUDES:
+            target = task.get(action)
+            if isinstance(target, dict):
+                target = target.get('file')
+            if isinstance(target, str) and '{{' not in target:
+                included = os.path.join(base, target)
+                yield from _with_included_tasks(_tasks(load_yaml(included)), os.path.dirname(included))
 
 
 def role_entry_points(path):
