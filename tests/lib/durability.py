@@ -19,6 +19,8 @@ It reports two kinds of problem:
   that rename is durable.  After a power cut the rename may be undone while the
   deletions stay, bringing the tree back emptied (the old version a restore
   displaced, discarded before the swap was durable; a backup retention moved aside).
+  Or a rename of a durable entry into a directory whose own entry is not durable
+  yet: a power cut may keep the entry's removal and lose the directory with it.
 * ``unsynced``: when the operation reports success, a change to a real name
   that is still not durable (checked by ``problems()``).
 
@@ -105,6 +107,9 @@ class DurabilityTracker:
                 self._check_published(src, dst, name)
                 if name == 'exchange':
                     self._check_published(dst, src, name)
+            self._check_moved_into(src, dst, name)
+            if name == 'exchange':
+                self._check_moved_into(dst, src, name)
             return [self._entry_state(src), self._entry_state(dst)]
         if name == 'link':
             src = _resolve(args[0], kwargs.get('src_dir_fd'))
@@ -216,6 +221,19 @@ class DurabilityTracker:
                 self.violations.append(('order', '%s(%s) deletes inside %s before the rename that moved it there '
                                         'is durable' % (call, path, info['path'])))
                 return
+
+    def _check_moved_into(self, src, dst, call):
+        """Moving a durable entry into a directory whose own entry is not durable yet.
+
+        The entry leaves a durable place; after a power cut its removal there may
+        stay while the new directory (and the entry in it) is gone: lost.
+        """
+        if _lstat(src) is None or not self._entry_is_durable(src):
+            return
+        into = os.path.dirname(dst)
+        if os.path.dirname(src) != into and not self._entry_is_durable(into):
+            self.violations.append(('order', '%s(%s -> %s) moves it into %s, whose own entry is not durable yet'
+                                    % (call, src, dst, into)))
 
     def _moved(self, src, dst, swap):
         def relocate(path):
@@ -350,14 +368,32 @@ class DurabilityTracker:
     def is_durable(self, path):
         """Whether ``path`` (its entry, its data, and for a directory its tree) is durable now."""
         path = os.path.abspath(path)
+        return self._entry_is_durable(path) and not self._not_durable_below(path)
+
+    def chain_is_durable(self, path, top):
+        """Whether ``path`` is durable and so is the entry of each directory between it and ``top``.
+
+        A record in a directory made by the same run is lost in a power cut with
+        that directory when the directory's own entry is not durable yet.
+        """
+        path, top = os.path.abspath(path), os.path.abspath(top)
+        if not self.is_durable(path):
+            return False
+        parent = os.path.dirname(path)
+        while _within(parent, top) and parent != top:
+            if not self._entry_is_durable(parent):
+                return False
+            parent = os.path.dirname(parent)
+        return True
+
+    def _entry_is_durable(self, path):
         parent, base = os.path.split(path)
         st = _lstat(parent)
-        if st is not None and base in self.pending.get(_key(st), {}):
-            before = self.pending[_key(st)][base]
-            now = _lstat(path)
-            if (_key(now) if now else None) != before:
-                return False
-        return not self._not_durable_below(path)
+        names = self.pending.get(_key(st), {}) if st is not None else {}
+        if base not in names:
+            return True
+        now = _lstat(path)
+        return (_key(now) if now else None) == names[base]
 
     def problems(self):
         """Everything wrong, for an operation that reported success."""

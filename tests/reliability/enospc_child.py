@@ -7,10 +7,12 @@ Prints one JSON object.
 The ENOSPC cases (test_fsync_and_enospc.py) fill the tmpfs and report the error
 the engine raised, the state after it, and every write the engine attempted on
 the full file system after its first ENOSPC (a retry would show up there).  The
-mount-point case (test_durability.py) restores into the tmpfs mount point itself,
-which cannot be renamed, and reports what the durability tracker saw.
+mount-point cases (test_durability.py) restore into the tmpfs mount point itself,
+which cannot be renamed, or recover such a restore, and report what the durability
+tracker saw.
 """
 
+import errno
 import json
 import os
 import sys
@@ -154,26 +156,75 @@ def case_audit(full, scratch):
     return report
 
 
-def case_mountpoint_restore(full, scratch):
-    store_mod = scenarios.engine('_store')
-    restore_mod = scenarios.engine('_restore')
+def _mountpoint_backed_up_then_changed(full, scratch):
+    """The store (on the scratch disk) with a backup of the mount point, then the mount point changed."""
+    store = scenarios.engine('_store').Store(os.path.join(scratch, 'store'), 'app')
     scenarios.build_app_v1(full)
-    store = store_mod.Store(os.path.join(scratch, 'store'), 'app')
     backup_id = store.create([full], mark_lastgood=True)['id']
     scenarios.change_app_to_v2(full)
+    # added after the backup and first in name order: the first child moved is moved
+    # aside into the displaced container, before any swap fsyncs the mount point
+    trees.write_file(os.path.join(full, '0-added-after-backup'), b'goes\n', 0o644, scenarios.MTIME)
     os.chmod(full, 0o750)  # the mount point's own mode comes back too
+    return store, backup_id
+
+
+def _holds_backup(full, store, backup_id):
+    data = os.path.join(store.data_dir(backup_id), full.lstrip('/'))
+    strays = [name for name in os.listdir(full) if name.startswith(scenarios.durability.DEFAULT_MARKERS)]
+    return trees.tree_digest(full) == trees.tree_digest(data) and not strays
+
+
+def case_mountpoint_restore(full, scratch):
+    restore_mod = scenarios.engine('_restore')
+    store, backup_id = _mountpoint_backed_up_then_changed(full, scratch)
     tracker = durability.DurabilityTracker()
     with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
         result = restore_mod.restore(store, store.set_dir)
-    data = os.path.join(store.data_dir(backup_id), full.lstrip('/'))
-    strays = [name for name in os.listdir(full) if name.startswith(scenarios.durability.DEFAULT_MARKERS)]
     return {'first_enospc': None, 'writes_after_enospc': [],
             'methods': [entry.get('method') for entry in result['paths']],
-            'restored': trees.tree_digest(full) == trees.tree_digest(data) and not strays,
+            'restored': _holds_backup(full, store, backup_id), 'problems': tracker.problems()}
+
+
+class KeepJournalRecord(faults.FaultPlan):
+    """Fails the unlink of a record in ``journal``: the restore stops just before dropping it."""
+
+    def __init__(self, journal):
+        super().__init__()
+        self.journal = journal
+
+    def call(self, name, func, args, kwargs, release=None):
+        if name == 'unlink' and os.path.dirname(os.path.abspath(os.fsdecode(args[0]))) == self.journal:
+            raise faults.InjectedFault(errno.EIO, 'injected EIO in the removal of the journal record', args[0])
+        return super().call(name, func, args, kwargs, release)
+
+
+def case_mountpoint_recovery(full, scratch):
+    """Recovery of a mount-point restore that stopped just before dropping its journal record,
+    after a power cut lost the mount point's restored mode (its containers were durably gone):
+    recovery puts the mode back, and only the fsync of the mount point itself makes that durable."""
+    restore_mod = scenarios.engine('_restore')
+    store, backup_id = _mountpoint_backed_up_then_changed(full, scratch)
+    journal = os.path.abspath(os.path.join(store.set_dir, '.journal'))
+    modules = scenarios.engine_modules()
+    try:
+        with faults.inject(modules, KeepJournalRecord(journal)):
+            restore_mod.restore(store, store.set_dir)
+    except (OSError, restore_mod.RestoreError):
+        pass  # the record is kept; what matters is the state it leaves for recovery
+    pending = [name for name in os.listdir(journal) if name.endswith('.json')]
+    containers = [name for name in os.listdir(full) if name.startswith(scenarios.durability.DEFAULT_MARKERS)]
+    os.chmod(full, 0o750)  # what the power cut lost
+    tracker = durability.DurabilityTracker()
+    with faults.inject(modules, faults.FaultPlan(observer=tracker)):
+        restore_mod.recover_journal(store.set_dir)
+    return {'first_enospc': None, 'writes_after_enospc': [], 'pending_before': pending,
+            'containers_before': containers, 'restored': _holds_backup(full, store, backup_id),
             'problems': tracker.problems()}
 
 
-CASES = {'mountpoint_restore': case_mountpoint_restore, 'backup': case_backup, 'restore': case_restore,
+CASES = {'mountpoint_restore': case_mountpoint_restore, 'mountpoint_recovery': case_mountpoint_recovery,
+         'backup': case_backup, 'restore': case_restore,
          'config_update': case_config, 'audit_append': case_audit}
 
 

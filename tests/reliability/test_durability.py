@@ -7,7 +7,8 @@ entry once its directory is fsynced).  Checked here, for each scenario:
 
 * nothing is published (renamed, exchanged or linked to a real name) before
   what it publishes is durable, and nothing is left non-durable at the end;
-* write-ahead: before a restore touches a target, its journal record is durable;
+* write-ahead: before a restore touches a target, its journal record is durable,
+  and so is the entry of every directory that holds it (``.journal`` a run made);
 * marks last: LASTGOOD is replaced only once the backup it names is durable;
 * and the run did its job, judged without the engine's help (the target holds
   the backup, the log rotated, the lock is held, ...).
@@ -20,7 +21,7 @@ import os
 
 import pytest
 
-from lib import durability, faults, private_tmpfs, scenarios
+from lib import durability, faults, private_tmpfs, scenarios, trees
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
 
@@ -61,8 +62,9 @@ def journal_first(sc):
                    and not entry.startswith('.')] if os.path.isdir(journal) else []
         if not records:
             return '%s(%s -> %s) moves the target with no journal record on disk' % (name, src, dst)
-        if not all(tracker.is_durable(record) for record in records):
-            return '%s(%s -> %s) moves the target before its journal record is durable' % (name, src, dst)
+        if not all(tracker.chain_is_durable(record, sc.backup_root) for record in records):
+            return '%s(%s -> %s) moves the target before its journal record (and the directories holding it) ' \
+                'is durable' % (name, src, dst)
         return None
     return rule
 
@@ -241,3 +243,59 @@ def test_stale_temporary_files_are_removed_durably(scenario):
         sc.run()
     assert not os.path.exists(stale)
     assert not tracker.problems(), tracker.problems()
+
+
+def test_restore_that_creates_the_journal_directory_makes_it_durable_before_the_target_moves(scenario):
+    """The first restore of a set makes ``<set>/.journal``: the record is only write-ahead once the
+    directory's own entry in the set directory is durable too (a power cut would lose both).
+
+    keep_displaced is off: the copy of the displaced version it would make first is
+    written into the set directory, whose fsync would hide a missing one here.
+    """
+    sc = scenario('restore')
+    _restore = scenarios.engine('_restore')
+    journal = os.path.join(sc.backup_root, 'app', '.journal')
+    if os.path.isdir(journal):
+        os.rmdir(journal)  # an empty one the set-up left; the restore under test must make it
+    tracker = tracker_for(sc)
+    store = sc.store()
+    with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
+        result = _restore.restore(store, store.set_dir, keep_displaced=False)
+    assert os.path.isdir(journal), 'the restore did not make the journal directory'
+    problems = tracker.problems() + tracker.ordering + sc.did_its_job(result)
+    assert not problems, '\n'.join(problems)
+
+
+def test_restore_of_a_file_it_cannot_reopen_fsyncs_it_at_once(scenario):
+    """Not as root, a file without the owner-read bit cannot be opened again for the batched
+    fsync: it is fsynced before its descriptor is closed, and so is durable when published."""
+    sc = scenario('restore')
+    _restore = scenarios.engine('_restore')
+    store = sc.store()
+    secret = os.path.join(sc.target, 'drop-box')
+    with open(secret, 'w') as handle:
+        handle.write('write-only for its owner\n')
+    os.chmod(secret, 0o200)
+    backup_id = store.create([sc.target], name='write-only')['id']
+    with open(os.path.join(sc.target, 'config.json'), 'w') as handle:
+        handle.write('{"broken": 1}\n')
+    os.unlink(secret)
+    tracker = durability.DurabilityTracker(sc.markers)
+    with store.locked():
+        manifest = store.load_manifest(backup_id)
+        restorer = _restore.Restorer(store, as_root=False)
+        with faults.inject(scenarios.engine_modules(), faults.FaultPlan(observer=tracker)):
+            restorer.run(manifest, _restore.select_targets(manifest, None))
+    assert os.stat(secret).st_mode & 0o777 == 0o200, 'the write-only file was not restored as it was backed up'
+    assert trees.tree_digest(sc.target) == sc.data_digest(backup_id), 'the target does not hold the backup'
+    assert not tracker.problems(), tracker.problems()
+
+
+def test_recovery_that_puts_a_mount_points_mode_back_makes_it_durable(tmp_path):
+    """The containers are already gone, so only the fsync of the mount point after its mode
+    is put back makes it durable before the journal record is dropped."""
+    report = private_tmpfs.run_child('mountpoint_recovery', tmp_path)
+    assert report['pending_before'], 'the restore did not stop with its journal record on disk: %r' % report
+    assert not report['containers_before'], 'the containers were not gone before recovery: %r' % report
+    assert report['restored'], 'the mount point does not hold the backup after recovery'
+    assert not report['problems'], report['problems']
