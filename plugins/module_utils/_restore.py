@@ -916,16 +916,9 @@ def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
     manifest-relative paths (``added``: at ``path`` but not in the backup).
     """
     parent, name = os.path.split(path)
-    scanned, skipped = scan(parent, [name], excludes)
+    scanned, skipped, local = _scan_as(parent, name, rel, excludes)
     expected = entries_under(manifest, rel)
     want = {entry.path: entry for entry in expected}
-    local = {}
-    for entry in scanned:
-        original = entry.path
-        entry.path = rel + original[len(name):]
-        local[entry.path] = original
-        if entry.type == 'hardlink':
-            entry.target = rel + entry.target[len(name):]
     to_hash = [entry for entry in scanned if entry.type == 'file' and entry.path in want
                and want[entry.path].is_content() and want[entry.path].size == entry.size]
 
@@ -938,14 +931,35 @@ def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
             digests = list(pool.map(digest, to_hash))
     for entry, value in zip(to_hash, digests):
         entry.sha256 = value
-    hashed = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
+    return _compare_scanned(expected, want, scanned, skipped, rel, name, owner, ignore_root_attrs)
+
+
+def _scan_as(parent, name, rel, excludes):
+    """``scan`` of ``parent/name`` with its entries renamed as if it sat at ``/rel``.
+
+    Returns ``(entries, skipped, {manifest path: path relative to parent})``.
+    """
+    scanned, skipped = scan(parent, [name], excludes)
+    local = {}
+    for entry in scanned:
+        original = entry.path
+        entry.path = rel + original[len(name):]
+        local[entry.path] = original
+        if entry.type == 'hardlink':
+            entry.target = rel + entry.target[len(name):]
+    return scanned, skipped, local
+
+
+def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs):
+    """Compare scanned entries (file digests set) with the manifest's; hardlinks take their file's digest."""
+    files = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
     for entry in scanned:
         if entry.type == 'hardlink':
-            entry.sha256 = hashed.get(entry.target)
+            entry.sha256 = files.get(entry.target)
     if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
         for key in ('mode', 'uid', 'gid', 'mtime_ns'):
             setattr(scanned[0], key, getattr(want[rel], key))
-    result = compare(expected, scanned, owner=owner, mtime=True)
+    result = compare(reference, scanned, owner=owner, mtime=True)
     result['added'].extend(rel + skipped_path[len(name):] for skipped_path in skipped)
     return result
 
@@ -1294,19 +1308,15 @@ def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset()
     {path: (inode, ctime_ns)} as found)``.
     """
     parent, name = os.path.split(path)
-    scanned, skipped = scan(parent, [name], excludes)
+    scanned, skipped, local = _scan_as(parent, name, rel, excludes)
     reference = entries_under(manifest, rel)
     want = {entry.path: entry for entry in reference}
     found = {}
     unproven = []
     for entry in scanned:
-        local = entry.path
-        entry.path = rel + local[len(name):]
-        if entry.type == 'hardlink':
-            entry.target = rel + entry.target[len(name):]
         if entry.type != 'file':
             continue
-        st = os.lstat(os.path.join(parent, local))
+        st = os.lstat(os.path.join(parent, local[entry.path]))
         found[entry.path] = (st.st_ino, st.st_ctime_ns)
         known = expected.get(entry.path)
         proven = known is not None and known[0] == st.st_ino and (
@@ -1316,15 +1326,7 @@ def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset()
             entry.sha256 = reference_entry.sha256 if proven else None
             if not proven:
                 unproven.append(entry.path)
-    files = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
-    for entry in scanned:
-        if entry.type == 'hardlink':
-            entry.sha256 = files.get(entry.target)
-    if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
-        for key in ('mode', 'uid', 'gid', 'mtime_ns'):
-            setattr(scanned[0], key, getattr(want[rel], key))
-    result = compare(reference, scanned, owner=owner, mtime=True)
-    result['added'].extend(rel + skipped_path[len(name):] for skipped_path in skipped)
+    result = _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs)
     reasons = {item['path']: item['reasons'] for item in result['changed']}
     for changed in unproven:
         if changed not in reasons:
