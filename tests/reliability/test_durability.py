@@ -9,6 +9,8 @@ entry once its directory is fsynced).  Checked here, for each scenario:
   what it publishes is durable, and nothing is left non-durable at the end;
 * write-ahead: before a restore touches a target, its journal record is durable,
   and so is the entry of every directory that holds it (``.journal`` a run made);
+  and so is every stage the record names (recovery goes forward once a target
+  moved, and forward needs the stages);
 * marks last: LASTGOOD is replaced only once the backup it names is durable;
 * and the run did its job, judged without the engine's help (the target holds
   the backup, the log rotated, the lock is held, ...).
@@ -17,6 +19,7 @@ These are the tests scripts/mutation_check.py relies on to notice a removed
 fsync; they are quick, so it runs them first.
 """
 
+import json
 import os
 
 import pytest
@@ -69,6 +72,32 @@ def journal_first(sc):
     return rule
 
 
+def stages_first(sc):
+    """Rule: every stage a journal record names is durable, entry included, before a target moves.
+
+    Recovery settles forward once any target moved, and going forward puts the
+    stages in place: a stage whose own directory entry a power cut can take
+    would leave recovery with nothing to move.
+    """
+    journal = os.path.join(sc.backup_root, 'app', '.journal')
+
+    def rule(tracker, name, src, dst):
+        if sc.target not in (src, dst) or not os.path.isdir(journal):
+            return None
+        for entry in sorted(os.listdir(journal)):
+            if not entry.endswith('.json') or entry.startswith('.'):
+                continue
+            with open(os.path.join(journal, entry), encoding='utf-8') as handle:
+                record = json.load(handle)
+            for item in record['items']:
+                for unit in item['units']:
+                    stage = unit['stage']
+                    if os.path.lexists(stage) and not tracker.chain_is_durable(stage, os.path.dirname(stage)):
+                        return '%s(%s -> %s) moves the target before stage %s is durable' % (name, src, dst, stage)
+        return None
+    return rule
+
+
 def backup_before_mark(sc):
     """Rule: LASTGOOD is replaced only when every published backup directory is durable."""
     set_dir = os.path.join(sc.backup_root, 'app')
@@ -106,7 +135,7 @@ class JournalLast:
 
 def rules_for(sc):
     if sc.name in ('restore', 'undo'):
-        return [journal_first(sc), backup_before_mark(sc)]
+        return [journal_first(sc), stages_first(sc), backup_before_mark(sc)]
     if sc.name in ('backup', 'retention'):
         return [backup_before_mark(sc)]
     return []
