@@ -91,6 +91,26 @@ class Entry:
 
 
 _ENTRY_KEYS = frozenset(Entry.__slots__)
+_ENTRY_LINE = ('{"gid": %d, "mode": %d, "mtime_ns": %d, "path": %s, "sha256": %s, "size": %d, "target": %s, '
+               '"type": %s, "uid": %d}')
+_INT_ONLY = {int}
+_TEXT_TYPES = {str, type(None)}
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (ensure_ascii)
+
+
+def _json_text(value):
+    return 'null' if value is None else _json_string(value)
+
+
+def _entry_json(entry):
+    """``json.dumps(entry.to_dict(), sort_keys=True)``, byte for byte, at a fraction of the cost."""
+    # exactly int (a bool prints as true) and exactly str or None, else json.dumps decides
+    numbers = {type(value) for value in (entry.gid, entry.mode, entry.mtime_ns, entry.size, entry.uid)}
+    texts = {type(value) for value in (entry.path, entry.sha256, entry.target, entry.type)}
+    if numbers != _INT_ONLY or not texts <= _TEXT_TYPES:
+        return json.dumps(entry.to_dict(), sort_keys=True)
+    return _ENTRY_LINE % (entry.gid, entry.mode, entry.mtime_ns, _json_text(entry.path), _json_text(entry.sha256),
+                          entry.size, _json_text(entry.target), _json_text(entry.type), entry.uid)
 
 
 def _type_of(mode):
@@ -354,24 +374,29 @@ class Manifest:
     def totals(self):
         return totals_of(self.entries)
 
-    def to_dict(self):
+    def _header(self):
         return {
             'version': self.version, 'id': self.id, 'set': self.set, 'created': self.created,
             'host': self.host, 'sources': self.sources, 'parent': self.parent, 'excludes': self.excludes,
-            'entries': [entry.to_dict() for entry in self.entries], 'totals': self.totals,
+            'totals': self.totals,
         }
+
+    def to_dict(self):
+        return dict(self._header(), entries=[entry.to_dict() for entry in self.entries])
 
     def to_json(self):
         """Canonical JSON: sorted keys, one line per entry.
 
-        Each entry is encoded on its own (the C encoder; ``indent`` would switch
-        to the pure-Python one, which dominates the time for many small files).
+        Each entry is one line, exactly as ``json.dumps(entry.to_dict(),
+        sort_keys=True)`` would write it, but formatted by ``_entry_json``
+        (``indent`` would switch to the pure-Python encoder, and one ``dumps``
+        per entry costs a new encoder each: both dominate for many small files).
         """
-        document = self.to_dict()
+        document = dict(self._header(), entries=self.entries)
         lines = []
         for key in sorted(document):
             if key == 'entries' and document[key]:
-                value = '[\n' + ',\n'.join('  ' + json.dumps(item, sort_keys=True) for item in document[key]) + '\n ]'
+                value = '[\n' + ',\n'.join('  ' + _entry_json(entry) for entry in self.entries) + '\n ]'
             else:
                 value = json.dumps(document[key], sort_keys=True)
             lines.append(' %s: %s' % (json.dumps(key), value))

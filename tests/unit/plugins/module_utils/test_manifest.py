@@ -223,3 +223,18 @@ def test_sha256sum_export_is_accepted_by_coreutils(tree, tmp_path):
     bad = subprocess.run(['sha256sum', '-c', str(sums)], cwd=tree, capture_output=True, text=True, check=False)
     assert bad.returncode == 1
     assert 'app/bin/run: FAILED' in bad.stdout
+
+
+@pytest.mark.parametrize('entry', [
+    _manifest.Entry('app/conf/main.yml', 'file', 12, 0o640, 0, 0, 1_700_000_000_123_456_789, 'a' * 64),
+    _manifest.Entry('app/caf\u00e9/\u65e5\u672c', 'dir', 0, 0o755, 1000, 1000, 1),
+    _manifest.Entry('app/"quoted"\\back\tslash\n\x01', 'symlink', 0, 0o777, 0, 0, 0, None, '../\u2028/\x7f'),
+    _manifest.Entry('app/bad-\udcff-byte', 'hardlink', 3, 0o600, 2**32, 7, 5, 'b' * 64, 'app/first'),
+    _manifest.Entry('app/flagged', 'file', True, 0o600, 0, 0, 0, 'c' * 64),
+    _manifest.Entry('app/odd', 'file', 1, 0o600, 0, 0, 0, 'c' * 64, 7),
+], ids=['file', 'unicode-dir', 'escapes-symlink', 'surrogate-hardlink', 'bool-size', 'int-target'])
+def test_each_manifest_line_is_exactly_what_json_dumps_writes_for_the_entry(entry):  # pylint: disable=protected-access
+    expected = json.dumps(entry.to_dict(), sort_keys=True)
+    assert _manifest._entry_json(entry) == expected
+    manifest = _manifest.Manifest('b1', 'default', '2026-01-01T00:00:00.000000Z', 'host', ['/app'], [entry])
+    assert '  ' + expected in manifest.to_json().splitlines()
