@@ -192,6 +192,15 @@ def set_entries(store):
     return set(os.listdir(directory)) if os.path.isdir(directory) else set()
 
 
+def durable_rsync(src, target):
+    """``rsync -a`` and then sync(1) -f on the target: the peer's copy on disk, as the engine leaves its own.
+
+    Every run starts after a sync(2) (Contender.run), so the syncfs flushes only
+    what this rsync wrote.
+    """
+    return ['sh', '-c', 'rsync -a "$1/" "$2/" && sync -f "$2"', 'sh', src, target]
+
+
 def backup_group(ws):
     src = ws.source
     restic_env = dict(os.environ, RESTIC_PASSWORD_FILE=ws.path('restic.pw'), RESTIC_CACHE_DIR=ws.path('restic-cache'))
@@ -235,6 +244,8 @@ def backup_group(ws):
                        'retention removed a backup sharing its inodes)'),
         Contender('rsync', lambda _: ['rsync', '-a', src + '/', target + '/'], cleanup=lambda _: remove(target),
                   tool='rsync', note='rsync -a, no manifest, no fsync'),
+        Contender('rsync_durable', lambda _: durable_rsync(src, target), cleanup=lambda _: remove(target), tool='rsync',
+                  note='rsync -a, then syncfs of the target (sync -f): the same copy made durable'),
         Contender('cp_sha256sum',
                   lambda _: ['sh', '-c', 'cp -a "$1" "$2" && cd "$2" && find . -type f -print0 | xargs -0 sha256sum > "$3"',
                              'sh', src, target, sums],
@@ -282,6 +293,8 @@ def restore_group(ws):
                   note='engine: verify the backup, stage, swap in, verify the target (target absent before)'),
         Contender('rsync', lambda _: ['rsync', '-a', data + '/', target + '/'], cleanup=lambda _: remove(target),
                   tool='rsync', note='rsync -a from the backup into an empty target, no fsync'),
+        Contender('rsync_durable', lambda _: durable_rsync(data, target), cleanup=lambda _: remove(target),
+                  tool='rsync', note='rsync -a into an empty target, then syncfs of the target (sync -f)'),
     ]
 
 

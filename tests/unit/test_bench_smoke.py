@@ -18,9 +18,9 @@ RUN = os.path.join(REPO, 'bench', 'run.py')
 
 EXPECTED = {
     'backup': {'engine_full': None, 'engine_incremental': None, 'engine_incremental_rehash': None, 'rsync': 'rsync',
-               'cp_sha256sum': 'sha256sum', 'ansible_copy': None, 'restic': 'restic', 'module_backup': None},
+               'rsync_durable': 'rsync', 'cp_sha256sum': 'sha256sum', 'ansible_copy': None, 'restic': 'restic', 'module_backup': None},
     'verify': {'engine_verify': None, 'sha256sum_c': 'sha256sum'},
-    'restore': {'engine_restore': None, 'rsync': 'rsync'},
+    'restore': {'engine_restore': None, 'rsync': 'rsync', 'rsync_durable': 'rsync'},
 }
 CORPORA = ('large', 'small', 'mixed')
 
