@@ -64,3 +64,28 @@ def test_git_rollback_puts_every_host_on_a_rollback_branch_with_the_known_good_t
         events = [json.loads(line) for line in fleet.ssh(name, 'cat /var/log/lastgood/audit.jsonl').stdout.splitlines()]
         deployed_at[name] = [event['ts'] for event in events if event['event'] == 'code_rolled_back'][0]
     assert deployed_at['host1'] < deployed_at['host2'], 'production rolled back before staging: %s' % deployed_at
+
+
+def test_failed_verification_restores_the_checkpoint_and_reports_that_the_app_loaded_it_again(make_fleet, tmp_path):
+    """The rescue puts the run's checkpoint (the running release) back on every host, runs the
+    apply command so the application loads it, and the report says so for each host."""
+    fleet = make_fleet(len(HOSTS), app=True)
+    before = {name: remote(fleet, name, 'git -C /srv/app/code rev-parse --abbrev-ref HEAD; readlink /srv/app/current')
+              for name in HOSTS}
+    extra = {'lastgood_code_strategy': 'git', 'lastgood_run_id': 'level3-verify-fails',
+             'lastgood_controller_dir': str(tmp_path / 'controller'), 'lastgood_test_command': ['false']}
+
+    run = fleet.ansible_playbook(PLAYBOOK, '-e', json.dumps(extra), env=ENV)
+
+    assert run.returncode != 0, run.stdout
+    report = json.loads((tmp_path / 'controller' / 'report.json').read_text())
+    assert report['run']['outcome'] == 'failed'
+    for name in HOSTS:
+        host = report['hosts'][name]
+        assert host['failure']['phase'] == 'verify', host['failure']
+        restore = host['restore']
+        assert restore == dict(restore, attempted=True, restored=True, verified=True, reapplied=True), restore
+        assert 'The application loaded it again (/srv/app/bin/appctl reload)' in restore['message'], restore
+        assert remote(fleet, name, 'git -C /srv/app/code rev-parse --abbrev-ref HEAD; readlink /srv/app/current') == \
+            before[name]
+        assert fleet.ssh(name, 'test -e /srv/app/current/lib/party-mode', check=False).returncode == 0
