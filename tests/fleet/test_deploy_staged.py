@@ -42,6 +42,7 @@ def test_canary_host_lost_during_its_batch_halts_the_rollout_before_the_next_bat
     with open(str(tmp_path / 'controller' / 'report.json')) as handle:
         report = json.load(handle)
     assert report['run']['unreachable_hosts'] == ['host2']
+    assert report['run']['failed_hosts'] == ['host2'] and report['run']['stopped_hosts'] == ['host3']
     assert report['hosts']['host1']['status'] == 'success'
     assert report['hosts']['host3']['status'] == 'stopped'
     assert report['hosts']['host3']['failure']['failed_hosts'] == ['host2']

@@ -88,6 +88,7 @@ def test_failing_verification_on_one_host_restores_the_checkpoint_on_every_host(
     report = fleet_report(tmp_path)
     assert report['run']['outcome'] == 'failed'
     assert sorted(report['run']['restored_hosts']) == list(hosts)
+    assert report['run']['failed_hosts'] == ['host2'] and report['run']['stopped_hosts'] == ['host1']
     failed = report['hosts']['host2']['failure']
     assert failed['phase'] == 'verify' and not failed['stopped_by_fleet']
     stopped = report['hosts']['host1']['failure']

@@ -19,7 +19,8 @@ RESTORED = {'attempted': True, 'restored': True, 'verified': True, 'changed': Tr
 STOPPED = {'phase': 'verify', 'task': '', 'message': 'stopped by the fleet', 'stopped_by_fleet': True, 'failed_hosts': ['h1']}
 RUN = {
     'run_id': 'it-status', 'operation': 'deploy_staged', 'level': 0, 'checkpoint': 'run-it-status',
-    'outcome': 'failed', 'succeeded_hosts': [], 'failed_hosts': ['h1', 'h2', 'h3'], 'unreachable_hosts': [],
+    'outcome': 'failed', 'succeeded_hosts': [], 'failed_hosts': ['h1'], 'stopped_hosts': ['h2', 'h3'],
+    'unreachable_hosts': [],
     'restored_hosts': ['h1', 'h2', 'h3'],
     'hosts': {
         'h1': {'outcome': 'failed', 'passed_phases': ['deploy'], 'restore': RESTORED,

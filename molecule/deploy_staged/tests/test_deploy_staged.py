@@ -87,6 +87,7 @@ def test_report_names_the_failing_host_and_says_how_each_host_was_left():
     report = fleet_report(BAD)
     assert report['run']['outcome'] == 'partial'
     assert dict((name, record['status']) for name, record in report['hosts'].items()) == BAD_OUTCOME
+    assert report['run']['failed_hosts'] == ['host3'] and report['run']['stopped_hosts'] == ['host2', 'host4']
     failure = report['hosts']['host3']['failure']
     assert failure['phase'] == 'verify' and not failure['stopped_by_fleet']
     for name in ('host2', 'host4'):

@@ -17,15 +17,16 @@ def role_vars():
         return yaml.safe_load(handle)
 
 
-def message_data(level, status, failed_hosts=()):
+def message_data(level, status, failed_hosts=(), stopped_hosts=()):
     """The data the role's first task builds (notify_context), for one level and status."""
     described = role_vars()['notify_levels'][level]
     return dict(described, run_id='20261121T231500Z-3fa2c1', operation='rollback_level%d' % level, level=level,
                 status=status, status_word=role_vars()['notify_status_words'][status],
                 incident_id='INC-20261121-20261121T231500Z-3fa2c1', source='backup known-good',
                 checkpoint='run-20261121T231500Z-3fa2c1', hosts=['web1', 'web2', 'web3'],
-                succeeded_hosts=[h for h in ('web1', 'web2', 'web3') if h not in failed_hosts],
-                failed_hosts=list(failed_hosts), restored_hosts=list(failed_hosts),
+                succeeded_hosts=[h for h in ('web1', 'web2', 'web3') if h not in tuple(failed_hosts) + tuple(stopped_hosts)],
+                failed_hosts=list(failed_hosts), stopped_hosts=list(stopped_hosts),
+                restored_hosts=list(failed_hosts) + list(stopped_hosts),
                 started='2026-11-21 23:15', now='2026-11-21 23:24', next_update='23:45')
 
 
@@ -52,6 +53,13 @@ def test_internal_message_names_the_level_its_duration_and_the_failed_hosts(leve
     assert 'Level %d' % level in text
     assert role_vars()['notify_levels'][level]['duration'] in text
     assert 'web2' in text
+
+
+@pytest.mark.parametrize('level', LEVELS)
+def test_internal_message_keeps_hosts_the_fleet_stopped_apart_from_the_one_that_failed(level):
+    data = message_data(level, 'failed', failed_hosts=('web2',), stopped_hosts=('web1', 'web3'))
+    text = render('internal_level%d.txt.j2' % level, data)
+    assert 'Hosts: 3 (0 done, 1 failed: web2, 2 stopped by the fleet: web1, web3)' in text
 
 
 @pytest.mark.parametrize('level', (2, 3))
