@@ -1290,7 +1290,7 @@ class _Build:
             fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 # No read for the end of file: a file that grows or changes meanwhile shows in the fstat below.
-                copied, digest = _manifest.copy_hashing(fd_in, fd_out, size=before.st_size, writeback_after=None)
+                copied, digest = _manifest.copy_hashing(fd_in, fd_out, size=before.st_size)
                 after = os.fstat(fd_in)
                 stable = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
                 if copied != before.st_size or not stable:

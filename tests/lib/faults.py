@@ -41,7 +41,7 @@ IO_CALLS = frozenset((
     'replace', 'rename', 'renames', 'link', 'symlink', 'unlink', 'remove', 'rmdir', 'removedirs',
     'mkdir', 'makedirs', 'mknod', 'mkfifo', 'chmod', 'fchmod', 'lchmod', 'chown', 'fchown',
     'lchown', 'utime', 'setxattr', 'getxattr', 'listxattr', 'removexattr', 'copy_file_range',
-    'sendfile', 'ftruncate', 'truncate', 'posix_fallocate', 'lseek', 'close', 'stat', 'lstat',
+    'sendfile', 'ftruncate', 'truncate', 'posix_fallocate', 'posix_fadvise', 'lseek', 'close', 'stat', 'lstat',
     'fstat', 'readlink', 'listdir', 'scandir', 'access', 'statvfs', 'fstatvfs', 'exchange',
     'walk', 'fwalk', 'dup', 'flock', 'lockf',
 ) + tuple('path.' + name for name in ('exists', 'lexists', 'isdir', 'isfile', 'islink', 'ismount')))

@@ -3,6 +3,7 @@
 Behaviour only (which files are read, what a manifest looks like); no timings.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -193,3 +194,38 @@ def test_a_manifest_loaded_again_unchanged_is_parsed_once_and_a_changed_one_is_c
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(_store.StoreError, match='must not be used'):
         store.load_manifest(backup_id)
+
+
+class WritebackSpy:
+    """Observer: the byte ranges of the staged copies handed to write-back (posix_fadvise DONTNEED)."""
+
+    def __init__(self):
+        self.ranges = {}
+
+    def before(self, name, args, kwargs):
+        if name == 'posix_fadvise' and args[3] == os.POSIX_FADV_DONTNEED:
+            path = os.readlink('/proc/self/fd/%d' % args[0])
+            self.ranges.setdefault(path, []).append((args[1], args[2]))
+
+    def after(self, name, args, kwargs, result, token):
+        pass
+
+
+def test_a_large_file_is_handed_to_write_back_while_it_is_copied_and_still_hashed_whole(tmp_path):
+    app = str(tmp_path / 'app')
+    size = _manifest.WRITEBACK_AFTER + 3 * _manifest.HASH_CHUNK + 12345
+    content = bytes(range(251)) * (size // 251) + b'tail' * 7
+    trees.make_tree(app, {'big.bin': content, 'small.txt': 'below the threshold\n'})
+    store = _store.Store(str(tmp_path / 'store'), 'app')
+    spy = WritebackSpy()
+    with faults.inject([_store, _manifest], faults.FaultPlan(observer=spy)):
+        result = store.create([app])
+    [(path, ranges)] = spy.ranges.items()
+    assert path.endswith('/big.bin') and '/.staging-' in path
+    # every chunk from the threshold on, in order, up to the end of the file
+    assert ranges[0][0] + ranges[0][1] >= _manifest.WRITEBACK_AFTER
+    assert all(a[0] + a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert ranges[-1][0] + ranges[-1][1] == len(content)
+    entry = store.load_manifest(result['id']).by_path[app.lstrip('/') + '/big.bin']
+    assert entry.sha256 == hashlib.sha256(content).hexdigest() and entry.size == len(content)
+    assert store.verify(result['id'])['ok']
