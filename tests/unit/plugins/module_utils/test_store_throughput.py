@@ -220,7 +220,8 @@ def test_a_large_file_is_handed_to_write_back_while_it_is_copied_and_still_hashe
     spy = WritebackSpy()
     with faults.inject([_store, _manifest], faults.FaultPlan(observer=spy)):
         result = store.create([app])
-    [(path, ranges)] = spy.ranges.items()
+    assert len(spy.ranges) == 1, spy.ranges
+    path, ranges = next(iter(spy.ranges.items()))
     assert path.endswith('/big.bin') and '/.staging-' in path
     # every chunk from the threshold on, in order, up to the end of the file
     assert ranges[0][0] + ranges[0][1] >= _manifest.WRITEBACK_AFTER
