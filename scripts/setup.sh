@@ -23,6 +23,8 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+# without it ansible-test skips its shellcheck sanity test with only a warning
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing system packages: ${need_apt[*]}"

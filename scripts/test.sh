@@ -5,7 +5,7 @@
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 bash scripts/setup.sh || exit 1
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
@@ -29,7 +29,9 @@ step() {
   fi
 }
 
-step pytest pytest -p no:cacheprovider ${PYTEST_ARGS:-}
+# PYTEST_ARGS: extra pytest arguments, split on whitespace (e.g. PYTEST_ARGS="-x tests/unit")
+read -r -a pytest_args <<< "${PYTEST_ARGS:-}"
+step pytest pytest -p no:cacheprovider "${pytest_args[@]}"
 step sanity bash scripts/sanity.sh
 step ansible-lint ansible-lint --profile production
 step changelog antsibull-changelog lint
