@@ -134,8 +134,12 @@ def atomic_write_text(path, text, mode=0o600, **kwargs):
 
 
 def atomic_write_json(path, obj, mode=0o600, **kwargs):
-    """Write ``obj`` as canonical, sorted, indented JSON with a trailing newline."""
-    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + '\n'
+    """Write ``obj`` as canonical, sorted, indented JSON with a trailing newline.
+
+    ASCII only (``\\uXXXX`` escapes): a name that is not UTF-8 (lone surrogates from
+    ``os.fsdecode``) cannot be encoded as UTF-8, but survives the escape and reads back as itself.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=True) + '\n'
     atomic_write_text(path, text, mode=mode, **kwargs)
 
 

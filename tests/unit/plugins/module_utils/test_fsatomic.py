@@ -1,4 +1,5 @@
 import errno
+import json
 import os
 
 import pytest
@@ -15,6 +16,14 @@ def test_atomic_write_replaces_content_and_sets_mode(tmp_path):
     assert target.read_bytes() == b'new'
     assert (target.stat().st_mode & 0o777) == 0o640
     assert os.listdir(tmp_path) == ['f']
+
+
+def test_atomic_write_json_keeps_a_name_that_is_not_utf8(tmp_path):
+    # a restore journal and LASTRESTORE record the paths a restore changes, whatever their bytes
+    name = os.fsdecode(b'/srv/app/\xff\xfe.conf')
+    target = tmp_path / 'journal.json'
+    _fsatomic.atomic_write_json(str(target), {'paths': [name, 'caf\u00e9']})
+    assert json.loads(target.read_bytes().decode('utf-8')) == {'paths': [name, 'caf\u00e9']}
 
 
 def test_atomic_write_leaves_old_content_and_no_temp_at_every_fault(tmp_path):
