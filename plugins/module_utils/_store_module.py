@@ -6,14 +6,14 @@
 
 The options every store module shares (documented once in the
 ``lastgood.rollback.attributes.store`` fragment) and the one place where engine
-errors become ``fail_json``.
+errors become ``fail_json``; results go out through ``ResultModule`` (names that
+are not UTF-8, escaped).
 """
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ._manifest import ManifestError
+from ._result import ResultModule
 from ._store import DEFAULT_BACKUP_ROOT, DEFAULT_SET, Store, StoreError
 
 
@@ -29,7 +29,7 @@ def store_argument_spec(**options):
 
 def run_store_module(argument_spec, action, **module_kwargs):
     """Build the module, open its store, run ``action(module, store)`` and exit with its result dict."""
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
+    module = ResultModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
     try:
         store = Store(module.params['backup_root'], module.params['set'])
         result = action(module, store)

@@ -197,9 +197,8 @@ count:
   type: int
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
 def _window(module):
@@ -244,7 +243,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = ResultModule(
         argument_spec=dict(
             path=dict(type='path', default='/var/log/lastgood/audit.jsonl'),
             operation=dict(type='str', default='append', choices=['append', 'verify', 'query', 'active_sessions']),

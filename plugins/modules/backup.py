@@ -226,6 +226,7 @@ recovered:
   sample: ["journal 5f2c9a1e.json: restore of /srv/app rolled forward", ".staging-20261121T231500Z-3fa2c1"]
 '''
 
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import unescape_names
 from ansible_collections.lastgood.rollback.plugins.module_utils._store import StoreError
 from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
     run_store_module,
@@ -238,7 +239,7 @@ def take_backup(module, store):
     if not module.check_mode:
         # before anything else: settle an interrupted restore's journal and remove leftovers
         store.recover()
-    result = store.create(params['paths'], name=params['name'], incremental=params['incremental'],
+    result = store.create(unescape_names(params['paths']), name=params['name'], incremental=params['incremental'],
                           excludes=params['exclude'], checksum=params['checksum'],
                           mark_lastgood=params['mark_lastgood'], force=params['force'],
                           check_mode=module.check_mode, rehash=params['rehash'])

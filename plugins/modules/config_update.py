@@ -182,9 +182,10 @@ stale_temps_removed:
   sample: [.lastgood-tmp-config.yaml.3f9a0c1e]
 '''
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _config
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
 def run(module):
@@ -203,7 +204,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = ResultModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
             format=dict(type='str', default='auto', choices=['auto', 'json', 'yaml']),

@@ -136,9 +136,8 @@ stale_reason:
 import os
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _lock
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
 def run(module):
@@ -161,7 +160,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = ResultModule(
         argument_spec=dict(
             path=dict(type='path'),
             backup_root=dict(type='path', default='/var/backups/lastgood'),

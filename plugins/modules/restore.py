@@ -190,6 +190,7 @@ msg:
 '''
 
 from ansible_collections.lastgood.rollback.plugins.module_utils._restore import RestoreError, restore
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import unescape_names
 from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
     run_store_module,
     store_argument_spec,
@@ -199,7 +200,7 @@ from ansible_collections.lastgood.rollback.plugins.module_utils._store_module im
 def run_restore(module, store):
     params = module.params
     try:
-        return restore(store, ref=params['id'], paths=params['paths'], keep_displaced=params['keep_displaced'],
+        return restore(store, ref=params['id'], paths=unescape_names(params['paths']), keep_displaced=params['keep_displaced'],
                        verify_after=params['verify_after'], undo=params['undo'], check_mode=module.check_mode,
                        diff=module._diff)
     except RestoreError as exc:

@@ -187,10 +187,10 @@ audit_chain:
   type: dict
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _decide
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
 def _metrics(module):
@@ -231,7 +231,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = ResultModule(
         argument_spec=dict(
             conditions=dict(type='list', elements='str', default=[]),
             metrics=dict(type='dict', default={}),

@@ -133,9 +133,8 @@ state_file:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.lastgood.rollback.plugins.module_utils import _state
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
 def run(module):
@@ -168,7 +167,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = ResultModule(
         argument_spec=dict(
             state_dir=dict(type='path', default='/var/lib/lastgood/runs'),
             run_id=dict(type='str', required=True),
