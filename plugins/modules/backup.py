@@ -26,6 +26,7 @@ extends_documentation_fragment:
   - lastgood.rollback.attributes
   - lastgood.rollback.attributes.action_group
   - lastgood.rollback.attributes.store
+  - lastgood.rollback.names
 attributes:
   check_mode:
     support: full

@@ -22,6 +22,7 @@ extends_documentation_fragment:
   - lastgood.rollback.attributes.action_group
   - lastgood.rollback.attributes.read_only
   - lastgood.rollback.attributes.store
+  - lastgood.rollback.names
 options: {}
 seealso:
   - module: lastgood.rollback.backup

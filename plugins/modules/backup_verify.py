@@ -25,6 +25,7 @@ extends_documentation_fragment:
   - lastgood.rollback.attributes.action_group
   - lastgood.rollback.attributes.read_only
   - lastgood.rollback.attributes.store
+  - lastgood.rollback.names
 options:
   backup:
     description:

@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - lastgood.rollback.attributes
   - lastgood.rollback.attributes.action_group
   - lastgood.rollback.attributes.store
+  - lastgood.rollback.names
 attributes:
   check_mode:
     support: full
