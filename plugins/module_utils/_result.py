@@ -90,9 +90,7 @@ class ResultModule(AnsibleModule):
     """An ``AnsibleModule`` whose results, failures and warnings are always valid UTF-8 (see the module docstring)."""
 
     def exit_json(self, **kwargs):
-        # the file attributes Ansible adds for a result's path, looked up under the real name
-        self.add_path_info(kwargs)
-        super().exit_json(**_escaped_kwargs(kwargs))
+        super().exit_json(**self._escaped(kwargs))
 
     def fail_json(self, msg, **kwargs):
         current = sys.exc_info()[1]
@@ -101,12 +99,13 @@ class ResultModule(AnsibleModule):
             trace = ''.join(traceback.format_exception(type(current), current, current.__traceback__))
             if escape_name(trace) != trace:
                 kwargs['exception'] = trace
-        super().fail_json(escape_name(str(msg)), **_escaped_kwargs(kwargs))
+        super().fail_json(escape_name(str(msg)), **self._escaped(kwargs))
 
     def warn(self, warning, **kwargs):
         super().warn(escape_name(warning), **kwargs)
 
-
-def _escaped_kwargs(kwargs):
-    # ansible-core hands result['warnings'] to warn(), which escapes them: once is enough
-    return {key: value if key == 'warnings' else escape_result(value) for key, value in kwargs.items()}
+    def _escaped(self, kwargs):
+        # the file attributes Ansible adds for a result's path, looked up under the real name
+        self.add_path_info(kwargs)
+        # ansible-core hands result['warnings'] to warn(), which escapes them: once is enough
+        return {key: value if key == 'warnings' else escape_result(value) for key, value in kwargs.items()}

@@ -112,3 +112,14 @@ def test_a_failure_while_handling_an_error_naming_a_non_utf8_file_keeps_its_trac
     failed, result = run_module(module_that(action), {})
     assert failed and valid_for_ansible(result)
     assert 'ValueError: cannot read /srv/app/\\xff\\xfe.conf' in result['exception'] and 'Traceback' in result['exception']
+
+
+def test_the_file_attributes_of_a_returned_non_utf8_path_are_those_of_the_real_file(tmp_path):
+    directory = os.path.join(os.fsdecode(tmp_path), os.fsdecode(b'\xff'))
+    os.mkdir(directory, 0o750)
+
+    def action(module):
+        module.exit_json(changed=False, path=directory)
+    failed, result = run_module(module_that(action), {})
+    assert not failed and result['path'] == str(tmp_path) + '/\\xff'
+    assert result['state'] == 'directory' and result['mode'] == '0750'
