@@ -18,7 +18,8 @@ failure and warnings in one form (docs/store.md, "Names that are not UTF-8"):
   (it holds a backslash and every backslash starts ``\\x5c`` or ``\\x80`` to ``\\xff``) is
   written the same way.
 
-``unescape_names`` turns that form back into the name, for options such as ``paths`` that
+The text of a file that a diff shows is left as it is unless it is not UTF-8 itself.
+``unescape_names`` turns the form back into the name, for options such as ``paths`` that
 an operator fills with a path copied from a result.
 """
 
@@ -107,5 +108,28 @@ class ResultModule(AnsibleModule):
     def _escaped(self, kwargs):
         # the file attributes Ansible adds for a result's path, looked up under the real name
         self.add_path_info(kwargs)
-        # ansible-core hands result['warnings'] to warn(), which escapes them: once is enough
-        return {key: value if key == 'warnings' else escape_result(value) for key, value in kwargs.items()}
+        escaped = {}
+        for key, value in kwargs.items():
+            if key == 'warnings':
+                # ansible-core hands them to warn(), which escapes them: once is enough
+                escaped[key] = value
+            elif key == 'diff':
+                escaped[key] = _escaped_diff(value)
+            else:
+                escaped[key] = escape_result(value)
+        return escaped
+
+
+def _escaped_diff(diff):
+    """A diff's headers like any result; its texts only where they are not UTF-8, so that a file is shown as it is."""
+    if isinstance(diff, (list, tuple)):
+        return [_escaped_diff(item) for item in diff]
+    if not isinstance(diff, dict):
+        return escape_result(diff)
+    return {key: _diff_text(value) if key in ('before', 'after') else escape_result(value) for key, value in diff.items()}
+
+
+def _diff_text(value):
+    if isinstance(value, str) and not _SURROGATE.search(value):
+        return value
+    return escape_result(value)

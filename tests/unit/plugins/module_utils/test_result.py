@@ -123,3 +123,15 @@ def test_the_file_attributes_of_a_returned_non_utf8_path_are_those_of_the_real_f
     failed, result = run_module(module_that(action), {})
     assert not failed and result['path'] == str(tmp_path) + '/\\xff'
     assert result['state'] == 'directory' and result['mode'] == '0750'
+
+
+def test_a_diff_shows_file_text_as_it_is_and_names_its_non_utf8_file_escaped():
+    text = 'separator: "\\x80"\n'  # valid YAML whose only backslash looks like the form
+
+    def action(module):
+        module.exit_json(changed=True, diff=[{'before_header': NOT_UTF8, 'after_header': NOT_UTF8,
+                                              'before': text, 'after': 'bad: %s\n' % NOT_UTF8}])
+    failed, result = run_module(module_that(action), {})
+    assert not failed and valid_for_ansible(result)
+    assert result['diff'] == [{'before_header': '/srv/app/\\xff\\xfe.conf', 'after_header': '/srv/app/\\xff\\xfe.conf',
+                               'before': text, 'after': 'bad: /srv/app/\\xff\\xfe.conf\n'}]
