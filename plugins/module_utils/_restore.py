@@ -866,11 +866,7 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
         batches = split_batches(build.copies, COPY_BATCH, lambda job: job[0].size + FILE_COST)
         for done in _run_batches(build.copy_batch, batches, hash_workers()):
             build.written.update(done)
-        for entry in entries:
-            if entry.type == 'hardlink' and entry.target in in_subset:
-                parts, first = _parts_below(rel, entry.path), _parts_below(rel, entry.target)
-                os.link(first[-1], parts[-1], src_dir_fd=cursor.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
-                        follow_symlinks=False)
+        _link_hardlinks(build, entries, in_subset, cursor)
         cursor.close()
         deferred = [(parts, '/' + entry.path) for entry, parts, _content in build.copies if build.reopenable(entry)]
         _run_batches(build.fsync_batch, split_batches(deferred, FSYNC_BATCH, lambda job: 1), FSYNC_WORKERS)
@@ -884,6 +880,24 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
             if fd is not None:
                 _close_quietly(fd)
     return build.written
+
+
+def _link_hardlinks(build, entries, in_subset, cursor):
+    """Link each hardlink whose file is in the tree; the file's directory has a cursor of its own.
+
+    One cursor for both ends would close the file's directory while opening the link's
+    (and the next open could reuse that descriptor number for another directory).
+    """
+    sources = _DirCursor(build.base)
+    try:
+        for entry in entries:
+            if entry.type == 'hardlink' and entry.target in in_subset:
+                parts = _parts_below(build.rel, entry.path) or (build.leaf,)
+                first = _parts_below(build.rel, entry.target) or (build.leaf,)
+                os.link(first[-1], parts[-1], src_dir_fd=sources.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
+                        follow_symlinks=False)
+    finally:
+        sources.close()
 
 
 def _make_entries(build, entries, in_subset, cursor):
