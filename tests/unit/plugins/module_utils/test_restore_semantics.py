@@ -130,3 +130,148 @@ def test_hardlinks_across_directories_are_restored_over_a_changed_tree_and_undo_
     assert trees.tree_digest(place.src) == before
     place.restore(undo=True)
     assert trees.tree_digest(place.src) == changed
+
+
+# -- symlinks planted inside a backed-up tree (defect 2) ----------------------------------------------------
+
+
+def _plant_conf_symlink(place, outside_file=None):
+    """The issue's reproduction: back up src (conf/c.conf), then make src/conf a symlink to ``outside``."""
+    place.write('conf/c.conf', b'good\n')
+    place.write('keep', b'untouched\n')
+    place.backup()
+    remove_tree(place.path('conf'))
+    if outside_file is not None:
+        trees.write_file(os.path.join(place.outside, 'c.conf'), outside_file)
+    os.symlink(place.outside, place.path('conf'))
+
+
+@pytest.mark.parametrize('outside_file', [None, b'not yours\n'], ids=['absent-outside', 'present-outside'])
+def test_sub_path_restore_replaces_a_planted_symlink_instead_of_writing_through_it(place, outside_file):
+    _plant_conf_symlink(place, outside_file)
+    outside_before = trees.tree_digest(place.outside)
+    result = place.restore(paths=[place.path('conf/c.conf')])
+    assert trees.tree_digest(place.outside) == outside_before
+    assert os.listdir(place.outside) == ([] if outside_file is None else ['c.conf'])
+    assert not os.path.islink(place.path('conf')) and os.path.isdir(place.path('conf'))
+    assert place.read(place.path('conf/c.conf')) == b'good\n'
+    assert [entry['path'] for entry in result['paths']] == [place.path('conf')]
+    assert any(place.path('conf') in warning and 'a symlink to ' + place.outside in warning
+               for warning in result['warnings']), result['warnings']
+    kept = os.path.join(place.store().data_dir(result['displaced_backup']), place.path('conf').lstrip('/'))
+    assert os.readlink(kept) == place.outside, 'the pre-restore backup keeps the replaced symlink'
+    place.restore(undo=True)
+    assert os.readlink(place.path('conf')) == place.outside
+    assert trees.tree_digest(place.outside) == outside_before
+
+
+def test_check_mode_plans_the_widened_restore_and_writes_nothing(place):
+    _plant_conf_symlink(place, b'not yours\n')
+    result = place.restore(paths=[place.path('conf/c.conf')], check_mode=True)
+    assert result['plan'][0]['path'] == place.path('conf')
+    assert result['warnings']
+    assert os.readlink(place.path('conf')) == place.outside
+    with open(os.path.join(place.outside, 'c.conf'), 'rb') as handle:
+        assert handle.read() == b'not yours\n'
+
+
+def test_full_restore_replaces_a_symlink_planted_at_a_child_of_the_backed_up_root(place):
+    _plant_conf_symlink(place, b'not yours\n')
+    outside_before = trees.tree_digest(place.outside)
+    place.restore()
+    assert trees.tree_digest(place.outside) == outside_before
+    assert os.path.isdir(place.path('conf')) and not os.path.islink(place.path('conf'))
+    assert place.read(place.path('conf/c.conf')) == b'good\n'
+
+
+def test_restore_of_a_path_the_backup_lacks_below_a_planted_symlink_removes_nothing_outside(place):
+    place.write('keep', b'untouched\n')
+    place.backup()
+    os.symlink(place.outside, place.path('conf'))
+    trees.write_file(os.path.join(place.outside, 'c.conf'), b'not yours\n')
+    result = place.restore(paths=[place.path('conf/c.conf')])
+    assert result['changed'] is False
+    with open(os.path.join(place.outside, 'c.conf'), 'rb') as handle:
+        assert handle.read() == b'not yours\n'
+
+
+def test_a_symlink_planted_after_planning_stops_the_restore_before_anything_is_written_through_it(place):
+    place.write('conf/c.conf', b'good\n')
+    place.backup()
+    place.write('conf/c.conf', b'changed\n')
+    plan = faults.FaultPlan(observer=PlantBeforeStaging(place))
+    with faults.inject(ENGINE, plan):
+        with pytest.raises(_restore.RestoreError) as info:
+            place.restore(paths=[place.path('conf/c.conf')])
+    assert 'is no longer a directory' in str(info.value) and 'Rolled back' in str(info.value)
+    assert os.listdir(place.outside) == []
+    assert os.readlink(place.path('conf')) == place.outside
+
+
+class PlantBeforeStaging:
+    """Swaps src/conf for a symlink right after the restore journal is first written (planning is done)."""
+
+    def __init__(self, place):
+        self.place = place
+        self.done = False
+
+    def before(self, name, args, kwargs):
+        return None
+
+    def after(self, name, args, kwargs, result, token):
+        if name == 'replace' and '.journal' in str(args[1]) and not self.done:
+            self.done = True
+            os.rename(self.place.path('conf'), os.path.join(self.place.base, 'conf-aside'))
+            os.symlink(self.place.outside, self.place.path('conf'))
+
+
+# -- live sockets and device nodes (defect 6) -------------------------------------------------------------
+
+
+def _bind_socket(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    return sock
+
+
+def test_live_sockets_below_a_restored_directory_are_kept_with_a_warning(place):
+    place.write('run/pid', b'1\n')
+    place.write('conf', b'good\n')
+    place.backup()
+    place.write('conf', b'changed\n')
+    sock = _bind_socket(place.path('run/app.sock'))
+    try:
+        inode = os.lstat(place.path('run/app.sock')).st_ino
+        result = place.restore()
+        assert stat.S_ISSOCK(os.lstat(place.path('run/app.sock')).st_mode)
+        assert os.lstat(place.path('run/app.sock')).st_ino == inode
+        assert place.read(place.path('conf')) == b'good\n'
+        assert any(place.path('run/app.sock') in warning and 'kept' in warning for warning in result['warnings'])
+        again = place.restore()
+        assert again['changed'] is False, 'a kept socket is no difference'
+    finally:
+        sock.close()
+
+
+def test_live_socket_in_a_directory_the_backup_lacks_is_named_in_a_warning(place):
+    place.write('conf', b'good\n')
+    place.backup()
+    sock = _bind_socket(place.path('new/app.sock'))
+    try:
+        result = place.restore()
+        assert not os.path.lexists(place.path('new'))
+        assert any(place.path('new/app.sock') in warning and 'removed' in warning for warning in result['warnings'])
+    finally:
+        sock.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='only root makes device nodes')
+def test_live_device_nodes_below_a_restored_directory_are_kept(place):
+    place.write('dev/readme', b'devices\n')
+    place.backup()
+    place.write('dev/readme', b'changed\n')
+    os.mknod(place.path('dev/null'), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    result = place.restore()
+    assert stat.S_ISCHR(os.lstat(place.path('dev/null')).st_mode)
+    assert any(place.path('dev/null') in warning for warning in result['warnings'])
