@@ -62,6 +62,9 @@ STAGE_PREFIX = '.restore-'
 DISPLACED_PREFIX = '.displaced-'
 PRE_RESTORE_PREFIX = 'pre-restore-'
 UNDO_PREFIX = 'pre-undo-'
+REJECTED_PREFIX = 'rejected-'
+# A backup renamed to this prefix is no longer listed; the store's recovery removes it and its pin.
+DELETING_PREFIX = '.deleting-'
 PHASES = ('staging', 'ready', 'forward', 'back')
 TEXT_DIFF_MAX = 64 * 1024
 # Below this many bytes, hashing in a thread pool costs more than it saves.
@@ -439,6 +442,11 @@ def check_record(record):
     for key in ('pre_restore', 'backup_id'):
         if record.get(key) is not None and not isinstance(record[key], str):
             raise ValueError('%s is not a string' % key)
+    pre_restore = record.get('pre_restore')
+    if pre_restore is not None and (not pre_restore.startswith((PRE_RESTORE_PREFIX, UNDO_PREFIX))
+                                    or '/' in pre_restore or len(pre_restore) > 100):
+        raise ValueError('pre_restore %r is not a name this engine gives the backup of a displaced version'
+                         % (pre_restore,))
     for item in record['items']:
         _check_item(item, token)
     return record
@@ -532,6 +540,7 @@ def settle(journal, record, direction, as_root=None, set_dir=None):
     as_root = running_as_root() if as_root is None else as_root
     if record['phase'] == 'staging':
         _discard_staging(record)
+        _retire_displaced_backup(journal, record)
         journal.remove()
         return 'back'
     if record['phase'] != direction:
@@ -549,10 +558,28 @@ def settle(journal, record, direction, as_root=None, set_dir=None):
             if _ident(container) is not None:
                 _discard(container)
                 fsync_dir(os.path.dirname(container))
+    if direction == 'back':
+        _retire_displaced_backup(journal, record)
     if direction == 'forward' and not record.get('undo') and set_dir is not None:
         write_lastrestore(set_dir, record)
     journal.remove()
     return direction
+
+
+def _retire_displaced_backup(journal, record):
+    """Unlist the backup a restore that went back took of the live versions: they are live again.
+
+    It is renamed to the store's deleting prefix before the journal goes, so a crash in
+    between repeats this (a no-op then) and the store's recovery removes it and its pin.
+    """
+    name = record.get('pre_restore')
+    if not name:
+        return
+    set_dir = os.path.dirname(journal.directory)
+    if _ident(os.path.join(set_dir, name)) is None:
+        return
+    os.rename(os.path.join(set_dir, name), os.path.join(set_dir, DELETING_PREFIX + name))
+    fsync_dir(set_dir)
 
 
 def decide(record):
@@ -1695,7 +1722,12 @@ class Restorer:
                 if item.method == 'swap':
                     _stage(item, manifest, data_dir, self.as_root)
             check_parents(manifest, items)
-            record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
+            if self.keep_displaced:
+                # named in the journal before it is made: whatever settles this restore back removes it
+                record['pre_restore'] = _free_checkpoint_name(
+                    self.store, (UNDO_PREFIX if undo else PRE_RESTORE_PREFIX) + _name_part(manifest.id))
+                journal.write(record)
+                self._keep_displaced(items, record['pre_restore'])
             for item in items:
                 if item.method == 'files':
                     _stage(item, manifest, data_dir, self.as_root)
@@ -1720,8 +1752,9 @@ class Restorer:
         except Exception as exc:
             self._fail(journal, record, items, states, 'swapping the restored version in', exc)
         if failures:
+            rejected = self._keep_rejected(items, manifest.id, token)
             self._fail(journal, record, items, states, 'verifying the restored targets',
-                       RestoreError('; '.join(failures)))
+                       RestoreError('; '.join(failures)), rejected)
 
     def _finish(self, journal, record, items, states):
         """Commit forward: discard the displaced versions (kept in the store), drop the journal."""
@@ -1747,20 +1780,31 @@ class Restorer:
         for item in items:
             states[item.target].update(state='restored', verified=bool(self.verify_after), method=item.method)
 
-    def _keep_displaced(self, items, backup_id, undo):
-        """Back up the live versions about to be displaced (absent ones as absent); returns the backup id."""
-        if not self.keep_displaced:
-            return None
-        base = (UNDO_PREFIX if undo else PRE_RESTORE_PREFIX) + _name_part(backup_id)
-        created = self.store.create([item.target for item in items], name=_free_checkpoint_name(self.store, base),
-                                    incremental=True, mark_lastgood=False)
-        return created['id']
+    def _keep_displaced(self, items, name):
+        """Back up the live versions about to be displaced (absent ones as absent) as checkpoint ``name``."""
+        self.store.create([item.target for item in items], name=name, incremental=True, mark_lastgood=False)
 
-    def _fail(self, journal, record, items, states, step, exc):
+    def _keep_rejected(self, items, backup_id, token):
+        """Back up what the targets hold after a swap that failed its check: ``(backup id, None)`` or ``(None, why not)``.
+
+        The restored version may hold what another process wrote meanwhile; rolling back must not lose it.
+        """
+        containers = [os.path.basename(path) for item in items if item.method == 'files'
+                      for path in file_containers(item.target, token)]
+        try:
+            created = self.store.create([item.target for item in items], excludes=containers, incremental=True,
+                                        name=_free_checkpoint_name(self.store, REJECTED_PREFIX + _name_part(backup_id)),
+                                        mark_lastgood=False)
+        except Exception as exc:  # pylint: disable=broad-except
+            return None, str(exc)
+        return created['id'], None
+
+    def _fail(self, journal, record, items, states, step, exc, rejected=None):
         """Settle back after a failure and raise the error that says where things are.
 
         After a failed fsync nothing is settled in this run (a second fsync of the same
         directory would prove nothing): the journal stays for the next run's recovery.
+        ``rejected``: what ``_keep_rejected`` returned, when the targets were kept first.
         """
         targets = ', '.join(item.target for item in items)
         if fsync_failed(exc):
@@ -1784,12 +1828,31 @@ class Restorer:
                 paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
         for item in items:
             states[item.target].update(state='untouched', verified=None, method=item.method)
-        kept = ''
-        if record['pre_restore']:
-            kept = ' (the copy taken beforehand, backup %s, is not needed)' % record['pre_restore']
-        raise RestoreError('restore of %s failed while %s: %s. Rolled back: every target is exactly as before '
-                           '(untouched)%s. %s' % (targets, step, exc, kept, _next_step(exc)),
+        rejected_id, rejected_why = rejected or (None, None)
+        if rejected_id:
+            outcome = ('Rolled back: every target is as it was before the restore; files written during the restore '
+                       'are kept in backup %s, with everything the targets held after the swap (pinned: restore '
+                       'what you need from it by id and paths, then unpin it)' % rejected_id)
+        elif rejected_why:
+            outcome = ('Rolled back: every target is as it was before the restore. What the targets held after the '
+                       'swap could not be kept (%s): anything written there during the restore is lost' % rejected_why)
+        else:
+            outcome = 'Rolled back: every target is exactly as before (untouched)'
+        raise RestoreError('restore of %s failed while %s: %s. %s.%s %s'
+                           % (targets, step, exc, outcome, self._drop_retired(record), _next_step(exc)),
                            paths=list(states.values()))
+
+    def _drop_retired(self, record):
+        """Remove the backup of the displaced versions a rollback unlisted; returns a sentence on it."""
+        name = record['pre_restore']
+        if not name or not os.path.lexists(os.path.join(self.set_dir, DELETING_PREFIX + name)):
+            return ''
+        try:
+            self.store.recover()
+        except Exception as exc:  # pylint: disable=broad-except
+            return (' The copy taken beforehand (backup %s) is no longer listed; removing its files failed (%s), the '
+                    'next run of any store module finishes that.' % (name, exc))
+        return ' The copy taken beforehand (backup %s) was removed: it is what is live again.' % name
 
 
 def _special_warnings(items, check_mode):

@@ -275,3 +275,81 @@ def test_live_device_nodes_below_a_restored_directory_are_kept(place):
     result = place.restore()
     assert stat.S_ISCHR(os.lstat(place.path('dev/null')).st_mode)
     assert any(place.path('dev/null') in warning for warning in result['warnings'])
+
+
+# -- files written during a restore, and what a failed restore leaves (defects 7 and 8) ------------------------
+
+
+class WriterAfterSwap:
+    """Another process: writes a file into the restored tree right after it was swapped in."""
+
+    def __init__(self, path):
+        self.path = path
+        self.done = False
+        self.thread = None
+
+    def before(self, name, args, kwargs):
+        return None
+
+    def after(self, name, args, kwargs, result, token):
+        if name == 'exchange' and not self.done:
+            self.done = True
+            self.thread = threading.Thread(target=trees.write_file, args=(self.path, b'written meanwhile\n'))
+            self.thread.start()
+            self.thread.join()
+
+
+def _changed_tree(place):
+    place.write('conf/c.conf', b'good\n')
+    backup_id = place.backup()['id']
+    place.write('conf/c.conf', b'changed\n')
+    return backup_id
+
+
+def test_a_file_written_during_the_restore_is_kept_in_a_pinned_rejected_backup(place):
+    backup_id = _changed_tree(place)
+    writer = WriterAfterSwap(place.path('conf/late.txt'))
+    with faults.inject(ENGINE, faults.FaultPlan(observer=writer)):
+        with pytest.raises(_restore.RestoreError) as info:
+            place.restore()
+    rejected = 'rejected-' + backup_id
+    assert 'files written during the restore are kept in backup %s' % rejected in str(info.value)
+    assert 'every target is exactly as before' not in str(info.value)
+    kept = os.path.join(place.store().data_dir(rejected), place.path('conf/late.txt').lstrip('/'))
+    assert place.read(kept) == b'written meanwhile\n'
+    assert rejected in place.pins()
+    assert place.read(place.path('conf/c.conf')) == b'changed\n'
+
+
+def test_a_failed_restore_removes_its_pre_restore_backup_and_leaves_no_pin(place):
+    _changed_tree(place)
+    pins, backups = place.pins(), place.backups()
+    with faults.inject(ENGINE, faults.FaultPlan(fail_at=1, only={'exchange'}, err=13)):
+        with pytest.raises(_restore.RestoreError) as info:
+            place.restore()
+    message = str(info.value)
+    assert 'Rolled back' in message and 'not needed' not in message
+    assert 'was removed' in message
+    assert place.pins() == pins and place.backups() == backups
+    assert not [name for name in os.listdir(place.store().set_dir) if name.startswith('.deleting-')]
+    assert place.read(place.path('conf/c.conf')) == b'changed\n'
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs, no clean-up either."""
+
+
+def test_recovery_that_rolls_an_interrupted_restore_back_removes_its_pre_restore_backup(place, monkeypatch):
+    _changed_tree(place)
+    pins, backups = place.pins(), place.backups()
+
+    def crash(unit, goal):
+        raise Crash()
+    monkeypatch.setattr(_restore, 'place', crash)
+    with pytest.raises(Crash):
+        place.restore()
+    monkeypatch.undo()
+    assert any(backup_id.startswith('pre-restore-') for backup_id in place.backups())
+    place.store().recover()
+    assert place.pins() == pins and place.backups() == backups
+    assert place.read(place.path('conf/c.conf')) == b'changed\n'
