@@ -1795,7 +1795,7 @@ class Restorer:
             created = self.store.create([item.target for item in items], excludes=containers, incremental=True,
                                         name=_free_checkpoint_name(self.store, REJECTED_PREFIX + _name_part(backup_id)),
                                         mark_lastgood=False)
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             return None, str(exc)
         return created['id'], None
 
@@ -1849,7 +1849,7 @@ class Restorer:
             return ''
         try:
             self.store.recover()
-        except Exception as exc:  # pylint: disable=broad-except
+        except Exception as exc:
             return (' The copy taken beforehand (backup %s) is no longer listed; removing its files failed (%s), the '
                     'next run of any store module finishes that.' % (name, exc))
         return ' The copy taken beforehand (backup %s) was removed: it is what is live again.' % name

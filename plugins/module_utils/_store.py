@@ -11,7 +11,7 @@ Layout of one set (see docs/store.md)::
         <id>/MANIFEST.sha256             content digests + the digest of MANIFEST.json
         <id>/MANIFEST.json               written last
         .staging-<id>/                   a backup being written; never listed
-        .deleting-<id>/                  a backup being removed by retention; never listed
+        .deleting-<id>/                  a backup being removed (retention, a rolled-back restore); never listed
         LASTGOOD                         the id of the backup marked known-good
         PINNED                           ids retention must keep, one per line
 
