@@ -1055,13 +1055,14 @@ def is_mount_point(path, points=None):
 
 # -- plan and diff -----------------------------------------------------------------------
 
-def plan_target(manifest, rel, target, as_root, excludes=()):
+def plan_target(manifest, rel, target, as_root, excludes=(), root=None):
     """What restoring ``target`` would do: files the restore adds, removes and changes.
 
     Returns ``(plan, special)``: ``special`` lists the live sockets and device nodes (which no
     backup holds) the restore ``kept`` (carries over) and ``lost`` (removes with their directory).
+    ``root``: the backed-up root ``target`` is reached from (see ``walk_root``).
     """
-    if _unreachable(manifest, rel):
+    if _unreachable(root or source_of(manifest, rel), rel):
         return {'path': target, 'added': [], 'removed': [], 'changed': []}, {'kept': [], 'lost': []}
     result = inspect(manifest, rel, target, owner=as_root, excludes=excludes)
     return {
@@ -1072,9 +1073,9 @@ def plan_target(manifest, rel, target, as_root, excludes=()):
     }, {key: ['/' + path for path in paths] for key, paths in result['special'].items()}
 
 
-def _unreachable(manifest, rel):
+def _unreachable(root, rel):
     """Whether ``rel`` lies below a live non-directory (the backup has none there either: see widen_targets)."""
-    found = _first_non_directory(manifest, rel)
+    found = _first_non_directory(root, rel)
     return found is not None and found[1] != errno.ENOENT
 
 
@@ -1154,9 +1155,10 @@ def diff_for(plans, manifest, data_dir):
 class _Item:
     """One target path of a restore: what is there, what the backup has, how to swap."""
 
-    def __init__(self, target, rel, manifest, excludes, plan, special=None):
+    def __init__(self, target, rel, manifest, excludes, plan, special=None, root=None):
         self.target = target
         self.rel = rel
+        self.root = root or source_of(manifest, rel)
         self.excludes = excludes
         self.plan = plan
         self.special = special or {'kept': [], 'lost': []}
@@ -1217,19 +1219,27 @@ def source_of(manifest, rel):
     return next(src for src in manifest.rel_sources if rel == src or rel.startswith(src + '/'))
 
 
-def _components(manifest, rel):
-    """``(above, below)``: the path above ``rel``'s backed-up root, and the relative paths from that
+def walk_root(manifest, rel, roots=()):
+    """The backed-up root ``rel`` is reached from: the outermost of ``roots`` and the manifest's sources
+    that holds it.  An undo passes the roots of the backup the undone restore restored: a pre-restore
+    backup's sources are the restored paths themselves, which may lie deep inside a backed-up tree."""
+    holding = [root for root in list(roots) + manifest.rel_sources if rel == root or rel.startswith(root + '/')]
+    return min(holding, key=len)
+
+
+def _components(root, rel):
+    """``(above, below)``: the path above the backed-up ``root``, and the relative paths from that
     root down to ``rel``'s parent -- the directories reached without following a symlink."""
     parts = rel.split('/')
-    depth = len(source_of(manifest, rel).split('/'))
+    depth = len(root.split('/'))
     below = ['/'.join(parts[:end]) for end in range(depth, len(parts))]
     return '/' + '/'.join(parts[:depth - 1]), below
 
 
-def _first_non_directory(manifest, rel):
-    """``(component, errno)`` for the first directory above ``rel`` (from its backed-up root down) that
+def _first_non_directory(root, rel):
+    """``(component, errno)`` for the first directory above ``rel`` (from its backed-up ``root`` down) that
     is not a directory when reached without following a symlink; None when all are."""
-    above, below = _components(manifest, rel)
+    above, below = _components(root, rel)
     if not below:
         return None
     try:
@@ -1251,14 +1261,14 @@ def _first_non_directory(manifest, rel):
     return None
 
 
-def open_parent(manifest, rel, as_root=False, create=False):
+def open_parent(manifest, root, rel, as_root=False, create=False):
     """A descriptor of the directory that holds ``/rel``, reached from its backed-up root without following.
 
     Directories above the backed-up root are the system's and resolve as usual.  Below it, a
     component that is not a directory (a symlink planted there, a file) raises RestoreError;
     a missing one is made with the backup's mode (and owner, as root) when ``create``.
     """
-    above, below = _components(manifest, rel)
+    above, below = _components(root, rel)
     if create:
         makedirs_durable(above, mode=0o755)
     fd = os.open(above, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -1321,26 +1331,32 @@ def check_parents(manifest, items):
     a symlink makes it stop with a conflict rather than move something else.
     """
     for item in items:
-        _close_quietly(open_parent(manifest, item.rel))
+        _close_quietly(open_parent(manifest, item.root, item.rel))
 
 
-def widen_targets(manifest, targets):
+def widen_targets(manifest, targets, roots=()):
     """Targets reached without following a symlink below their backed-up root; returns ``(targets, warnings)``.
 
     Where a directory above a target is, live, a symlink or another non-directory and the backup has a
     directory there, that component itself becomes the target: it is replaced as an entry (the link
     is kept in the pre-restore backup like anything replaced), never followed.  Where the backup has
     no directory there either, the target is absent on both sides and stays as asked (its plan is empty).
+    ``roots``: see ``walk_root``.
     """
     widened = []
     warnings = []
     for target, rel in targets:
-        found = _first_non_directory(manifest, rel)
-        entry = manifest.by_path.get(found[0]) if found else None
-        if found is None or found[1] == errno.ENOENT or entry is None or entry.type != 'dir':
+        found = _first_non_directory(walk_root(manifest, rel, roots), rel)
+        if found is None or found[1] == errno.ENOENT:
             widened.append((target, rel))
             continue
         component = found[0]
+        entry = manifest.by_path.get(component)
+        if entry is None or entry.type != 'dir':
+            warnings.append('/%s is %s, and backup %s has no directory there: %s, below it, is left alone (a restore '
+                            'never follows it)' % (component, _kind_of('/' + component), manifest.id, target))
+            widened.append((target, rel))
+            continue
         warnings.append('/%s is %s where backup %s has a directory, and %s lies below it: the restore replaces /%s '
                         'as a whole with the backed-up directory instead of following it (the live entry is kept in '
                         'the pre-restore backup)' % (component, _kind_of('/' + component), manifest.id, target,
@@ -1479,7 +1495,7 @@ def _stage(item, manifest, data_dir, as_root):
         unit = record['units'][0]
         if item.new is None:
             return
-        parent = open_parent(manifest, item.rel, as_root, create=True)
+        parent = open_parent(manifest, item.root, item.rel, as_root, create=True)
         try:
             written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root, parent_fd=parent)
             if item.new.type == 'dir':
@@ -1490,7 +1506,7 @@ def _stage(item, manifest, data_dir, as_root):
         unit['new'] = _ident(unit['stage'])
         return
     stage, displaced = record['containers']
-    parent = open_parent(manifest, item.rel)
+    parent = open_parent(manifest, item.root, item.rel)
     try:
         live = os.open(os.path.basename(item.target), _DIR_FLAGS, dir_fd=parent)
     finally:
@@ -1639,23 +1655,26 @@ class Restorer:
         self.verify_after = verify_after
         self.as_root = running_as_root() if as_root is None else as_root
 
-    def run(self, manifest, targets, undo=False, check_mode=False, diff=False):
+    def run(self, manifest, targets, undo=False, check_mode=False, diff=False, roots=()):
         """Restore ``targets`` (``[(path, rel)]``) from the backup ``manifest``.
 
         The backup is verified on the way: a restore that changes something copies
         and hashes every file it restores in one pass and refuses a mismatch
         (BackupDamaged) before anything live is touched; check mode and a restore
         that finds nothing to change verify the whole backup (``verify_backup``).
+        ``roots``: backed-up roots to reach the targets from besides the manifest's
+        sources (see ``walk_root``).
         """
         data_dir = self.store.data_dir(manifest.id)
         items = []
         try:
-            targets, warnings = widen_targets(manifest, targets)
+            targets, warnings = widen_targets(manifest, targets, roots)
             refuse_store_overlap(targets, self.store.backup_root)
             for target, rel in targets:
                 excludes = target_excludes(manifest, rel)
-                plan, special = plan_target(manifest, rel, target, self.as_root, excludes)
-                items.append(_Item(target, rel, manifest, excludes, plan, special))
+                root = walk_root(manifest, rel, roots)
+                plan, special = plan_target(manifest, rel, target, self.as_root, excludes, root)
+                items.append(_Item(target, rel, manifest, excludes, plan, special, root))
         except OSError as exc:
             raise RestoreError('reading the live paths to plan the restore of backup %s failed: %s. Nothing was '
                                'changed.' % (manifest.id, exc))
@@ -1945,7 +1964,8 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     targets = select_targets(manifest, paths)
     refuse_store_overlap(targets, store.backup_root)
     restorer = Restorer(store, keep_displaced=keep_displaced, verify_after=verify_after)
-    result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff)
+    result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff,
+                          roots=_undone_roots(store, undone))
     result['recovered'] = recovered
     result['store_recovered'] = store_recovered
     if undone is not None:
@@ -1953,6 +1973,16 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     result['changed'] = result['changed'] or bool(recovered)
     result['msg'] = summarize(result, check_mode)
     return result
+
+
+def _undone_roots(store, undone):
+    """For an undo, the roots of the backup the undone restore restored (see ``walk_root``)."""
+    if undone is None or not undone.get('restored'):
+        return ()
+    try:
+        return store.load_manifest(undone['restored']).rel_sources
+    except Exception:  # the backup may be gone (retention); the pre-restore backup's own roots remain
+        return ()
 
 
 def _count(plan):

@@ -195,6 +195,28 @@ def test_restore_of_a_path_the_backup_lacks_below_a_planted_symlink_removes_noth
         assert handle.read() == b'not yours\n'
 
 
+def test_undo_of_a_sub_path_restore_never_writes_through_a_symlink_planted_since(place):
+    place.write('conf/c.conf', b'good\n')
+    place.backup()
+    place.write('conf/c.conf', b'changed\n')
+    place.restore(paths=[place.path('conf/c.conf')])
+    os.rename(place.path('conf'), os.path.join(place.base, 'conf-aside'))
+    os.symlink(place.outside, place.path('conf'))
+    result = place.restore(undo=True)
+    assert os.listdir(place.outside) == [], 'undo wrote through the planted symlink'
+    assert os.readlink(place.path('conf')) == place.outside
+    assert any('a symlink to ' + place.outside in warning and 'left alone' in warning
+               for warning in result['warnings'])
+
+
+def test_a_path_below_a_planted_symlink_the_backup_has_no_directory_for_is_left_alone_with_a_warning(place):
+    place.write('keep', b'untouched\n')
+    place.backup()
+    os.symlink(place.outside, place.path('conf'))
+    result = place.restore(paths=[place.path('conf/c.conf')], check_mode=True)
+    assert any(place.path('conf/c.conf') in warning and 'left alone' in warning for warning in result['warnings'])
+
+
 def test_a_symlink_planted_after_planning_stops_the_restore_before_anything_is_written_through_it(place):
     place.write('conf/c.conf', b'good\n')
     place.backup()
