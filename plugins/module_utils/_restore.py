@@ -1826,6 +1826,9 @@ class Restorer:
         ``rejected``: what ``_keep_rejected`` returned, when the targets were kept first.
         """
         targets = ', '.join(item.target for item in items)
+        # named in the journal before it is made: say where it is only once it exists
+        kept = record['pre_restore'] if record['pre_restore'] and os.path.isdir(
+            self.store.backup_dir(record['pre_restore'])) else None
         if fsync_failed(exc):
             for item in items:
                 states[item.target].update(state='unknown until recovery', verified=False, method=item.method)
@@ -1834,7 +1837,7 @@ class Restorer:
                 'journal %s records where the old and the new versions are, and the next run of any store module '
                 'settles it to exactly the old (or, if the swap had begun, exactly the new) version. Check the '
                 'disk (dmesg) first. %s' % (targets, step, exc, journal.path, _HERE),
-                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+                paths=list(states.values()), journal=journal.path, displaced_backup=kept)
         try:
             settle(journal, record, 'back', as_root=self.as_root)
         except Exception as second:
@@ -1844,7 +1847,7 @@ class Restorer:
                 'restore of %s failed while %s (%s), and rolling back failed too (%s). The journal %s records '
                 'where the old and the new versions are; the next run of any store module settles it to exactly '
                 'the old or exactly the new version. %s' % (targets, step, exc, second, journal.path, _HERE),
-                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+                paths=list(states.values()), journal=journal.path, displaced_backup=kept)
         for item in items:
             states[item.target].update(state='untouched', verified=None, method=item.method)
         rejected_id, rejected_why = rejected or (None, None)
