@@ -53,6 +53,7 @@ from ._manifest import (
     split_batches,
 )
 from ._manifest import _excluded as excluded_by
+from ._manifest import _type_of as entry_type
 
 JOURNAL_VERSION = 1
 JOURNAL_DIR = '.journal'
@@ -61,6 +62,9 @@ STAGE_PREFIX = '.restore-'
 DISPLACED_PREFIX = '.displaced-'
 PRE_RESTORE_PREFIX = 'pre-restore-'
 UNDO_PREFIX = 'pre-undo-'
+REJECTED_PREFIX = 'rejected-'
+# A backup renamed to this prefix is no longer listed; the store's recovery removes it and its pin.
+DELETING_PREFIX = '.deleting-'
 PHASES = ('staging', 'ready', 'forward', 'back')
 TEXT_DIFF_MAX = 64 * 1024
 # Below this many bytes, hashing in a thread pool costs more than it saves.
@@ -438,6 +442,11 @@ def check_record(record):
     for key in ('pre_restore', 'backup_id'):
         if record.get(key) is not None and not isinstance(record[key], str):
             raise ValueError('%s is not a string' % key)
+    pre_restore = record.get('pre_restore')
+    if pre_restore is not None and (not pre_restore.startswith((PRE_RESTORE_PREFIX, UNDO_PREFIX))
+                                    or '/' in pre_restore or len(pre_restore) > 100):
+        raise ValueError('pre_restore %r is not a name this engine gives the backup of a displaced version'
+                         % (pre_restore,))
     for item in record['items']:
         _check_item(item, token)
     return record
@@ -531,6 +540,7 @@ def settle(journal, record, direction, as_root=None, set_dir=None):
     as_root = running_as_root() if as_root is None else as_root
     if record['phase'] == 'staging':
         _discard_staging(record)
+        _retire_displaced_backup(journal, record)
         journal.remove()
         return 'back'
     if record['phase'] != direction:
@@ -548,10 +558,28 @@ def settle(journal, record, direction, as_root=None, set_dir=None):
             if _ident(container) is not None:
                 _discard(container)
                 fsync_dir(os.path.dirname(container))
+    if direction == 'back':
+        _retire_displaced_backup(journal, record)
     if direction == 'forward' and not record.get('undo') and set_dir is not None:
         write_lastrestore(set_dir, record)
     journal.remove()
     return direction
+
+
+def _retire_displaced_backup(journal, record):
+    """Unlist the backup a restore that went back took of the live versions: they are live again.
+
+    It is renamed to the store's deleting prefix before the journal goes, so a crash in
+    between repeats this (a no-op then) and the store's recovery removes it and its pin.
+    """
+    name = record.get('pre_restore')
+    if not name:
+        return
+    set_dir = os.path.dirname(journal.directory)
+    if _ident(os.path.join(set_dir, name)) is None:
+        return
+    os.rename(os.path.join(set_dir, name), os.path.join(set_dir, DELETING_PREFIX + name))
+    fsync_dir(set_dir)
 
 
 def decide(record):
@@ -830,7 +858,7 @@ class _TreeBuild:
             dest.close()
 
 
-def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
+def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, parent_fd=None):
     """Create at ``dest`` (absent) the object the manifest records at ``rel``; returns ``{path: inode}``.
 
     Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime
@@ -845,7 +873,8 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
     stops everything and is never retried.  All creation goes through directory
     descriptors opened with O_NOFOLLOW, so no entry can land outside ``dest``
     whatever the manifest says.  ``root_attrs`` false leaves ``dest`` itself at mode
-    0700 (a container whose children move).
+    0700 (a container whose children move).  ``parent_fd``: a descriptor of ``dest``'s parent (the
+    caller's, reached without following a symlink; see ``open_parent``) instead of opening that path.
     """
     entries = sorted(entries_under(manifest, rel), key=lambda entry: entry.path.split('/'))
     if not entries or entries[0].path != rel:
@@ -853,37 +882,52 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True):
     in_subset = {entry.path for entry in entries}
     parent_dir, name = os.path.split(dest)
     build = _TreeBuild(manifest, rel, name, as_root, root_attrs)
-    dst_parent = dst_root = cursor = None
+    opened = dst_root = cursor = None
     try:
         build.src_root = os.open(data_dir, _DIR_FLAGS)
-        dst_parent = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        build.base = dst_parent
+        if parent_fd is None:
+            parent_fd = opened = os.open(parent_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        build.base = parent_fd
         if entries[0].type == 'dir':
-            os.mkdir(name, 0o700, dir_fd=dst_parent)
-            dst_root = build.base = os.open(name, _DIR_FLAGS, dir_fd=dst_parent)
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+            dst_root = build.base = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
         cursor = _DirCursor(build.base)
         _make_entries(build, entries, in_subset, cursor)
         batches = split_batches(build.copies, COPY_BATCH, lambda job: job[0].size + FILE_COST)
         for done in _run_batches(build.copy_batch, batches, hash_workers()):
             build.written.update(done)
-        for entry in entries:
-            if entry.type == 'hardlink' and entry.target in in_subset:
-                parts, first = _parts_below(rel, entry.path), _parts_below(rel, entry.target)
-                os.link(first[-1], parts[-1], src_dir_fd=cursor.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
-                        follow_symlinks=False)
+        _link_hardlinks(build, entries, in_subset, cursor)
         cursor.close()
         deferred = [(parts, '/' + entry.path) for entry, parts, _content in build.copies if build.reopenable(entry)]
         _run_batches(build.fsync_batch, split_batches(deferred, FSYNC_BATCH, lambda job: 1), FSYNC_WORKERS)
         _run_batches(build.dir_batch, split_batches(build.dirs, FSYNC_BATCH, lambda job: 1), FSYNC_WORKERS)
-        fsync_fd(dst_parent, parent_dir)
+        fsync_fd(parent_fd, parent_dir)
     finally:
         # read-only directory descriptors: a failed close loses nothing, and must not leak the others
         if cursor is not None:
             cursor.close()
-        for fd in (dst_root, dst_parent, build.src_root):
+        for fd in (dst_root, opened, build.src_root):
             if fd is not None:
                 _close_quietly(fd)
     return build.written
+
+
+def _link_hardlinks(build, entries, in_subset, cursor):
+    """Link each hardlink whose file is in the tree; the file's directory has a cursor of its own.
+
+    One cursor for both ends would close the file's directory while opening the link's
+    (and the next open could reuse that descriptor number for another directory).
+    """
+    sources = _DirCursor(build.base)
+    try:
+        for entry in entries:
+            if entry.type == 'hardlink' and entry.target in in_subset:
+                parts = _parts_below(build.rel, entry.path) or (build.leaf,)
+                first = _parts_below(build.rel, entry.target) or (build.leaf,)
+                os.link(first[-1], parts[-1], src_dir_fd=sources.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
+                        follow_symlinks=False)
+    finally:
+        sources.close()
 
 
 def _make_entries(build, entries, in_subset, cursor):
@@ -960,7 +1004,16 @@ def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore
         for key in ('mode', 'uid', 'gid', 'mtime_ns'):
             setattr(scanned[0], key, getattr(want[rel], key))
     result = compare(reference, scanned, owner=owner, mtime=True)
-    result['added'].extend(rel + skipped_path[len(name):] for skipped_path in skipped)
+    result['special'] = {'kept': [], 'lost': []}
+    for skipped_path in skipped:
+        path = rel + skipped_path[len(name):]
+        parent = want.get(os.path.dirname(path))
+        # what the restore carries over (see carry_over) is no difference; what goes with its directory is
+        if path not in want and parent is not None and parent.type == 'dir':
+            result['special']['kept'].append(path)
+        else:
+            result['special']['lost'].append(path)
+            result['added'].append(path)
     return result
 
 
@@ -1002,15 +1055,28 @@ def is_mount_point(path, points=None):
 
 # -- plan and diff -----------------------------------------------------------------------
 
-def plan_target(manifest, rel, target, as_root, excludes=()):
-    """What restoring ``target`` would do: files the restore adds, removes and changes."""
+def plan_target(manifest, rel, target, as_root, excludes=(), root=None):
+    """What restoring ``target`` would do: files the restore adds, removes and changes.
+
+    Returns ``(plan, special)``: ``special`` lists the live sockets and device nodes (which no
+    backup holds) the restore ``kept`` (carries over) and ``lost`` (removes with their directory).
+    ``root``: the backed-up root ``target`` is reached from (see ``walk_root``).
+    """
+    if _unreachable(root or source_of(manifest, rel), rel):
+        return {'path': target, 'added': [], 'removed': [], 'changed': []}, {'kept': [], 'lost': []}
     result = inspect(manifest, rel, target, owner=as_root, excludes=excludes)
     return {
         'path': target,
         'added': ['/' + path for path in result['removed']],
         'removed': ['/' + path for path in result['added']],
         'changed': [{'path': '/' + item['path'], 'reasons': item['reasons']} for item in result['changed']],
-    }
+    }, {key: ['/' + path for path in paths] for key, paths in result['special'].items()}
+
+
+def _unreachable(root, rel):
+    """Whether ``rel`` lies below a live non-directory (the backup has none there either: see widen_targets)."""
+    found = _first_non_directory(root, rel)
+    return found is not None and found[1] != errno.ENOENT
 
 
 def plan_is_empty(plan):
@@ -1089,16 +1155,19 @@ def diff_for(plans, manifest, data_dir):
 class _Item:
     """One target path of a restore: what is there, what the backup has, how to swap."""
 
-    def __init__(self, target, rel, manifest, excludes, plan):
+    def __init__(self, target, rel, manifest, excludes, plan, special=None, root=None):
         self.target = target
         self.rel = rel
+        self.root = root or source_of(manifest, rel)
         self.excludes = excludes
         self.plan = plan
+        self.special = special or {'kept': [], 'lost': []}
         self.new = manifest.by_path.get(rel)
         self.old_exists = _ident(target) is not None
         self.method = None
         self.record = None
         self.ids = {}
+        self.carried = []
 
 
 def select_targets(manifest, paths):
@@ -1145,58 +1214,217 @@ def refuse_store_overlap(targets, backup_root):
                                        '(paths: [...])' % (target, backup_root))
 
 
+def source_of(manifest, rel):
+    """The backed-up root (a manifest source, relative) that holds ``rel``."""
+    return next(src for src in manifest.rel_sources if rel == src or rel.startswith(src + '/'))
+
+
+def walk_root(manifest, rel, roots=()):
+    """The backed-up root ``rel`` is reached from: the outermost of ``roots`` and the manifest's sources
+    that holds it.  An undo passes the roots of the backup the undone restore restored: a pre-restore
+    backup's sources are the restored paths themselves, which may lie deep inside a backed-up tree."""
+    holding = [root for root in list(roots) + manifest.rel_sources if rel == root or rel.startswith(root + '/')]
+    return min(holding, key=len)
+
+
+def _components(root, rel):
+    """``(above, below)``: the path above the backed-up ``root``, and the relative paths from that
+    root down to ``rel``'s parent -- the directories reached without following a symlink."""
+    parts = rel.split('/')
+    depth = len(root.split('/'))
+    below = ['/'.join(parts[:end]) for end in range(depth, len(parts))]
+    return '/' + '/'.join(parts[:depth - 1]), below
+
+
+def _first_non_directory(root, rel):
+    """``(component, errno)`` for the first directory above ``rel`` (from its backed-up ``root`` down) that
+    is not a directory when reached without following a symlink; None when all are."""
+    above, below = _components(root, rel)
+    if not below:
+        return None
+    try:
+        fd = os.open(above, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return below[0], errno.ENOENT
+    try:
+        for component in below:
+            try:
+                inner = os.open(os.path.basename(component), _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    return component, exc.errno
+                raise
+            _close_quietly(fd)
+            fd = inner
+    finally:
+        _close_quietly(fd)
+    return None
+
+
+def open_parent(manifest, root, rel, as_root=False, create=False):
+    """A descriptor of the directory that holds ``/rel``, reached from its backed-up root without following.
+
+    Directories above the backed-up root are the system's and resolve as usual.  Below it, a
+    component that is not a directory (a symlink planted there, a file) raises RestoreError;
+    a missing one is made with the backup's mode (and owner, as root) when ``create``.
+    """
+    above, below = _components(root, rel)
+    if create:
+        makedirs_durable(above, mode=0o755)
+    fd = os.open(above, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for component in below:
+            inner = _open_component(fd, component, manifest, as_root, create)
+            _close_quietly(fd)
+            fd = inner
+    except BaseException:
+        _close_quietly(fd)
+        raise
+    return fd
+
+
+def _open_component(fd, component, manifest, as_root, create):
+    name = os.path.basename(component)
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        raise RestoreError('/%s is no longer a directory (a symlink or another file was put there while the restore '
+                           'ran); a restore never writes through it' % component) from None
+    entry = manifest.by_path.get(component)
+    os.mkdir(name, 0o700, dir_fd=fd)
+    inner = os.open(name, _DIR_FLAGS, dir_fd=fd)
+    try:
+        if entry is not None and entry.type == 'dir':
+            if as_root:
+                os.fchown(inner, entry.uid, entry.gid)
+            os.fchmod(inner, entry.mode)
+        else:
+            os.fchmod(inner, 0o755)
+        fsync_fd(inner, '/' + component)
+        fsync_fd(fd, os.path.dirname('/' + component))
+    except BaseException:
+        _close_quietly(inner)
+        raise
+    return inner
+
+
+def _kind_of(path):
+    try:
+        return 'a symlink to %s' % os.readlink(path)
+    except OSError:
+        return 'not a directory'
+
+
+def check_parents(manifest, items):
+    """Refuse to go on when a directory above a target is no longer one (see ``open_parent``).
+
+    The journal and ``place`` name targets by absolute path, so the kernel resolves every
+    component again at each rename.  This check, run right before the stage is built, before
+    the live version is kept and before the swap, leaves a window of a few system calls in
+    which a user who can rename directories below a backed-up root could put a symlink in a
+    component; every move in ``place`` re-checks the identity of what it moves first, so such
+    a symlink makes it stop with a conflict rather than move something else.
+    """
+    for item in items:
+        _close_quietly(open_parent(manifest, item.root, item.rel))
+
+
+def widen_targets(manifest, targets, roots=()):
+    """Targets reached without following a symlink below their backed-up root; returns ``(targets, warnings)``.
+
+    Where a directory above a target is, live, a symlink or another non-directory and the backup has a
+    directory there, that component itself becomes the target: it is replaced as an entry (the link
+    is kept in the pre-restore backup like anything replaced), never followed.  Where the backup has
+    no directory there either, the target is absent on both sides and stays as asked (its plan is empty).
+    ``roots``: see ``walk_root``.
+    """
+    widened = []
+    warnings = []
+    for target, rel in targets:
+        found = _first_non_directory(walk_root(manifest, rel, roots), rel)
+        if found is None or found[1] == errno.ENOENT:
+            widened.append((target, rel))
+            continue
+        component = found[0]
+        entry = manifest.by_path.get(component)
+        if entry is None or entry.type != 'dir':
+            warnings.append('/%s is %s, and backup %s has no directory there: %s, below it, is left alone (a restore '
+                            'never follows it)' % (component, _kind_of('/' + component), manifest.id, target))
+            widened.append((target, rel))
+            continue
+        warnings.append('/%s is %s where backup %s has a directory, and %s lies below it: the restore replaces /%s '
+                        'as a whole with the backed-up directory instead of following it (the live entry is kept in '
+                        'the pre-restore backup)' % (component, _kind_of('/' + component), manifest.id, target,
+                                                     component))
+        widened.append(('/' + component, component))
+    kept = []
+    for target, rel in sorted(set(widened), key=lambda pair: pair[1]):
+        if not any(rel.startswith(other + '/') for _target, other in kept):
+            kept.append((target, rel))
+    order = {rel: index for index, (_target, rel) in enumerate(widened)}
+    return sorted(kept, key=lambda pair: order[pair[1]]), warnings
+
+
 def target_excludes(manifest, rel):
     """The backup's exclude patterns as they apply below ``rel`` (patterns are source-relative)."""
-    source = next(src for src in manifest.rel_sources if rel == src or rel.startswith(src + '/'))
+    source = source_of(manifest, rel)
     if rel == source:
         return list(manifest.excludes)
     prefix = rel[len(source) + 1:] + '/'
     return [pattern[len(prefix):] if pattern.startswith(prefix) else pattern for pattern in manifest.excludes]
 
 
-def carry_excluded(live, stage, excludes, skip=()):
-    """Hard-link the live entries the backup excluded into the stage, so the restore keeps them.
+def carry_over(live_fd, stage_fd, excludes, skip=()):
+    """Hard-link into the stage the live entries the restore keeps though the backup does not hold them.
 
-    Only below directories that exist in both trees; ``skip`` names top-level entries of
-    ``live`` that are not the user's (a stage built inside a mount point).  Works through directory
-    descriptors opened with O_NOFOLLOW: a live tree changed under our feet can
-    make this fail, never make it link something from outside ``live``.
+    Those are the entries the backup excluded, and the sockets and device nodes a backup cannot
+    hold (a live service's socket must not vanish because its directory was restored); only below
+    directories that exist in both trees, and only where the stage has nothing of that name.
+    ``skip`` names top-level entries of ``live`` that are not the user's (a stage built inside a
+    mount point).  Works through directory descriptors opened with O_NOFOLLOW: a live tree changed
+    under our feet can make this fail, never make it link something from outside it.  Returns the
+    sockets and device nodes carried, as paths relative to ``live``.
     """
-    if not excludes:
-        return
+    carried = []
+    _carry_dir(live_fd, stage_fd, '', excludes, carried, frozenset(skip))
+    return carried
+
+
+def _open_dir_at(dir_fd, name):
+    """A descriptor of the directory ``name`` in ``dir_fd`` (never followed), or None when it is not one."""
     try:
-        live_fd = os.open(live, _DIR_FLAGS)
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            return
+            return None
         raise
-    try:
-        stage_fd = os.open(stage, _DIR_FLAGS)
-        try:
-            _carry_dir(live_fd, stage_fd, '', excludes, frozenset(skip))
-        finally:
-            os.close(stage_fd)
-    finally:
-        os.close(live_fd)
 
 
-def _carry_dir(live_fd, stage_fd, rel_in_source, excludes, skip=frozenset()):
+def _carry_dir(live_fd, stage_fd, rel_in_source, excludes, carried, skip=frozenset()):
     in_stage = set(os.listdir(stage_fd))
     linked = False
     for name in sorted(set(os.listdir(live_fd)) - skip):
         child = name if not rel_in_source else rel_in_source + '/' + name
         st = os.stat(name, dir_fd=live_fd, follow_symlinks=False)
-        if excluded_by(child, name, excludes):
+        excluded = excluded_by(child, name, excludes)
+        if excluded or entry_type(st.st_mode) is None:
             if name not in in_stage:
                 _replicate(live_fd, stage_fd, name, st)
                 linked = True
+                if not excluded:
+                    carried.append(child)
         elif stat.S_ISDIR(st.st_mode) and name in in_stage and stat.S_ISDIR(
                 os.stat(name, dir_fd=stage_fd, follow_symlinks=False).st_mode):
             sub_live = os.open(name, _DIR_FLAGS, dir_fd=live_fd)
             try:
                 sub_stage = os.open(name, _DIR_FLAGS, dir_fd=stage_fd)
                 try:
-                    _carry_dir(sub_live, sub_stage, child, excludes)
+                    _carry_dir(sub_live, sub_stage, child, excludes, carried)
                 finally:
                     os.close(sub_stage)
             finally:
@@ -1265,20 +1493,49 @@ def _stage(item, manifest, data_dir, as_root):
     record = item.record
     if item.method == 'swap':
         unit = record['units'][0]
-        if item.new is not None:
-            makedirs_durable(os.path.dirname(item.target), mode=0o755)
-            written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root)
+        if item.new is None:
+            return
+        parent = open_parent(manifest, item.root, item.rel, as_root, create=True)
+        try:
+            written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root, parent_fd=parent)
             if item.new.type == 'dir':
-                carry_excluded(item.target, unit['stage'], item.excludes)
-            item.ids = _verify_stage(manifest, item, unit['stage'], as_root, written)
-            unit['new'] = _ident(unit['stage'])
+                _carry_between(item, parent, os.path.basename(item.target), parent, os.path.basename(unit['stage']))
+        finally:
+            _close_quietly(parent)
+        item.ids = _verify_stage(manifest, item, unit['stage'], as_root, written)
+        unit['new'] = _ident(unit['stage'])
         return
     stage, displaced = record['containers']
-    written = build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False)
-    carry_excluded(item.target, stage, item.excludes, skip=(os.path.basename(stage), os.path.basename(displaced)))
-    item.ids = _verify_stage(manifest, item, stage, as_root, written, ignore_root_attrs=True)
-    os.mkdir(displaced, 0o700)
-    fsync_dir(item.target)
+    parent = open_parent(manifest, item.root, item.rel)
+    try:
+        live = os.open(os.path.basename(item.target), _DIR_FLAGS, dir_fd=parent)
+    finally:
+        _close_quietly(parent)
+    try:
+        written = build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False, parent_fd=live)
+        _carry_between(item, live, '.', live, os.path.basename(stage),
+                       skip=(os.path.basename(stage), os.path.basename(displaced)))
+        item.ids = _verify_stage(manifest, item, stage, as_root, written, ignore_root_attrs=True)
+        os.mkdir(os.path.basename(displaced), 0o700, dir_fd=live)
+        fsync_fd(live, item.target)
+    finally:
+        _close_quietly(live)
+
+
+def _carry_between(item, live_parent, live_name, stage_parent, stage_name, skip=()):
+    """``carry_over`` from the live directory into the stage; a live version that is no directory keeps nothing."""
+    live = _open_dir_at(live_parent, live_name)
+    if live is None:
+        return
+    try:
+        stage = os.open(stage_name, _DIR_FLAGS, dir_fd=stage_parent)
+        try:
+            carried = carry_over(live, stage, item.excludes, skip)
+        finally:
+            _close_quietly(stage)
+    finally:
+        _close_quietly(live)
+    item.carried = ['/%s/%s' % (item.rel, path) for path in carried]
 
 
 def _fill_old_identities(item):
@@ -1398,21 +1655,26 @@ class Restorer:
         self.verify_after = verify_after
         self.as_root = running_as_root() if as_root is None else as_root
 
-    def run(self, manifest, targets, undo=False, check_mode=False, diff=False):
+    def run(self, manifest, targets, undo=False, check_mode=False, diff=False, roots=()):
         """Restore ``targets`` (``[(path, rel)]``) from the backup ``manifest``.
 
         The backup is verified on the way: a restore that changes something copies
         and hashes every file it restores in one pass and refuses a mismatch
         (BackupDamaged) before anything live is touched; check mode and a restore
         that finds nothing to change verify the whole backup (``verify_backup``).
+        ``roots``: backed-up roots to reach the targets from besides the manifest's
+        sources (see ``walk_root``).
         """
         data_dir = self.store.data_dir(manifest.id)
         items = []
         try:
+            targets, warnings = widen_targets(manifest, targets, roots)
+            refuse_store_overlap(targets, self.store.backup_root)
             for target, rel in targets:
                 excludes = target_excludes(manifest, rel)
-                plan = plan_target(manifest, rel, target, self.as_root, excludes)
-                items.append(_Item(target, rel, manifest, excludes, plan))
+                root = walk_root(manifest, rel, roots)
+                plan, special = plan_target(manifest, rel, target, self.as_root, excludes, root)
+                items.append(_Item(target, rel, manifest, excludes, plan, special, root))
         except OSError as exc:
             raise RestoreError('reading the live paths to plan the restore of backup %s failed: %s. Nothing was '
                                'changed.' % (manifest.id, exc))
@@ -1421,6 +1683,7 @@ class Restorer:
             'plan': [item.plan for item in items],
             'paths': [{'path': item.target, 'state': 'unchanged', 'verified': True, 'method': None}
                       for item in items],
+            'warnings': warnings,
         }
         todo = [item for item in items if not plan_is_empty(item.plan)]
         if check_mode or not todo:
@@ -1434,12 +1697,14 @@ class Restorer:
         if check_mode:
             for item in todo:
                 states[item.target].update(state='would be restored', verified=None)
+            warnings.extend(_special_warnings(todo, check_mode))
             return result
         try:
             self._swap(todo, manifest, data_dir, undo, states, result)
         except OSError as exc:
             raise RestoreError('restore of backup %s failed before anything was written: %s. Target untouched.'
                                % (manifest.id, exc))
+        warnings.extend(_special_warnings(todo, check_mode))
         return result
 
     def _swap(self, items, manifest, data_dir, undo, states, result):
@@ -1475,7 +1740,13 @@ class Restorer:
             for item in items:
                 if item.method == 'swap':
                     _stage(item, manifest, data_dir, self.as_root)
-            record['pre_restore'] = self._keep_displaced(items, manifest.id, undo)
+            check_parents(manifest, items)
+            if self.keep_displaced:
+                # named in the journal before it is made: whatever settles this restore back removes it
+                record['pre_restore'] = _free_checkpoint_name(
+                    self.store, (UNDO_PREFIX if undo else PRE_RESTORE_PREFIX) + _name_part(manifest.id))
+                journal.write(record)
+                self._keep_displaced(items, record['pre_restore'])
             for item in items:
                 if item.method == 'files':
                     _stage(item, manifest, data_dir, self.as_root)
@@ -1489,6 +1760,7 @@ class Restorer:
         """Put every new version in place, then verify the targets; any failure settles back."""
         failures = []
         try:
+            check_parents(manifest, items)
             for item in items:
                 for unit in item.record['units']:
                     place(unit, 'new')
@@ -1499,8 +1771,9 @@ class Restorer:
         except Exception as exc:
             self._fail(journal, record, items, states, 'swapping the restored version in', exc)
         if failures:
+            rejected = self._keep_rejected(items, manifest.id, token)
             self._fail(journal, record, items, states, 'verifying the restored targets',
-                       RestoreError('; '.join(failures)))
+                       RestoreError('; '.join(failures)), rejected)
 
     def _finish(self, journal, record, items, states):
         """Commit forward: discard the displaced versions (kept in the store), drop the journal."""
@@ -1526,22 +1799,36 @@ class Restorer:
         for item in items:
             states[item.target].update(state='restored', verified=bool(self.verify_after), method=item.method)
 
-    def _keep_displaced(self, items, backup_id, undo):
-        """Back up the live versions about to be displaced (absent ones as absent); returns the backup id."""
-        if not self.keep_displaced:
-            return None
-        base = (UNDO_PREFIX if undo else PRE_RESTORE_PREFIX) + _name_part(backup_id)
-        created = self.store.create([item.target for item in items], name=_free_checkpoint_name(self.store, base),
-                                    incremental=True, mark_lastgood=False)
-        return created['id']
+    def _keep_displaced(self, items, name):
+        """Back up the live versions about to be displaced (absent ones as absent) as checkpoint ``name``."""
+        self.store.create([item.target for item in items], name=name, incremental=True, mark_lastgood=False)
 
-    def _fail(self, journal, record, items, states, step, exc):
+    def _keep_rejected(self, items, backup_id, token):
+        """Back up what the targets hold after a swap that failed its check: ``(backup id, None)`` or ``(None, why not)``.
+
+        The restored version may hold what another process wrote meanwhile; rolling back must not lose it.
+        """
+        containers = [os.path.basename(path) for item in items if item.method == 'files'
+                      for path in file_containers(item.target, token)]
+        try:
+            created = self.store.create([item.target for item in items], excludes=containers, incremental=True,
+                                        name=_free_checkpoint_name(self.store, REJECTED_PREFIX + _name_part(backup_id)),
+                                        mark_lastgood=False)
+        except Exception as exc:
+            return None, str(exc)
+        return created['id'], None
+
+    def _fail(self, journal, record, items, states, step, exc, rejected=None):
         """Settle back after a failure and raise the error that says where things are.
 
         After a failed fsync nothing is settled in this run (a second fsync of the same
         directory would prove nothing): the journal stays for the next run's recovery.
+        ``rejected``: what ``_keep_rejected`` returned, when the targets were kept first.
         """
         targets = ', '.join(item.target for item in items)
+        # named in the journal before it is made: say where it is only once it exists
+        kept = record['pre_restore'] if record['pre_restore'] and os.path.isdir(
+            self.store.backup_dir(record['pre_restore'])) else None
         if fsync_failed(exc):
             for item in items:
                 states[item.target].update(state='unknown until recovery', verified=False, method=item.method)
@@ -1550,7 +1837,7 @@ class Restorer:
                 'journal %s records where the old and the new versions are, and the next run of any store module '
                 'settles it to exactly the old (or, if the swap had begun, exactly the new) version. Check the '
                 'disk (dmesg) first. %s' % (targets, step, exc, journal.path, _HERE),
-                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+                paths=list(states.values()), journal=journal.path, displaced_backup=kept)
         try:
             settle(journal, record, 'back', as_root=self.as_root)
         except Exception as second:
@@ -1560,15 +1847,49 @@ class Restorer:
                 'restore of %s failed while %s (%s), and rolling back failed too (%s). The journal %s records '
                 'where the old and the new versions are; the next run of any store module settles it to exactly '
                 'the old or exactly the new version. %s' % (targets, step, exc, second, journal.path, _HERE),
-                paths=list(states.values()), journal=journal.path, displaced_backup=record['pre_restore'])
+                paths=list(states.values()), journal=journal.path, displaced_backup=kept)
         for item in items:
             states[item.target].update(state='untouched', verified=None, method=item.method)
-        kept = ''
-        if record['pre_restore']:
-            kept = ' (the copy taken beforehand, backup %s, is not needed)' % record['pre_restore']
-        raise RestoreError('restore of %s failed while %s: %s. Rolled back: every target is exactly as before '
-                           '(untouched)%s. %s' % (targets, step, exc, kept, _next_step(exc)),
+        rejected_id, rejected_why = rejected or (None, None)
+        if rejected_id:
+            outcome = ('Rolled back: every target is as it was before the restore; files written during the restore '
+                       'are kept in backup %s, with everything the targets held after the swap (pinned: restore '
+                       'what you need from it by id and paths, then unpin it)' % rejected_id)
+        elif rejected_why:
+            outcome = ('Rolled back: every target is as it was before the restore. What the targets held after the '
+                       'swap could not be kept (%s): anything written there during the restore is lost' % rejected_why)
+        else:
+            outcome = 'Rolled back: every target is exactly as before (untouched)'
+        raise RestoreError('restore of %s failed while %s: %s. %s.%s %s'
+                           % (targets, step, exc, outcome, self._drop_retired(record), _next_step(exc)),
                            paths=list(states.values()))
+
+    def _drop_retired(self, record):
+        """Remove the backup of the displaced versions a rollback unlisted; returns a sentence on it."""
+        name = record['pre_restore']
+        if not name or not os.path.lexists(os.path.join(self.set_dir, DELETING_PREFIX + name)):
+            return ''
+        try:
+            self.store.recover()
+        except Exception as exc:
+            return (' The copy taken beforehand (backup %s) is no longer listed; removing its files failed (%s), the '
+                    'next run of any store module finishes that.' % (name, exc))
+        return ' The copy taken beforehand (backup %s) was removed: it is what is live again.' % name
+
+
+def _special_warnings(items, check_mode):
+    """What happened to the live sockets and device nodes below the restored paths (no backup holds them)."""
+    kept = [path for item in items for path in (item.special['kept'] if check_mode else item.carried)]
+    lost = [path for item in items for path in item.special['lost']]
+    warnings = []
+    if kept:
+        warnings.append('%s: live socket(s) or device node(s) a backup cannot hold; the restore %s them as they '
+                        'are' % (', '.join(kept), 'would keep' if check_mode else 'kept'))
+    if lost:
+        warnings.append('%s: live socket(s) or device node(s) a backup cannot hold, in a directory the backup does not '
+                        'have; the restore %s them with it and undo cannot bring them back (restart the service '
+                        'that made them)' % (', '.join(lost), 'would remove' if check_mode else 'removed'))
+    return warnings
 
 
 def _next_step(exc):
@@ -1646,7 +1967,8 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     targets = select_targets(manifest, paths)
     refuse_store_overlap(targets, store.backup_root)
     restorer = Restorer(store, keep_displaced=keep_displaced, verify_after=verify_after)
-    result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff)
+    result = restorer.run(manifest, targets, undo=undo, check_mode=check_mode, diff=diff,
+                          roots=_undone_roots(store, undone))
     result['recovered'] = recovered
     result['store_recovered'] = store_recovered
     if undone is not None:
@@ -1654,6 +1976,16 @@ def _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check
     result['changed'] = result['changed'] or bool(recovered)
     result['msg'] = summarize(result, check_mode)
     return result
+
+
+def _undone_roots(store, undone):
+    """For an undo, the roots of the backup the undone restore restored (see ``walk_root``)."""
+    if undone is None or not undone.get('restored'):
+        return ()
+    try:
+        return store.load_manifest(undone['restored']).rel_sources
+    except Exception:  # the backup may be gone (retention); the pre-restore backup's own roots remain
+        return ()
 
 
 def _count(plan):

@@ -11,7 +11,7 @@ Layout of one set (see docs/store.md)::
         <id>/MANIFEST.sha256             content digests + the digest of MANIFEST.json
         <id>/MANIFEST.json               written last
         .staging-<id>/                   a backup being written; never listed
-        .deleting-<id>/                  a backup being removed by retention; never listed
+        .deleting-<id>/                  a backup being removed (retention, a rolled-back restore); never listed
         LASTGOOD                         the id of the backup marked known-good
         PINNED                           ids retention must keep, one per line
 
@@ -62,7 +62,7 @@ from . import _restore
 DEFAULT_BACKUP_ROOT = '/var/backups/lastgood'
 DEFAULT_SET = 'default'
 STAGING_PREFIX = '.staging-'
-DELETING_PREFIX = '.deleting-'
+DELETING_PREFIX = _restore.DELETING_PREFIX
 DATA_DIR = 'data'
 MANIFEST_JSON = 'MANIFEST.json'
 MANIFEST_SHA256 = 'MANIFEST.sha256'
@@ -822,6 +822,7 @@ class Store:
         live = {'entries': entries, 'sources': sources, 'excludes': excludes, 'rels': rels,
                 'special_files': ['/' + path for path in special],
                 'missing': ['/' + rel for rel in rels if rel not in present]}
+        live['warnings'] = _live_warnings(entries, live)
         self._set_dir_exists()
         if name is not None and _exists(os.path.join(self.set_dir, name)):
             return self._existing_checkpoint(name, live, checksum, mark_lastgood, check_mode, started)
@@ -938,9 +939,10 @@ class Store:
             'manifest': self.manifest_path(backup_id) if backup_id else None,
             'files': files, 'bytes': size, 'reused': 0, 'copied': 0, 'copied_bytes': 0, 'rehashed': 0,
             'parent': parent, 'lastgood': lastgood, 'pinned': pinned,
-            'special_files': live['special_files'], 'missing': live['missing'], 'warnings': [],
+            'special_files': live['special_files'], 'missing': live['missing'],
         }
         result.update(extra)
+        result['warnings'] = live['warnings'] + extra.get('warnings', [])
         result['duration'] = round(time.monotonic() - started, 3)
         return result
 
@@ -1092,6 +1094,22 @@ class Store:
                              '(%s); the next run removes %s. Removed so far: %s.'
                              % (self._where(), backup_id, exc, doomed, ', '.join(removed + [backup_id])),
                              getattr(exc, 'filename', None)) from exc
+
+
+def _live_warnings(entries, live):
+    """What the backup of ``live`` cannot keep as the user may expect: a source that is a symlink, special files."""
+    warnings = []
+    links = {entry.path: entry.target for entry in entries if entry.type == 'symlink'}
+    for rel in live['rels']:
+        if rel in links:
+            warnings.append('/%s is a symlink (to %s): it is backed up as the link itself, not the files it points to; '
+                            'to back those up, list the directory it points to' % (rel, links[rel]))
+    special = live['special_files']
+    if special:
+        shown = ', '.join(special[:10]) + (' and %d more' % (len(special) - 10) if len(special) > 10 else '')
+        warnings.append('%d special file(s) a backup cannot hold were left out: %s; a restore leaves such files in '
+                        'place below the directories it restores' % (len(special), shown))
+    return warnings
 
 
 def list_sets(backup_root):

@@ -201,7 +201,7 @@ duration:
   type: float
 special_files:
   description:
-    - Special files (fifos, sockets, devices) that were not backed up.
+    - Special files (fifos, sockets, devices) that were not backed up; the task also warns about them.
     - Named so because a C(skipped) key would make Ansible report the task as skipped.
   returned: always
   type: list

@@ -21,13 +21,18 @@ description:
     atomically (C(renameat2) C(RENAME_EXCHANGE) where the kernel and file system allow it, else two renames
     guarded by a journal).  A target that is a mount point keeps its directory and has its top-level entries
     swapped, also under the journal.  After the swap the targets are verified again (O(verify_after)); if they do
-    not match, everything is rolled back.
+    not match, what the targets hold then (with anything another process wrote there meanwhile) is kept as a pinned
+    backup named C(rejected-<id>), and everything is rolled back.
+  - Paths below a backed-up directory are reached from it without following symlinks.  Where a directory above a
+    requested path is, live, a symlink (or another non-directory) and the backup holds a directory there, that
+    directory itself is restored, replacing the symlink as an entry; a warning says so.
   - A crash or I/O error at any moment leaves every target exactly as before or exactly restored - never a mix -
     once the journal has been settled.  Every run settles a journal an interrupted run left before doing anything
     else and reports it in RV(recovered).
   - The live version a restore replaces is kept as a backup named C(pre-restore-<id>) (O(keep_displaced)), which
-    O(undo=true) puts back.
-  - Entries the backup excluded (its C(exclude) patterns) are left as they are in the live tree.
+    O(undo=true) puts back.  A restore that fails and rolls back removes it again (it equals what is live).
+  - Entries the backup excluded (its C(exclude) patterns) are left as they are in the live tree, and so are live
+    sockets and device nodes below a restored directory (no backup holds them); each is named in a warning.
   - See the collection's C(docs/restore.md) for the journal format and how to recover by hand.
 author:
   - lastgood.rollback developers (@lastgood)
@@ -201,11 +206,14 @@ from ansible_collections.lastgood.rollback.plugins.module_utils._store_module im
 def run_restore(module, store):
     params = module.params
     try:
-        return restore(store, ref=params['id'], paths=unescape_names(params['paths']), keep_displaced=params['keep_displaced'],
-                       verify_after=params['verify_after'], undo=params['undo'], check_mode=module.check_mode,
-                       diff=module._diff)
+        result = restore(store, ref=params['id'], paths=unescape_names(params['paths']),
+                         keep_displaced=params['keep_displaced'], verify_after=params['verify_after'],
+                         undo=params['undo'], check_mode=module.check_mode, diff=module._diff)
     except RestoreError as exc:
         module.fail_json(msg=str(exc), paths=exc.paths, journal=exc.journal, displaced_backup=exc.displaced_backup)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
+    return result
 
 
 def main():

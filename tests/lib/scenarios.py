@@ -736,8 +736,127 @@ class Undo(Restore):
         return problems
 
 
+class RestoreWidened(Restore):
+    """A sub-path restore below a directory someone replaced with a symlink to a directory outside the tree:
+    the symlink is replaced as an entry (kept in the pre-restore backup), nothing outside is written."""
+
+    name = 'restore_widened'
+
+    def build(self):
+        self.paths()
+        build_app_v1(self.target)
+        self.backup_id = self.store().create([self.target], mark_lastgood=True)['id']
+        self.outside = os.path.join(self.live_root, 'outside')
+        trees.write_file(os.path.join(self.outside, 'blob.bin'), b'not the backup\n')
+        remove_tree(os.path.join(self.target, 'data'))
+        os.symlink(self.outside, os.path.join(self.target, 'data'))
+        self.before = trees.tree_digest(self.target)
+
+    def run(self):
+        store = self.store()
+        return engine('_restore').restore(store, store.set_dir, paths=[os.path.join(self.target, 'data', 'blob.bin')])
+
+    def did_its_job(self, result):
+        problems = []
+        data = os.path.join(self.target, 'data')
+        if os.path.islink(data) or trees.tree_digest(data) != trees.tree_digest(
+                os.path.join(self.store().data_dir(self.backup_id), data.lstrip('/'))):
+            problems.append('the symlinked directory was not replaced by the backed-up one')
+        if not result.get('warnings'):
+            problems.append('the widened restore gave no warning')
+        return problems
+
+    def observe(self):
+        # the outside directory is part of the state: any write through the symlink makes it "neither"
+        return trees.tree_digest(self.target), trees.tree_digest(self.outside)
+
+    def invariants(self):
+        problems = StoreScenario.invariants(self)
+        backups = self.backups()
+        if self.backup_id not in backups:
+            problems.append('the restored-from backup %s is gone' % self.backup_id)
+        displaced = [backup_id for backup_id in backups if backup_id.startswith('pre-')]
+        for backup_id in displaced:
+            kept = os.path.join(self.store().data_dir(backup_id), self.target.lstrip('/'), 'data')
+            if backups[backup_id]['complete'] and (not os.path.islink(kept) or os.readlink(kept) != self.outside):
+                problems.append('%s does not hold the symlink the restore replaced' % backup_id)
+        if self.observe() == self.new and not displaced:
+            problems.append('the target was restored but no pre-restore backup keeps the replaced symlink')
+        return problems
+
+
+class RestoreRejected(Restore):
+    """A restore whose check after the swap fails because another process wrote into the target meanwhile:
+    what the target held is kept as a pinned rejected-<id> backup, then the restore rolls back."""
+
+    name = 'restore_rejected'
+    WRITTEN = 'written-meanwhile'
+
+    def run(self):
+        restore = engine('_restore')
+        store = self.store()
+        real = restore._verify_targets
+
+        def write_then_verify(*args):
+            # another process, not the engine: its write is neither counted nor faulted
+            trees.write_file(os.path.join(self.target, self.WRITTEN), b'a concurrent write\n')
+            return real(*args)
+        restore._verify_targets = write_then_verify
+        try:
+            return restore.restore(store, store.set_dir)
+        except restore.RestoreError as exc:
+            # the outcome this scenario is about; a rollback that reports more trouble is an error like any other
+            if 'files written during the restore are kept in backup' not in str(exc) or 'failed (' in str(exc):
+                raise
+            return {'rejected': str(exc)}
+        finally:
+            restore._verify_targets = real
+
+    def rejected(self):
+        return [backup_id for backup_id in self.backups() if backup_id.startswith('rejected-')]
+
+    def did_its_job(self, result):
+        problems = []
+        if 'rejected' not in result:
+            problems.append('the restore did not report the rejected backup: %r' % (result,))
+        if trees.tree_digest(self.target) != self.before:
+            problems.append('the restore was not rolled back')
+        kept = [os.path.join(self.store().data_dir(backup_id), self.target.lstrip('/'), self.WRITTEN)
+                for backup_id in self.rejected()]
+        if len(kept) != 1 or not os.path.isfile(kept[0]):
+            problems.append('no rejected backup keeps the concurrent write')
+        return problems
+
+    def observe(self):
+        return trees.tree_digest(self.target), tuple(sorted(
+            (backup_id.split('-')[0], self.data_digest(backup_id)) for backup_id, info in self.backups().items()
+            if info['complete']))
+
+    def documented_partial(self, state):
+        # interrupted after the swap (before the check failed, or while rolling back): recovery rolls the journal
+        # forward, so the restored version stays -- with the concurrent write in it when that had happened -- and
+        # the pre-restore backup keeps the old one (a rejected backup taken before the rollback failed stays too)
+        kinds = [kind for kind, _digest in state[1]]
+        restored = state[0] == self.data_digest(self.backup_id) or self.WRITTEN in os.listdir(self.target)
+        return restored and kinds.count('pre') == 1 and kinds.count('rejected') <= 1
+
+    def invariants(self):
+        problems = StoreScenario.invariants(self)
+        backups = self.backups()
+        if self.backup_id not in backups:
+            problems.append('the restored-from backup %s is gone' % self.backup_id)
+        pins = self.store()._read_pins()  # pylint: disable=protected-access
+        strays = sorted(pin for pin in pins if pin.startswith('pre-') and trees.tree_digest(self.target) == self.before)
+        if strays:
+            problems.append('a rolled-back restore left pinned %s' % ', '.join(strays))
+        for backup_id in self.rejected():
+            if backup_id not in pins:
+                problems.append('%s is not pinned' % backup_id)
+        return problems
+
+
 SCENARIOS = {cls.name: cls for cls in (AuditAppend, LockAcquire, RunStatePhase, ConfigUpdate, Backup, Retention,
-                                       Restore, Undo)}
+                                       Restore, Undo, RestoreWidened, RestoreRejected)}
 
 
 def engine_errors():

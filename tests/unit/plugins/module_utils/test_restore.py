@@ -468,16 +468,22 @@ class ConcurrentWriter:
             trees.write_file(self.path, b'written meanwhile\n')
 
 
-def test_target_changed_after_the_swap_fails_verification_and_is_rolled_back(world):
+def test_target_changed_after_the_swap_fails_verification_is_kept_as_a_rejected_backup_then_rolled_back(world):
     plan = faults.FaultPlan(observer=ConcurrentWriter(os.path.join(world.app, 'surprise')))
     with faults.inject(ENGINE, plan):
         with pytest.raises(_restore.RestoreError) as info:
             world.restore()
     message = str(info.value)
+    rejected = 'rejected-' + world.backup_id
     assert 'verifying the restored targets' in message and 'surprise' in message
-    assert 'Rolled back' in message and 'untouched' in message
+    assert 'Rolled back' in message and 'files written during the restore are kept in backup %s' % rejected in message
     assert [entry['state'] for entry in info.value.paths] == ['untouched', 'untouched']
     assert world.state() == world.old
+    with open(world.backup_data(rejected, world.app + '/surprise'), 'rb') as handle:
+        assert handle.read() == b'written meanwhile\n', 'the concurrent write is kept'
+    info_by_id = {backup['id']: backup for backup in world.store().list()}
+    assert info_by_id[rejected]['pinned'] and world.store().verify(rejected)['ok']
+    assert not any(backup_id.startswith('pre-restore-') for backup_id in info_by_id)
     assert world.settled() == 'old'
 
 
