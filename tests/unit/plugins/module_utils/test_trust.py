@@ -1,6 +1,8 @@
 """The store's trust rule: only root and the running user may be able to change the store or the way to it."""
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -181,3 +183,11 @@ def test_the_restore_journal_accepts_only_the_runner_or_root_as_owner(base):
     with pytest.raises(_restore.JournalError) as info:
         _restore.open_journal_dir(journal, create=False)
     assert 'writable by group' in str(info.value)
+
+
+@pytest.mark.skipif(not shutil.which('setfacl'), reason='needs setfacl(1)')
+def test_an_acl_granting_another_user_write_shows_in_the_group_bits_and_is_refused(base, live):
+    root = mkdir(os.path.join(base, 'store'), 0o700)
+    subprocess.run(['setfacl', '-m', 'u:%d:rwx' % OTHER, root], check=True)
+    message = refused(lambda: _store.Store(root, 'app').create([live]))
+    assert root + ' is writable by group' in message and 'mode 0770' in message
