@@ -183,7 +183,7 @@ def is_root():
     return os.geteuid() == 0
 
 
-def untrusted_error(exc, where):
+def _untrusted_error(exc, where):
     """The StoreError for a store that fails the trust rule (``exc``: a ``_trust.Untrusted``)."""
     return StoreError('refusing to use the backup store (%s): %s %s. Someone other than %s could change it, so '
                       'backups there could be read, replaced or forged, and a restore would install what they hold. '
@@ -358,7 +358,7 @@ class Store:
         try:
             exists = _trust.check_dirs(self.backup_root, create=create)
         except _trust.Untrusted as exc:
-            raise untrusted_error(exc, self._where()) from None
+            raise _untrusted_error(exc, self._where()) from None
         except OSError as exc:
             raise StoreError('cannot %s the backup root %s: %s. Nothing was changed. Next: %s.'
                              % ('create' if create else 'check', self.backup_root, exc, errno_hint(exc)),
@@ -374,7 +374,7 @@ class Store:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise StoreError('cannot create %s: %s. Nothing was changed. Next: %s.'
+            raise StoreError('cannot create %s: %s. No backup was touched. Next: %s.'
                              % (self._where(), exc, errno_hint(exc)), self.set_dir) from exc
         else:
             try:
@@ -390,7 +390,7 @@ class Store:
         try:
             _trust.check_dir(path, st)
         except _trust.Untrusted as exc:
-            raise untrusted_error(exc, self._where()) from None
+            raise _untrusted_error(exc, self._where()) from None
 
     def _check_backup_dir(self, backup_id):
         """Refuse a backup directory that is a symlink or that someone else could change."""
@@ -1186,7 +1186,7 @@ def list_sets(backup_root):
         if not _trust.check_dirs(backup_root):
             return []
     except _trust.Untrusted as exc:
-        raise untrusted_error(exc, 'backup root %s on host %s' % (backup_root, socket.gethostname())) from None
+        raise _untrusted_error(exc, 'backup root %s on host %s' % (backup_root, socket.gethostname())) from None
     except OSError as exc:
         raise StoreError('cannot check the backup store %s: %s' % (backup_root, exc), backup_root) from exc
     try:

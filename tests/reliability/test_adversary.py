@@ -158,7 +158,7 @@ def forge_set(set_dir, set_name, source, files, owner):
     return backup_id
 
 
-def forged_tool(world):
+def forged_tool():
     return {'bin/tool': (EVIL, 0o4755), 'etc/app.conf': (b'port = 1\n', 0o644)}
 
 
@@ -205,7 +205,7 @@ def test_root_refuses_a_store_root_another_user_planted_and_never_installs_their
     refused(lambda: world.store(planted).create([world.live], mark_lastgood=True), planted, owner, 'symlink',
             'Nothing was read or written')
     assert not changes(before, world.untouched()), 'the backup wrote into the planted store'
-    forge_set(os.path.join(theirs, 'app'), 'app', world.live, forged_tool(world), world.adv)
+    forge_set(os.path.join(theirs, 'app'), 'app', world.live, forged_tool(), world.adv)
     for call in (lambda: _restore.restore(world.store(planted)),
                  lambda: _restore.restore(world.store(planted), check_mode=True),
                  lambda: world.store(planted).list(), lambda: world.store(planted).resolve(),
@@ -226,7 +226,7 @@ def test_root_refuses_a_backup_root_another_user_owns_or_can_write(world, how):
         mkdir(root, 0o777 if how == 'root-owned but open to all' else 0o1777)
         named = ('writable by group and others', 'owned by uid 0 (root)')
     forge_dir = os.path.join(world.adv_home, 'forged')
-    forge_set(forge_dir, 'app', world.live, forged_tool(world), world.adv)
+    forge_set(forge_dir, 'app', world.live, forged_tool(), world.adv)
     world.as_adv('mv', forge_dir, os.path.join(root, 'app'))
     live_before = snapshot(world.live)
     for call in (lambda: world.store(root).create([world.live]), lambda: _restore.restore(world.store(root)),
@@ -245,7 +245,7 @@ def test_root_never_uses_a_set_or_backup_an_open_permission_let_another_user_rep
     store = world.store()
     first = store.create([world.live], mark_lastgood=True)['id']
     forge_dir = os.path.join(world.adv_home, 'forged')
-    forged_id = forge_set(forge_dir, 'app', world.live, forged_tool(world), world.adv)
+    forged_id = forge_set(forge_dir, 'app', world.live, forged_tool(), world.adv)
     if where == 'set directory':
         opened = world.store_root
         os.chmod(opened, 0o777)
@@ -266,7 +266,8 @@ def test_root_never_uses_a_set_or_backup_an_open_permission_let_another_user_rep
             world.as_adv('mv', os.path.join(store.backup_dir(first), name),
                          os.path.join(store.backup_dir(first), 'old-' + name))
         forged = os.path.join(forge_dir, forged_id)
-        manifest = json.loads(open(os.path.join(forged, 'MANIFEST.json')).read())
+        with open(os.path.join(forged, 'MANIFEST.json'), 'rb') as handle:
+            manifest = json.loads(handle.read().decode('utf-8'))
         manifest['id'] = first
         json_bytes = scenarios.engine('_manifest').loads(json.dumps(manifest).encode()).to_json().encode()
         loaded = scenarios.engine('_manifest').loads(json_bytes)
