@@ -50,8 +50,8 @@ def run_as(user, *argv, check=True, timeout=120, env=None):
                           + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
                           check=False, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError('%s as %s failed (%d): %s' % (' '.join(argv), user.name, proc.returncode,
-                                                          proc.stderr.decode(errors='replace')))
+        raise AssertionError('%s as %s failed (%d): %s'
+                             % (' '.join(argv), user.name, proc.returncode, proc.stderr.decode(errors='replace')))
     return proc
 
 

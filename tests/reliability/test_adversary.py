@@ -39,20 +39,21 @@ COLLECTIONS = os.path.join(ROOT, '.collections')
 EVIL = b'#!/bin/sh\n# installed by lastgood-adv\nexec /bin/sh -p\n'
 
 
-@pytest.fixture(scope='session')
-def adv():
+def user_or_skip(name):
     try:
-        return adversary.ensure_user('lastgood-adv')
+        return adversary.ensure_user(name)
     except adversary.Unavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope='session')
+def adv():
+    return user_or_skip('lastgood-adv')
 
 
 @pytest.fixture(scope='session')
 def runner():
-    try:
-        return adversary.ensure_user('lastgood-run')
-    except adversary.Unavailable as exc:
-        pytest.skip(str(exc))
+    return user_or_skip('lastgood-run')
 
 
 def write(path, data, mode=0o644, owner=None):
