@@ -49,6 +49,10 @@ options:
     description:
       - Directory that holds the backup store.  Each O(set) is a sub-directory of it.
       - Created with mode C(0700) when missing; backups can hold secrets.
+      - It, every directory above it and the set and backup directories in it must belong to the user the module runs
+        as or to root and must not be writable by group or others (a root-owned sticky directory such as C(/tmp) may be
+        above it); otherwise the module refuses to use the store and names the path and its owner.
+        See the collection's C(docs/security.md).
     type: path
     default: /var/backups/lastgood
   set:

@@ -54,6 +54,8 @@ from ._manifest import (
 )
 from ._manifest import _excluded as excluded_by
 from ._manifest import _type_of as entry_type
+from ._trust import problem as trust_problem
+from ._trust import running_user
 
 JOURNAL_VERSION = 1
 JOURNAL_DIR = '.journal'
@@ -286,11 +288,10 @@ def open_journal_dir(directory, create):
             raise
         raise JournalError(_planted_journal(directory, 'is %s, not a directory' % _what_is(directory))) from None
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            raise JournalError(_planted_journal(directory, 'is owned by uid %d with mode %04o; this engine makes it '
-                                                           'owned by uid %d, mode 0700'
-                                                % (st.st_uid, stat.S_IMODE(st.st_mode), os.geteuid())))
+        untrusted = trust_problem(os.fstat(fd))
+        if untrusted is not None:
+            raise JournalError(_planted_journal(directory, '%s; this engine makes it owned by %s, mode 0700'
+                                                % (untrusted, running_user())))
     except BaseException:
         _close_quietly(fd)
         raise
@@ -1934,6 +1935,8 @@ def restore(store, set_dir=None, ref=None, paths=None, keep_displaced=True, veri
     """
     if set_dir is not None and os.path.abspath(set_dir) != os.path.abspath(store.set_dir):
         raise RestoreError('set_dir %s is not the store\'s set directory %s' % (set_dir, store.set_dir))
+    # before the journal is read, also in check mode (which takes no lock)
+    store.check_trust()
     if check_mode:
         return _restore_locked(store, ref, paths, keep_displaced, verify_after, undo, check_mode, diff)
     with store.locked():

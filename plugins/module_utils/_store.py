@@ -58,6 +58,7 @@ import time
 from . import _fsatomic
 from . import _manifest
 from . import _restore
+from . import _trust
 
 DEFAULT_BACKUP_ROOT = '/var/backups/lastgood'
 DEFAULT_SET = 'default'
@@ -182,6 +183,21 @@ def is_root():
     return os.geteuid() == 0
 
 
+def _untrusted_error(exc, where):
+    """The StoreError for a store that fails the trust rule (``exc``: a ``_trust.Untrusted``)."""
+    return StoreError('refusing to use the backup store (%s): %s %s. Someone other than %s could change it, so '
+                      'backups there could be read, replaced or forged, and a restore would install what they hold. '
+                      'Nothing was read or written. Next: %s.'
+                      % (where, exc.path, exc.problem, _trust.trusted_owners(), exc.remedy), exc.path, settled=True)
+
+
+def _symlink_target(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return '?'
+
+
 def _is_dir(path):
     """Whether ``path`` is a directory (not a symlink to one).
 
@@ -279,6 +295,9 @@ class Store:
         self._manifests = {}
         # what recover() settled or removed through this instance, for modules to report
         self.recovered = []
+        # The backup root and the directories above it passed the trust rule: only root and the running user can
+        # change them, so the verdict holds for the rest of the run.
+        self._root_trusted = False
 
     # -- paths --------------------------------------------------------------------------
 
@@ -299,15 +318,25 @@ class Store:
     def _pinned_path(self):
         return os.path.join(self.set_dir, PINNED_FILE)
 
-    def _set_dir_exists(self):
-        """Whether the set directory exists; one that is a symlink (or not a directory) is refused.
+    def check_trust(self):
+        """Refuse a store someone other than root and the running user could change; whether the set exists.
 
-        Another user who could write to the backup root may have planted
-        ``<set>`` as a symlink: following it would write the backups (and read
-        LASTGOOD, pins, manifests) wherever it points.  Every entry point checks
-        this before touching anything below the set directory, and the lock
-        opens it with ``O_NOFOLLOW``.
+        Every entry point calls this (through ``_set_dir_exists``) before it reads
+        or writes anything in the store; see ``_trust`` for the rule.
         """
+        return self._set_dir_exists()
+
+    def _set_dir_exists(self):
+        """Whether the set directory exists, once the store passed the trust rule.
+
+        The backup root and every directory above it are checked first (once per
+        instance), then the set directory (every call).  A set directory that is a
+        symlink is refused whoever owns it: another user who could write to the
+        backup root may have planted it to redirect the backups (and LASTGOOD,
+        pins, manifests); the lock opens it with ``O_NOFOLLOW``.
+        """
+        if not self._root_trusted and not self._check_root():
+            return False
         try:
             st = os.lstat(self.set_dir)
         except (FileNotFoundError, NotADirectoryError):
@@ -316,12 +345,68 @@ class Store:
             raise StoreError('cannot read %s: %s. Nothing was changed. Next: %s.'
                              % (self._where(), exc, errno_hint(exc)), self.set_dir, unreadable=True) from exc
         if stat.S_ISDIR(st.st_mode):
+            self._check_dir(self.set_dir, st)
             return True
         what = 'a symlink' if stat.S_ISLNK(st.st_mode) else 'not a directory'
         raise StoreError('the set directory %s is %s; refusing to follow it (someone who can write to %s may have '
                          'planted it to redirect the backups). Nothing was read or written. Next: inspect it '
                          '(ls -l %s), remove it, make sure only root can write to %s, and rerun.'
                          % (self.set_dir, what, self.backup_root, self.set_dir, self.backup_root), self.set_dir)
+
+    def _check_root(self, create=False):
+        """Check (with ``create``: make) the backup root and the directories above it; whether it exists."""
+        try:
+            exists = _trust.check_dirs(self.backup_root, create=create)
+        except _trust.Untrusted as exc:
+            raise _untrusted_error(exc, self._where()) from None
+        except OSError as exc:
+            raise StoreError('cannot %s the backup root %s: %s. Nothing was changed. Next: %s.'
+                             % ('create' if create else 'check', self.backup_root, exc, errno_hint(exc)),
+                             self.backup_root, unreadable=True) from exc
+        self._root_trusted = exists
+        return exists
+
+    def _make_set_dir(self):
+        """Create the set directory (and the backup root), each checked like an existing one."""
+        self._check_root(create=True)
+        try:
+            os.mkdir(self.set_dir, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError('cannot create %s: %s. No backup was touched. Next: %s.'
+                             % (self._where(), exc, errno_hint(exc)), self.set_dir) from exc
+        else:
+            try:
+                _fsatomic.fsync_dir(self.backup_root)
+            except OSError as exc:
+                raise StoreError('cannot flush the backup root %s after creating %s: %s. Nothing else was changed. '
+                                 'Next: %s.' % (self.backup_root, self.set_dir, exc, errno_hint(exc)),
+                                 self.backup_root) from exc
+        # whatever is there now (made here or planted meanwhile) passes the same checks
+        self._set_dir_exists()
+
+    def _check_dir(self, path, st):
+        try:
+            _trust.check_dir(path, st)
+        except _trust.Untrusted as exc:
+            raise _untrusted_error(exc, self._where()) from None
+
+    def _check_backup_dir(self, backup_id):
+        """Refuse a backup directory that is a symlink or that someone else could change."""
+        directory = self.backup_dir(backup_id)
+        try:
+            st = os.lstat(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise StoreError('cannot read backup %s in %s: %s' % (backup_id, self._where(), exc), directory,
+                             unreadable=True) from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError('backup %s in %s is a symlink (to %s), not a directory; it is never followed and must '
+                             'not be used. Nothing was read. Next: remove %s.'
+                             % (backup_id, self._where(), _symlink_target(directory), directory), directory)
+        self._check_dir(directory, st)
 
     def _backup_exists(self, backup_id):
         if not self._set_dir_exists():
@@ -347,9 +432,9 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        self._set_dir_exists()
+        if not self._set_dir_exists():
+            self._make_set_dir()
         try:
-            _fsatomic.makedirs_durable(self.set_dir, mode=0o700)
             # O_NOFOLLOW: a symlink planted after the check above is refused, not locked and written through.
             fd = os.open(self.set_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
@@ -613,6 +698,7 @@ class Store:
         json_path = os.path.join(directory, MANIFEST_JSON)
         sums_path = os.path.join(directory, MANIFEST_SHA256)
         self._set_dir_exists()
+        self._check_backup_dir(backup_id)
         try:
             json_bytes = _fsatomic.read_bytes(json_path, limit=_manifest.MAX_MANIFEST_BYTES)
         except FileNotFoundError:
@@ -1113,7 +1199,14 @@ def _live_warnings(entries, live):
 
 
 def list_sets(backup_root):
-    """Names of the backup sets under ``backup_root`` (sorted)."""
+    """Names of the backup sets under ``backup_root`` (sorted), once it passed the trust rule."""
+    try:
+        if not _trust.check_dirs(backup_root):
+            return []
+    except _trust.Untrusted as exc:
+        raise _untrusted_error(exc, 'backup root %s on host %s' % (backup_root, socket.gethostname())) from None
+    except OSError as exc:
+        raise StoreError('cannot check the backup store %s: %s' % (backup_root, exc), backup_root) from exc
     try:
         names = os.listdir(backup_root)
     except FileNotFoundError:

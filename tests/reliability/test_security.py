@@ -20,6 +20,7 @@ import subprocess
 import pytest
 
 from lib import faults, scenarios, trees
+from lib.adversary import ReachesInto
 
 NOBODY = 65534
 
@@ -121,47 +122,6 @@ def test_restore_stage_beside_the_target_is_unreadable_while_it_is_built(sandbox
     assert probe.results, 'no restore stage was seen while the restore ran'
     for path, read, listing in probe.results:
         assert read.returncode != 0 and listing.returncode != 0, 'nobody could read %s while it was staged' % path
-
-
-_FOLLOWS_FINAL = frozenset(('stat', 'listdir', 'scandir', 'walk', 'chmod', 'chown', 'utime', 'truncate', 'access',
-                            'statvfs', 'setxattr', 'getxattr', 'path.isdir', 'path.exists', 'path.isfile'))
-
-
-class ReachesInto:
-    """Observer: every call that resolves a symlink leading into ``outside``.
-
-    A call on the symlink itself (lstat, unlink, rename over it, open with
-    O_NOFOLLOW) does not follow it; a call through it (a parent component, or the
-    final one for calls that follow it) does.
-    """
-
-    def __init__(self, outside):
-        self.outside = os.path.realpath(outside)
-        self.reached = []
-
-    def _inside(self, path):
-        return path == self.outside or path.startswith(self.outside + '/')
-
-    def _follows_final(self, name, args, kwargs):
-        if name == 'open':
-            flags = args[1] if len(args) > 1 else kwargs.get('flags', 0)
-            return not flags & os.O_NOFOLLOW
-        return name in _FOLLOWS_FINAL and kwargs.get('follow_symlinks', True)
-
-    def before(self, name, args, kwargs):
-        for index, arg in enumerate(args[:2]):
-            if not (isinstance(arg, (str, bytes)) and os.fsdecode(arg).startswith('/')):
-                continue
-            path = os.fsdecode(arg)
-            through_parent = self._inside(os.path.realpath(os.path.dirname(path)))
-            through_final = index == 0 and self._follows_final(name, args, kwargs) and self._inside(
-                os.path.realpath(path))
-            if through_parent or through_final:
-                self.reached.append('%s(%s)' % (name, path))
-        return None
-
-    def after(self, name, args, kwargs, result, token):
-        pass
 
 
 def plant(path, target):
