@@ -212,6 +212,22 @@ def test_a_change_of_xattrs_alone_is_drift_and_makes_a_new_backup_that_still_reu
     assert xattrs_of(path) == {'user.tag': b'v2'}
 
 
+def test_undo_puts_back_the_xattrs_and_acls_the_restore_replaced(tmp_path):
+    app, store = make_world(tmp_path)
+    path = os.path.join(app, 'f.txt')
+    trees.write_file(path, b'backed up\n')
+    os.setxattr(path, 'user.version', b'backed up')
+    backup(store, app)
+    trees.write_file(path, b'live\n', 0o640, trees.MTIME_NS + 10 ** 9)
+    os.setxattr(path, 'user.version', b'live')
+    os.setxattr(path, 'user.only-live', b'x')
+    live = snapshot(app)
+    _restore.restore(store)
+    assert xattrs_of(path) == {'user.version': b'backed up'}
+    _restore.restore(store, undo=True)
+    assert snapshot(app) == live
+
+
 def test_hardlinked_files_share_their_xattrs_which_the_manifest_records_once(tmp_path):
     app, store = make_world(tmp_path)
     first = os.path.join(app, 'a', 'x')
