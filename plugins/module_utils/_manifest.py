@@ -6,9 +6,10 @@
 
 A manifest lists every entry below a set of source paths with its type, size,
 mode, owner, mtime, extended attributes (POSIX ACLs and SELinux labels
-included: Linux reads and writes them as xattrs) and (for files) SHA-256.  Entry paths are relative to a
-root: ``/`` for the live system, ``<backup>/data`` inside a backup, so the same
-manifest describes both and verifying one against the other is a diff.
+included: Linux reads and writes them as xattrs) and (for files) SHA-256.
+Entry paths are relative to a root: ``/`` for the live system,
+``<backup>/data`` inside a backup, so the same manifest describes both and
+verifying one against the other is a diff.
 
 The loader is strict: a manifest from disk is untrusted input that later
 drives writes, so anything that could point outside the tree refuses the
@@ -272,7 +273,7 @@ def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER, src_stat=
 
 def _copy_sparse(src, dst, size, writeback_after):
     """``copy_hashing`` for a file with holes: only its data extents are read and written."""
-    buffer, view = read_buffer()
+    _buffer, view = read_buffer()
     digest = hashlib.sha256()
     position = 0
     while position < size:

@@ -959,10 +959,11 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, problems
 
     Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime,
     xattrs and (as root) owner from the manifest; fifos are made anew.  Xattrs
-    that cannot be set (see ``XattrProblems``) are collected in ``problems``.  Each file is copied and hashed in one
-    pass and must match the manifest's size and SHA-256 (else BackupDamaged): that
-    read is the verification of the backup's content and of what was written.  The
-    result maps each copied file's manifest path to the inode written.
+    that cannot be set (see ``XattrProblems``) are collected in ``problems``.
+    Each file is copied and hashed in one pass and must match the manifest's size
+    and SHA-256 (else BackupDamaged): that read is the verification of the
+    backup's content and of what was written.  The result maps each copied file's
+    manifest path to the inode written.
 
     OSTree's order: every file is written (on worker threads, small files in
     batches), then every file is fsynced (many at once), then every directory gets
