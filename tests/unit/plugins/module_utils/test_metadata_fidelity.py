@@ -15,6 +15,7 @@ import pytest
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic, _manifest, _restore, _store
 from lib import faults, trees
+from lib.durability import DurabilityTracker
 
 ENGINE = [_restore, _store, _manifest, _fsatomic]
 ROOT = os.geteuid() == 0
@@ -518,3 +519,15 @@ def test_an_entry_line_with_xattrs_is_exactly_what_json_dumps_writes():  # pylin
     assert line == json.dumps(entry.to_dict(), sort_keys=True)
     assert json.loads(line)['xattrs'] == {'security.selinux': base64.b64encode(SELINUX_LABEL).decode(),
                                           'user.\u00e9': 'AP8='}
+
+
+def test_backup_and_restore_of_fifos_symlinks_and_xattrs_leave_nothing_unflushed(tmp_path):
+    app, store = make_world(tmp_path)
+    trees.write_file(os.path.join(app, 'f'), b'f\n')
+    os.setxattr(os.path.join(app, 'f'), 'user.a', b'1')
+    os.mkfifo(os.path.join(app, 'pipe'), 0o640)
+    os.symlink('f', os.path.join(app, 'link'))
+    for operation in (lambda: backup(store, app), lambda: wipe_and_restore(store, app)):
+        tracker = DurabilityTracker()
+        faults.call_log(ENGINE, operation, observer=tracker)
+        assert tracker.problems() == []
