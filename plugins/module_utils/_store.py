@@ -830,7 +830,9 @@ class Store:
         newest = self._latest_complete()
         if newest is not None:
             latest = self.load_manifest(newest['id'])
-            if not force and name is None and self._matches(latest, live, checksum):
+            # an older manifest did not record everything (xattrs, fifos): take a full-fidelity backup instead
+            current = latest.version == _manifest.MANIFEST_VERSION
+            if not force and name is None and current and self._matches(latest, live, checksum):
                 return self._unchanged(newest, live, mark_lastgood, check_mode, started)
             base = latest if incremental else None
         if check_mode:
@@ -855,8 +857,6 @@ class Store:
         """Whether the live tree equals a backup (metadata; content too with checksum=always)."""
         if sorted(manifest.sources) != sorted(live['sources']) or sorted(manifest.excludes) != sorted(live['excludes']):
             return False
-        if manifest.version < _manifest.MANIFEST_VERSION:
-            return False  # an older manifest did not record everything (xattrs, fifos): take a full-fidelity one
         diff = _manifest.compare(manifest.entries, live['entries'], owner=True, mtime=True)
         return _manifest.is_clean(diff) and (checksum != 'always' or all(
             entry.sha256 is not None for entry in live['entries'] if entry.is_content()))

@@ -439,23 +439,27 @@ def test_rsync_finds_no_difference_between_a_restored_tree_and_a_copy_taken_befo
 
 # -- the manifest format -------------------------------------------------------------------------
 
+def as_version_1(store, backup_id):
+    """Rewrite a backup's manifest as an engine of manifest version 1 wrote it: no xattrs, the same entries."""
+    with open(store.manifest_path(backup_id), 'rb') as handle:
+        raw = json.loads(handle.read())
+    raw['version'] = 1
+    for entry in raw['entries']:
+        entry.pop('xattrs', None)
+    manifest = _manifest.loads(json.dumps(raw))
+    json_bytes = manifest.to_json().encode()
+    _fsatomic.atomic_write(store.manifest_path(backup_id), json_bytes)
+    _fsatomic.atomic_write(os.path.join(store.backup_dir(backup_id), _store.MANIFEST_SHA256),
+                           _store.sums_bytes(manifest, json_bytes))
+    return _store.Store(store.backup_root, store.set_name)
+
+
 def test_a_version_1_manifest_still_loads_verifies_and_restores(tmp_path):
     app, store = make_world(tmp_path)
     trees.write_file(os.path.join(app, 'f.txt'), b'v1\n', 0o640)
     os.symlink('f.txt', os.path.join(app, 'link'))
     made = backup(store, app)
-    # what an engine of manifest version 1 wrote: no xattrs keys, the same entries otherwise
-    raw = json.loads(open(store.manifest_path(made['id']), 'rb').read())
-    raw['version'] = 1
-    for entry in raw['entries']:
-        entry.pop('xattrs', None)
-    manifest = _manifest.loads(json.dumps(raw))
-    manifest.version = 1
-    json_bytes = manifest.to_json().encode()
-    _fsatomic.atomic_write(store.manifest_path(made['id']), json_bytes)
-    _fsatomic.atomic_write(os.path.join(store.backup_dir(made['id']), _store.MANIFEST_SHA256),
-                           _store.sums_bytes(manifest, json_bytes))
-    fresh = _store.Store(store.backup_root, 'app')
+    fresh = as_version_1(store, made['id'])
     assert fresh.load_manifest(made['id']).version == 1
     assert fresh.verify(made['id'])['ok']
     os.setxattr(os.path.join(app, 'f.txt'), 'user.later', b'not in a v1 manifest')
@@ -465,6 +469,16 @@ def test_a_version_1_manifest_still_loads_verifies_and_restores(tmp_path):
     with open(os.path.join(app, 'f.txt'), 'rb') as handle:
         assert handle.read() == b'v1\n'
     assert backup(fresh, app)['new_backup'], 'a version-1 latest backup is replaced by a full-fidelity one'
+
+
+def test_a_version_1_checkpoint_of_an_unchanged_tree_is_reported_unchanged_not_refused(tmp_path):
+    app, store = make_world(tmp_path)
+    trees.write_file(os.path.join(app, 'f.txt'), b'v1\n')
+    os.setxattr(os.path.join(app, 'f.txt'), 'user.a', b'1')
+    store.create([app], name='pre-upgrade')
+    fresh = as_version_1(store, 'pre-upgrade')
+    again = fresh.create([app], name='pre-upgrade')
+    assert again['changed'] is False and again['id'] == 'pre-upgrade'
 
 
 def manifest_with(entry_changes):
