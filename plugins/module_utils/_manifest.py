@@ -5,9 +5,11 @@
 """Checksum manifests: what a tree holds, to the byte and to the mode bit.
 
 A manifest lists every entry below a set of source paths with its type, size,
-mode, owner, mtime and (for files) SHA-256.  Entry paths are relative to a
-root: ``/`` for the live system, ``<backup>/data`` inside a backup, so the same
-manifest describes both and verifying one against the other is a diff.
+mode, owner, mtime, extended attributes (POSIX ACLs and SELinux labels
+included: Linux reads and writes them as xattrs) and (for files) SHA-256.
+Entry paths are relative to a root: ``/`` for the live system,
+``<backup>/data`` inside a backup, so the same manifest describes both and
+verifying one against the other is a diff.
 
 The loader is strict: a manifest from disk is untrusted input that later
 drives writes, so anything that could point outside the tree refuses the
@@ -18,7 +20,10 @@ Standard library only: this runs on managed hosts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import concurrent.futures
+import errno
 import fnmatch
 import hashlib
 import json
@@ -29,8 +34,15 @@ import threading
 
 from ._fsatomic import write_all
 
-MANIFEST_VERSION = 1
-ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink')
+MANIFEST_VERSION = 2
+# Version 1 recorded no xattrs and no fifos; its manifests stay readable.
+READABLE_VERSIONS = (1, 2)
+ENTRY_TYPES = ('file', 'dir', 'symlink', 'hardlink', 'fifo')
+# Linux limits (XATTR_NAME_MAX, XATTR_SIZE_MAX): no file system holds more.
+XATTR_NAME_MAX = 255
+XATTR_SIZE_MAX = 64 * 1024
+# A file system (or an entry type) without xattr support has none.
+XATTR_UNSUPPORTED = frozenset((errno.ENOTSUP, errno.EOPNOTSUPP))
 # Reads go into one reused buffer per thread (no allocation per read); big reads keep hashlib,
 # which releases the GIL, busy on every core.
 HASH_CHUNK = 4 * 1024 * 1024
@@ -59,11 +71,20 @@ def hash_workers():
 
 
 class Entry:
-    """One file-system entry, path relative to the manifest root."""
+    """One file-system entry, path relative to the manifest root.
 
-    __slots__ = ('path', 'type', 'size', 'mode', 'uid', 'gid', 'mtime_ns', 'sha256', 'target')
+    ``xattrs`` is a tuple of ``(name, value bytes)`` sorted by name -- every
+    namespace, ``system.posix_acl_access``/``_default`` (the ACLs) and
+    ``security.selinux``/``security.capability`` included -- or None for an
+    entry of a version-1 manifest, which did not record them (nor keep
+    symlink mtimes in the store): compare skips what is None.  A hardlink
+    entry carries its inode's xattrs in memory; the manifest records them
+    once, on the ``file`` entry.
+    """
 
-    def __init__(self, path, type, size=0, mode=0, uid=0, gid=0, mtime_ns=0, sha256=None, target=None):
+    __slots__ = ('path', 'type', 'size', 'mode', 'uid', 'gid', 'mtime_ns', 'sha256', 'target', 'xattrs')
+
+    def __init__(self, path, type, size=0, mode=0, uid=0, gid=0, mtime_ns=0, sha256=None, target=None, xattrs=()):
         # pylint: disable=redefined-builtin
         self.path = path
         self.type = type
@@ -74,6 +95,7 @@ class Entry:
         self.mtime_ns = mtime_ns
         self.sha256 = sha256
         self.target = target
+        self.xattrs = xattrs
 
     @classmethod
     def from_stat(cls, path, st):
@@ -81,7 +103,11 @@ class Entry:
                    mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime_ns=st.st_mtime_ns)
 
     def to_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
+        """The manifest form: ``xattrs`` (name -> base64) only when there are some to record here."""
+        out = {name: getattr(self, name) for name in _BASE_KEYS}
+        if self.xattrs and self.type != 'hardlink':
+            out['xattrs'] = {name: base64.b64encode(value).decode('ascii') for name, value in self.xattrs}
+        return out
 
     def is_content(self):
         return self.type in ('file', 'hardlink')
@@ -90,7 +116,9 @@ class Entry:
         return 'Entry(%r, %r)' % (self.path, self.type)
 
 
-_ENTRY_KEYS = frozenset(Entry.__slots__)
+_BASE_KEYS = Entry.__slots__[:-1]
+_ENTRY_KEYS = frozenset(_BASE_KEYS)
+_ENTRY_KEYS_XATTRS = frozenset(Entry.__slots__)
 _ENTRY_LINE = ('{"gid": %d, "mode": %d, "mtime_ns": %d, "path": %s, "sha256": %s, "size": %d, "target": %s, '
                '"type": %s, "uid": %d}')
 _INT_ONLY = {int}
@@ -107,7 +135,7 @@ def _entry_json(entry):
     # exactly int (a bool prints as true) and exactly str or None, else json.dumps decides
     numbers = {type(value) for value in (entry.gid, entry.mode, entry.mtime_ns, entry.size, entry.uid)}
     texts = {type(value) for value in (entry.path, entry.sha256, entry.target, entry.type)}
-    if numbers != _INT_ONLY or not texts <= _TEXT_TYPES:
+    if numbers != _INT_ONLY or not texts <= _TEXT_TYPES or entry.xattrs:
         return json.dumps(entry.to_dict(), sort_keys=True)
     return _ENTRY_LINE % (entry.gid, entry.mode, entry.mtime_ns, _json_text(entry.path), _json_text(entry.sha256),
                           entry.size, _json_text(entry.target), _json_text(entry.type), entry.uid)
@@ -120,7 +148,34 @@ def _type_of(mode):
         return 'dir'
     if stat.S_ISLNK(mode):
         return 'symlink'
+    if stat.S_ISFIFO(mode):
+        return 'fifo'
     return None
+
+
+def read_xattrs(path):
+    """Every xattr of ``path`` itself (a symlink is not followed): sorted ``(name, value)`` pairs.
+
+    One listxattr per entry; getxattr only for the names it lists.  A file
+    system without xattr support has none; a name removed between the two
+    calls is simply absent.
+    """
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in XATTR_UNSUPPORTED:
+            return ()
+        raise
+    if not names:
+        return ()
+    pairs = []
+    for name in sorted(names):
+        try:
+            pairs.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:
+                raise
+    return tuple(pairs)
 
 
 def _is_safe_rel(path):
@@ -180,7 +235,7 @@ def sha256_fd(fd):
         digest.update(view[:count])
 
 
-def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER):
+def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER, src_stat=None):
     """Copy descriptor ``src`` to ``dst`` and SHA-256 the very bytes written, in one read pass.
 
     With ``size`` the copy stops once that many bytes were copied, without a
@@ -191,7 +246,15 @@ def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER):
     the restore both do this: on ``large`` it took the backup from 2.3 s to
     1.3 s on a quiet machine, docs/performance.md); ``None`` leaves write-back
     to the kernel.  Returns ``(bytes copied, hex digest)``.
+
+    A source with holes (fewer blocks than its size needs; ``src_stat`` saves
+    the fstat when the caller has one) is copied extent by extent
+    (SEEK_DATA/SEEK_HOLE): ``dst``, a new empty file, gets the same holes, and
+    the digest is still over the whole content, holes read as zeros.
     """
+    st = os.fstat(src) if src_stat is None else src_stat
+    if st.st_blocks * 512 < st.st_size and stat.S_ISREG(st.st_mode):
+        return _copy_sparse(src, dst, st.st_size if size is None else size, writeback_after)
     buffer, view = read_buffer()
     digest = hashlib.sha256()
     copied = 0
@@ -206,6 +269,56 @@ def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER):
         if writeback_after is not None and copied >= writeback_after and hasattr(os, 'posix_fadvise'):
             os.posix_fadvise(dst, copied - count, count, os.POSIX_FADV_DONTNEED)
     return copied, digest.hexdigest()
+
+
+def _copy_sparse(src, dst, size, writeback_after):
+    """``copy_hashing`` for a file with holes: only its data extents are read and written."""
+    _buffer, view = read_buffer()
+    digest = hashlib.sha256()
+    position = 0
+    while position < size:
+        try:
+            data = min(os.lseek(src, position, os.SEEK_DATA), size)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            data = size  # no data after position: the rest is a hole
+        _hash_zeros(digest, data - position)
+        position = data
+        if position >= size:
+            break
+        hole = min(os.lseek(src, position, os.SEEK_HOLE), size)
+        os.lseek(src, position, os.SEEK_SET)
+        os.lseek(dst, position, os.SEEK_SET)
+        while position < hole:
+            count = os.readv(src, (view[:min(HASH_CHUNK, hole - position)],))
+            if not count:
+                # shorter than it said: the caller sees the size copied and decides
+                os.ftruncate(dst, position)
+                return position, digest.hexdigest()
+            chunk = view[:count]
+            digest.update(chunk)
+            write_all(dst, chunk)
+            position += count
+            if writeback_after is not None and position >= writeback_after and hasattr(os, 'posix_fadvise'):
+                os.posix_fadvise(dst, position - count, count, os.POSIX_FADV_DONTNEED)
+    os.ftruncate(dst, position)
+    return position, digest.hexdigest()
+
+
+_ZEROS = []
+
+
+def _hash_zeros(digest, count):
+    if count <= 0:
+        return
+    if not _ZEROS:
+        _ZEROS.append(memoryview(bytes(HASH_CHUNK)))
+    zeros = _ZEROS[0]
+    while count > 0:
+        step = min(count, HASH_CHUNK)
+        digest.update(zeros[:step])
+        count -= step
 
 
 def sha256_file(path):
@@ -228,7 +341,7 @@ def scan(root, rel_sources, excludes=(), prune=()):
 
     Returns ``(entries, skipped)``: entries in a deterministic order (sources in
     the given order, then depth-first by name) with no digests yet, and the
-    relative paths of special files (devices, fifos, sockets) that were left out.
+    relative paths of special files (devices, sockets) that were left out.
     A source that does not exist is simply absent from the entries.  ``prune``
     holds exact relative paths not to enter (the backup store, when it lies
     inside a source); unlike ``excludes`` they never match by name alone.
@@ -256,21 +369,26 @@ def _scan_one(root, rel, rel_in_source, st, filters, entries, skipped, seen_inod
     # Entry.from_stat, inlined: this runs once per entry of every tree scanned
     entry = Entry(rel, kind, st.st_size if kind == 'file' else 0, mode & 0o7777, st.st_uid, st.st_gid,
                   st.st_mtime_ns)
+    path = os.path.join(root, rel)
     if kind == 'symlink':
-        entry.target = os.readlink(os.path.join(root, rel))
+        entry.target = os.readlink(path)
     elif kind == 'file' and st.st_nlink > 1:
         key = (st.st_dev, st.st_ino)
         first = seen_inodes.get(key)
         if first is None:
-            seen_inodes[key] = rel
+            seen_inodes[key] = entry
         else:
+            # xattrs belong to the inode: read once, on the first path
             entry.type = 'hardlink'
-            entry.target = first
+            entry.target = first.path
+            entry.xattrs = first.xattrs
+            entries.append(entry)
+            return
+    entry.xattrs = read_xattrs(path)
     entries.append(entry)
     if kind != 'dir':
         return
-    directory = os.path.join(root, rel)
-    with os.scandir(directory) as listing:
+    with os.scandir(path) as listing:
         children = sorted(listing, key=lambda child: child.name)
     excludes, prune = filters
     for child in children:
@@ -334,7 +452,7 @@ def hash_entries(root, entries, workers=None):
 
 
 def totals_of(entries):
-    counts = {'file': 0, 'hardlink': 0, 'dir': 0, 'symlink': 0}
+    counts = {'file': 0, 'hardlink': 0, 'dir': 0, 'symlink': 0, 'fifo': 0}
     size = 0
     for entry in entries:
         counts[entry.type] += 1
@@ -465,9 +583,10 @@ def load(path):
 def _from_raw(raw):
     if not isinstance(raw, dict):
         raise ManifestError('top level is not an object')
-    if raw.get('version') != MANIFEST_VERSION or isinstance(raw.get('version'), bool):
-        raise ManifestError('unknown manifest version %r (this engine reads version %d)'
-                            % (raw.get('version'), MANIFEST_VERSION))
+    version = raw.get('version')
+    if type(version) is not int or version not in READABLE_VERSIONS:  # pylint: disable=unidiomatic-typecheck
+        raise ManifestError('unknown manifest version %r (this engine reads versions %s)'
+                            % (version, ', '.join(str(known) for known in READABLE_VERSIONS)))
     missing = sorted(set(_TOP_KEYS) - set(raw))
     if missing:
         raise ManifestError('missing keys: %s' % ', '.join(missing))
@@ -488,25 +607,27 @@ def _from_raw(raw):
     rels = [rel_source(source) for source in sources]
     if len(set(rels)) != len(rels):
         raise ManifestError('duplicate source')
-    entries = [_entry_from_raw(index, item) for index, item in enumerate(raw['entries'])]
+    entries = [_entry_from_raw(index, item, version) for index, item in enumerate(raw['entries'])]
     _check_tree(entries, rels)
     manifest = Manifest(raw['id'], raw['set'], raw['created'], raw['host'], sources, entries, raw['parent'],
-                        excludes=raw['excludes'])
+                        version=version, excludes=raw['excludes'])
     _check_totals(manifest, raw['totals'])
     return manifest
 
 
-def _entry_from_raw(index, item):
+def _entry_from_raw(index, item, version):
     # Messages are formatted only on the way out: this runs once per entry of every manifest loaded.
     if not isinstance(item, dict):
         raise ManifestError('entry %d is not an object' % index)
-    if item.keys() != _ENTRY_KEYS:
-        raise ManifestError('entry %d has keys %s, expected %s' % (index, sorted(item), sorted(Entry.__slots__)))
+    keys = item.keys()
+    if keys != _ENTRY_KEYS and (version == 1 or keys != _ENTRY_KEYS_XATTRS):
+        raise ManifestError('entry %d has keys %s, expected %s%s' % (
+            index, sorted(item), sorted(_BASE_KEYS), '' if version == 1 else ' and optionally xattrs'))
     path = item['path']
     if not _is_safe_rel(path):
         check_rel_path(path, 'entry %d path' % index)
     kind = item['type']
-    if kind not in ENTRY_TYPES:
+    if kind not in ENTRY_TYPES or (version == 1 and kind == 'fifo'):
         raise ManifestError('entry %d (%s) has unknown type %r' % (index, path, kind))
     for name in _INT_FIELDS:
         value = item[name]
@@ -529,7 +650,41 @@ def _entry_from_raw(index, item):
         check_rel_path(target, 'entry %d hardlink target' % index)
     elif target is not None:
         raise ManifestError('entry %d (%s) is a %s but carries a target' % (index, path, kind))
-    return Entry(path, kind, item['size'], item['mode'], item['uid'], item['gid'], item['mtime_ns'], digest, target)
+    if version == 1:
+        xattrs = None
+    elif 'xattrs' in item:
+        if kind == 'hardlink':
+            raise ManifestError('entry %d (%s) is a hardlink but carries xattrs (they are recorded on its file)'
+                                % (index, path))
+        xattrs = _xattrs_from_raw(item['xattrs'], index, path)
+    else:
+        xattrs = ()
+    return Entry(path, kind, item['size'], item['mode'], item['uid'], item['gid'], item['mtime_ns'], digest, target,
+                 xattrs)
+
+
+def _xattrs_from_raw(raw, index, path):
+    """``{name: base64}`` -> sorted ``(name, bytes)``; names and values are checked as the kernel would."""
+    if not isinstance(raw, dict) or not raw:
+        raise ManifestError('entry %d (%s) xattrs is not a non-empty object' % (index, path))
+    pairs = []
+    for name in sorted(raw):
+        value = raw[name]
+        encoded = name.encode('utf-8', 'surrogateescape') if '\0' not in name else b''
+        if not encoded or len(encoded) > XATTR_NAME_MAX or '.' not in name:
+            raise ManifestError('entry %d (%s) has an invalid xattr name %r (1 to %d bytes, "namespace.name", no NUL)'
+                                % (index, path, name, XATTR_NAME_MAX))
+        if not isinstance(value, str) or len(value) > (XATTR_SIZE_MAX + 2) // 3 * 4:
+            raise ManifestError('entry %d (%s) xattr %r is not a base64 string of at most %d bytes'
+                                % (index, path, name, XATTR_SIZE_MAX))
+        try:
+            data = base64.b64decode(value.encode('ascii'), validate=True)
+        except (UnicodeEncodeError, binascii.Error):
+            raise ManifestError('entry %d (%s) xattr %r is not valid base64' % (index, path, name)) from None
+        if base64.b64encode(data).decode('ascii') != value:
+            raise ManifestError('entry %d (%s) xattr %r is not canonical base64' % (index, path, name))
+        pairs.append((name, data))
+    return tuple(pairs)
 
 
 def _check_tree(entries, rel_sources):
@@ -559,6 +714,7 @@ def _check_tree(entries, rel_sources):
                                     % (entry.path, entry.target))
             if first.sha256 != entry.sha256 or first.size != entry.size:
                 raise ManifestError('hardlink %r disagrees with its target %r' % (entry.path, entry.target))
+            entry.xattrs = first.xattrs
 
 
 def _source_of(path, rel_sources):
@@ -575,50 +731,73 @@ def _check_totals(manifest, totals):
             raise ManifestError('totals.%s is %r but the entries add up to %r' % (key, totals.get(key), actual[key]))
 
 
-def compare(expected, actual, owner=False, mtime=True):
+def compare(expected, actual, owner=False, mtime=True, store_copy=False):
     """Differences between two entry lists: ``{'added': [...], 'removed': [...], 'changed': [...]}``.
 
     ``expected`` is the reference (e.g. the manifest), ``actual`` what is there now.
     ``added`` are paths only in ``actual``; ``removed`` only in ``expected``; ``changed``
     are ``{'path', 'reasons'}`` with reasons among type, content, size, mode, owner,
-    mtime, target.  Directory mtimes are ignored (they change with their contents).
+    mtime, target, xattrs.  Directory mtimes are ignored (they change with their
+    contents); symlink mtimes and xattrs count where the reference recorded them
+    (not in a version-1 manifest).  Without root, ``trusted.*`` xattrs cannot be
+    read, so they do not count either.  ``store_copy``: ``actual`` is a backup's
+    data directory, which keeps content but neither xattrs nor the setuid and
+    setgid bits of files (a copy in the store must never be a privileged binary).
     """
     expected_by_path = {entry.path: entry for entry in expected}
     actual_by_path = {entry.path: entry for entry in actual}
     added = [entry.path for entry in actual if entry.path not in expected_by_path]
     removed = [entry.path for entry in expected if entry.path not in actual_by_path]
     changed = []
+    see_trusted = os.geteuid() == 0
     for want in expected:
         have = actual_by_path.get(want.path)
         if have is None:
             continue
-        reasons = _reasons(want, have, owner, mtime)
+        reasons = _reasons(want, have, owner, mtime, store_copy, see_trusted)
         if reasons:
             changed.append({'path': want.path, 'reasons': reasons})
     return {'added': added, 'removed': removed, 'changed': changed}
 
 
-def _reasons(want, have, owner, mtime):
+def _reasons(want, have, owner, mtime, store_copy, see_trusted):
     want_kind = 'file' if want.is_content() else want.type
     have_kind = 'file' if have.is_content() else have.type
     if want_kind != have_kind:
         return ['type']
     reasons = []
+    recorded = want.xattrs is not None and have.xattrs is not None
     if want_kind == 'file':
         if want.size != have.size:
             reasons.append('size')
         if want.sha256 is not None and have.sha256 is not None and want.sha256 != have.sha256:
             reasons.append('content')
-        if mtime and want.mtime_ns != have.mtime_ns:
-            reasons.append('mtime')
+    if mtime and want.mtime_ns != have.mtime_ns and (want_kind == 'file' or (recorded and want_kind != 'dir')):
+        reasons.append('mtime')
     if want_kind == 'symlink':
         if want.target != have.target:
             reasons.append('target')
-    elif want.mode != have.mode:
+    elif want.mode != have.mode and (not store_copy or store_mode(want) != store_mode(have)):
         reasons.append('mode')
     if owner and (want.uid, want.gid) != (have.uid, have.gid):
         reasons.append('owner')
+    if not store_copy and recorded and want.xattrs != have.xattrs and (
+            see_trusted or _untrusted(want.xattrs) != _untrusted(have.xattrs)):
+        reasons.append('xattrs')
     return reasons
+
+
+# The mode bits a file keeps in the store (no setuid, no setgid).
+_PLAIN_MODE = 0o7777 & ~(stat.S_ISUID | stat.S_ISGID)
+
+
+def store_mode(entry):
+    """The mode the store gives the copy of ``entry``: a file loses setuid and setgid."""
+    return entry.mode & _PLAIN_MODE if entry.is_content() else entry.mode
+
+
+def _untrusted(pairs):
+    return [pair for pair in pairs if not pair[0].startswith('trusted.')]
 
 
 def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=(), hash_only=None):
@@ -645,14 +824,15 @@ def scan_and_hash_like(root, manifest, excludes=(), workers=None, prune=(), hash
     return entries, skipped
 
 
-def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None, prune=(), hash_only=None):
+def verify(manifest, root, owner=False, mtime=True, excludes=(), workers=None, prune=(), hash_only=None,
+           store_copy=False):
     """Compare the tree at ``root`` with ``manifest`` (content and metadata).
 
     Returns the ``compare`` result; empty lists everywhere means the tree matches.
-    ``hash_only``: see ``scan_and_hash_like``.
+    ``hash_only``: see ``scan_and_hash_like``; ``store_copy``: see ``compare``.
     """
     entries, skipped = scan_and_hash_like(root, manifest, excludes, workers, prune, hash_only)
-    result = compare(manifest.entries, entries, owner=owner, mtime=mtime)
+    result = compare(manifest.entries, entries, owner=owner, mtime=mtime, store_copy=store_copy)
     result['added'].extend(path for path in skipped if path not in result['added'])
     return result
 

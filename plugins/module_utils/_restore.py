@@ -700,11 +700,134 @@ class _DirCursor:
             _close_quietly(self.stack.pop()[1])
 
 
-def _set_fd_attrs(fd, entry, as_root):
+# Why setting or removing an xattr can fail without anything being wrong with the disk: the runner may not
+# write that namespace (EPERM; SELinux answers EACCES for security.*), the file system does not support it
+# (ENOTSUP), or the kernel refuses the value (EINVAL: an SELinux label the loaded policy does not know; E2BIG,
+# ERANGE: larger than this file system holds).  These become warnings; anything else fails the restore.
+_XATTR_REFUSED = frozenset((errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL, errno.E2BIG, errno.ERANGE))
+_PROC_FD = '/proc/self/fd'
+
+
+def _xattr_refused(exc, name):
+    return exc.errno in _XATTR_REFUSED or (exc.errno == errno.EACCES and name.startswith('security.'))
+
+
+class XattrProblems:
+    """Xattrs a restore could not set or remove: the verification skips them and the operator is warned.
+
+    Collected from the copy threads; ``unset`` maps a manifest path to the names
+    left as the new inode had them, ``warnings()`` says it in one sentence per
+    kind of problem.
+    """
+
+    EXAMPLES = 3
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.unset = {}
+        self.kinds = {}
+
+    def add(self, path, action, name, exc):
+        with self.lock:
+            self.unset.setdefault(path, set()).add(name)
+            paths = self.kinds.setdefault((action, name, exc.errno), [])
+            paths.append('/' + path)
+
+    def warnings(self):
+        out = []
+        for (action, name, number), paths in sorted(self.kinds.items()):
+            shown = ', '.join(sorted(paths)[:self.EXAMPLES])
+            if len(paths) > self.EXAMPLES:
+                shown += ' and %d more' % (len(paths) - self.EXAMPLES)
+            if action == 'set':
+                what = 'could not set xattr %s on %s (%s%s); the restored entries lack it' % (
+                    name, shown, os.strerror(number), _xattr_hint(name, number))
+            else:
+                what = 'could not remove xattr %s from %s, which the new entries got from their directory but the ' \
+                       'backup does not record (%s%s); they keep it' % (name, shown, os.strerror(number),
+                                                                        _xattr_hint(name, number))
+            out.append('Restore: ' + what + '. Everything else was restored and verified.')
+        return out
+
+
+def _xattr_hint(name, number):
+    if number in (errno.ENOTSUP, errno.EOPNOTSUPP):
+        return ': the file system of the target does not support it'
+    if number == errno.EINVAL:
+        return ': the kernel refused the value (an SELinux label the loaded policy does not know?)'
+    if name.startswith(('trusted.', 'security.')) and not running_as_root():
+        return ': only root (CAP_SYS_ADMIN, CAP_SETFCAP for security.capability) may write it; run the restore ' \
+               'as root (become: true) to restore it'
+    return ''
+
+
+def _apply_xattrs(handle, entry, problems, **nofollow):
+    """Make the xattrs of ``handle`` exactly the entry's: set the recorded ones, remove the inherited rest.
+
+    ``handle`` is a descriptor, or (``follow_symlinks=False``) the path of a
+    symlink through its directory's descriptor.  A new inode inherits xattrs (an
+    access ACL from a default ACL, an SELinux label), which are removed unless
+    recorded.  A version-1 manifest recorded none: the entry is left as created.
+    """
+    if entry.xattrs is None:
+        return
+    try:
+        present = os.listxattr(handle, **nofollow)
+    except OSError as exc:
+        if exc.errno not in _XATTR_REFUSED:
+            raise
+        present = ()
+    wanted = dict(entry.xattrs)
+    for name in present:
+        if name in wanted:
+            continue
+        try:
+            os.removexattr(handle, name, **nofollow)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:
+                if not _xattr_refused(exc, name):
+                    raise
+                problems.add(entry.path, 'remove', name, exc)
+    for name, value in entry.xattrs:
+        try:
+            os.setxattr(handle, name, value, **nofollow)
+        except OSError as exc:
+            if not _xattr_refused(exc, name):
+                raise
+            if name not in present or os.getxattr(handle, name, **nofollow) != value:
+                problems.add(entry.path, 'set', name, exc)
+
+
+def _set_fd_attrs(fd, entry, as_root, problems):
+    """Owner, mode, xattrs, mtime -- in that order.
+
+    chown clears setuid, setgid and security.capability, so it comes first;
+    chmod rewrites an access ACL's mask, so the ACL (an xattr) comes after it;
+    every change moves the mtime, so it comes last.  Without root, a user.*
+    xattr needs write permission: a read-only entry is writable meanwhile.
+    """
     if as_root:
         os.fchown(fd, entry.uid, entry.gid)
-    os.fchmod(fd, entry.mode)
+    meanwhile = entry.mode
+    if not as_root and not entry.mode & stat.S_IWUSR and entry.xattrs:
+        meanwhile |= stat.S_IWUSR
+    os.fchmod(fd, meanwhile)
+    _apply_xattrs(fd, entry, problems)
+    if meanwhile != entry.mode:
+        os.fchmod(fd, entry.mode)
     os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+
+def _set_symlink_attrs(dir_fd, leaf, entry, as_root, problems):
+    """Owner, xattrs (trusted.* and security.* only: the kernel allows no others on a symlink), mtime."""
+    if as_root and (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
+        os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+    if entry.xattrs is not None:
+        # l*xattr take no directory descriptor; /proc/self/fd/<fd> names the directory itself, and the
+        # symlink, the last component, is not followed.
+        handle = '%s/%d/%s' % (_PROC_FD, dir_fd, leaf)
+        _apply_xattrs(handle, entry, problems, follow_symlinks=False)
+    os.utime(leaf, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
 
 
 class BackupDamaged(RestoreError):
@@ -771,12 +894,13 @@ def _parts_below(rel, path):
 class _TreeBuild:
     """The work of one ``build_tree``: directory descriptors, the files to copy, what was written."""
 
-    def __init__(self, manifest, rel, leaf, as_root, root_attrs):
+    def __init__(self, manifest, rel, leaf, as_root, root_attrs, problems):
         self.manifest = manifest
         self.rel = rel
         self.leaf = leaf
         self.as_root = as_root
         self.root_attrs = root_attrs
+        self.problems = problems
         self.src_root = None
         self.base = None        # the descriptor every destination path is relative to
         self.copies = []        # (entry, destination parts, content parts)
@@ -814,7 +938,7 @@ class _TreeBuild:
                     if not links:
                         raise
                     raise BackupDamaged('%s; its hardlinks %s share the damaged content' % (exc, ', '.join(links)))
-                _set_fd_attrs(dst, entry, self.as_root)
+                _set_fd_attrs(dst, entry, self.as_root, self.problems)
                 inode = os.fstat(dst).st_ino
                 if not self.reopenable(entry):
                     fsync_fd(dst, '/' + entry.path)
@@ -853,20 +977,22 @@ class _TreeBuild:
                 _check_stop(stop)
                 fd = dest.at(parts)
                 if parts or self.root_attrs:
-                    _set_fd_attrs(fd, entry, self.as_root)
+                    _set_fd_attrs(fd, entry, self.as_root, self.problems)
                 fsync_fd(fd, '/' + entry.path)
         finally:
             dest.close()
 
 
-def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, parent_fd=None):
+def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, parent_fd=None, problems=None):
     """Create at ``dest`` (absent) the object the manifest records at ``rel``; returns ``{path: inode}``.
 
-    Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime
-    and (as root) owner from the manifest.  Each file is copied and hashed in one
-    pass and must match the manifest's size and SHA-256 (else BackupDamaged): that
-    read is the verification of the backup's content and of what was written.  The
-    result maps each copied file's manifest path to the inode written.
+    Content comes from ``data_dir`` (a backup's data directory); type, mode, mtime,
+    xattrs and (as root) owner from the manifest; fifos are made anew.  Xattrs
+    that cannot be set (see ``XattrProblems``) are collected in ``problems``.
+    Each file is copied and hashed in one pass and must match the manifest's size
+    and SHA-256 (else BackupDamaged): that read is the verification of the
+    backup's content and of what was written.  The result maps each copied file's
+    manifest path to the inode written.
 
     OSTree's order: every file is written (on worker threads, small files in
     batches), then every file is fsynced (many at once), then every directory gets
@@ -882,7 +1008,7 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, parent_f
         raise RestoreError('backup %s holds nothing at /%s' % (manifest.id, rel))
     in_subset = {entry.path for entry in entries}
     parent_dir, name = os.path.split(dest)
-    build = _TreeBuild(manifest, rel, name, as_root, root_attrs)
+    build = _TreeBuild(manifest, rel, name, as_root, root_attrs, XattrProblems() if problems is None else problems)
     opened = dst_root = cursor = None
     try:
         build.src_root = os.open(data_dir, _DIR_FLAGS)
@@ -942,10 +1068,18 @@ def _make_entries(build, entries, in_subset, cursor):
         elif entry.type == 'symlink':
             dir_fd, leaf = (cursor.at(parts[:-1]), parts[-1]) if parts else (build.base, build.leaf)
             os.symlink(entry.target, leaf, dir_fd=dir_fd)
-            # A symlink cannot be fsynced: change its inode only when the owner must differ
-            # (its mtime is not restored; nothing compares it).
-            if build.as_root and (entry.uid, entry.gid) != (os.geteuid(), os.getegid()):
-                os.chown(leaf, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+            # A symlink cannot be fsynced: its inode changes reach the disk with the journal commit that
+            # its directory's fsync waits for.
+            _set_symlink_attrs(dir_fd, leaf, entry, build.as_root, build.problems)
+        elif entry.type == 'fifo':
+            dir_fd, leaf = (cursor.at(parts[:-1]), parts[-1]) if parts else (build.base, build.leaf)
+            os.mkfifo(leaf, 0o600, dir_fd=dir_fd)
+            # O_NONBLOCK: opening a fifo to read never waits for a writer
+            fd = os.open(leaf, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                _set_fd_attrs(fd, entry, build.as_root, build.problems)
+            finally:
+                os.close(fd)
         elif entry.type == 'file' or entry.target not in in_subset:
             content = entry.path if entry.type == 'file' else entry.target
             build.copies.append((entry, build.dest_parts(entry), tuple(content.split('/'))))
@@ -995,14 +1129,20 @@ def _scan_as(parent, name, rel, excludes):
     return scanned, skipped, local
 
 
-def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs):
-    """Compare scanned entries (file digests set) with the manifest's; hardlinks take their file's digest."""
+def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs, unset=None):
+    """Compare scanned entries (file digests set) with the manifest's; hardlinks take their file's digest.
+
+    ``unset``: ``{manifest path: xattr names}`` the restore could not set or
+    remove (and warned about); they are taken as the manifest has them.
+    """
     files = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
     for entry in scanned:
         if entry.type == 'hardlink':
             entry.sha256 = files.get(entry.target)
+    if unset:
+        _forgive_unset(scanned, want, unset)
     if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
-        for key in ('mode', 'uid', 'gid', 'mtime_ns'):
+        for key in ('mode', 'uid', 'gid', 'mtime_ns', 'xattrs'):
             setattr(scanned[0], key, getattr(want[rel], key))
     result = compare(reference, scanned, owner=owner, mtime=True)
     result['special'] = {'kept': [], 'lost': []}
@@ -1016,6 +1156,24 @@ def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore
             result['special']['lost'].append(path)
             result['added'].append(path)
     return result
+
+
+def _forgive_unset(scanned, want, unset):
+    for entry in scanned:
+        names = unset.get(entry.path, set())
+        if entry.type == 'hardlink':
+            names = names | unset.get(entry.target, set())
+        reference = want.get(entry.path)
+        if not names or entry.xattrs is None or reference is None or reference.xattrs is None:
+            continue
+        recorded = dict(reference.xattrs)
+        found = dict(entry.xattrs)
+        for xattr in names:
+            if xattr in recorded:
+                found[xattr] = recorded[xattr]
+            else:
+                found.pop(xattr, None)
+        entry.xattrs = tuple(sorted(found.items()))
 
 
 def mount_points():
@@ -1489,7 +1647,7 @@ def _item_record(item, token):
             'root': {'old': old, 'new': new}, 'units': []}
 
 
-def _stage(item, manifest, data_dir, as_root):
+def _stage(item, manifest, data_dir, as_root, problems):
     """Build and check the new version of one item; fill in the record's identities."""
     record = item.record
     if item.method == 'swap':
@@ -1498,12 +1656,13 @@ def _stage(item, manifest, data_dir, as_root):
             return
         parent = open_parent(manifest, item.root, item.rel, as_root, create=True)
         try:
-            written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root, parent_fd=parent)
+            written = build_tree(manifest, item.rel, data_dir, unit['stage'], as_root, parent_fd=parent,
+                                 problems=problems)
             if item.new.type == 'dir':
                 _carry_between(item, parent, os.path.basename(item.target), parent, os.path.basename(unit['stage']))
         finally:
             _close_quietly(parent)
-        item.ids = _verify_stage(manifest, item, unit['stage'], as_root, written)
+        item.ids = _verify_stage(manifest, item, unit['stage'], as_root, written, problems)
         unit['new'] = _ident(unit['stage'])
         return
     stage, displaced = record['containers']
@@ -1513,10 +1672,11 @@ def _stage(item, manifest, data_dir, as_root):
     finally:
         _close_quietly(parent)
     try:
-        written = build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False, parent_fd=live)
+        written = build_tree(manifest, item.rel, data_dir, stage, as_root, root_attrs=False, parent_fd=live,
+                             problems=problems)
         _carry_between(item, live, '.', live, os.path.basename(stage),
                        skip=(os.path.basename(stage), os.path.basename(displaced)))
-        item.ids = _verify_stage(manifest, item, stage, as_root, written, ignore_root_attrs=True)
+        item.ids = _verify_stage(manifest, item, stage, as_root, written, problems, ignore_root_attrs=True)
         os.mkdir(os.path.basename(displaced), 0o700, dir_fd=live)
         fsync_fd(live, item.target)
     finally:
@@ -1552,11 +1712,13 @@ def _fill_old_identities(item):
                         'new': _ident(os.path.join(stage, name))} for name in names]
 
 
-def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset(), ignore_root_attrs=False):
+def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset(), ignore_root_attrs=False,
+               unset=None):
     """Compare the tree at ``path`` with the manifest at ``rel`` without reading any content.
 
     Every entry is compared by metadata (presence, type, size, mode, owner when
-    ``owner``, file mtime, symlink target, which files are hardlinks of which),
+    ``owner``, file, symlink and fifo mtime, symlink target, xattrs except the
+    ``unset`` ones the restore warned about, which files are hardlinks of which),
     and every regular file must be a known inode: ``expected`` maps a manifest
     path to ``(inode, ctime_ns)`` -- ctime None when any is fine -- of a file whose
     content was already proven (hashed while it was written).  A file that is
@@ -1584,7 +1746,7 @@ def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset()
             entry.sha256 = reference_entry.sha256 if proven else None
             if not proven:
                 unproven.append(entry.path)
-    result = _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs)
+    result = _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs, unset)
     reasons = {item['path']: item['reasons'] for item in result['changed']}
     for changed in unproven:
         if changed not in reasons:
@@ -1595,11 +1757,11 @@ def check_tree(manifest, rel, path, owner, excludes, expected, moved=frozenset()
     return result, found
 
 
-def _verify_stage(manifest, item, path, as_root, written, ignore_root_attrs=False):
+def _verify_stage(manifest, item, path, as_root, written, problems, ignore_root_attrs=False):
     """Check the stage entry by entry; content is proven by the digests taken while it was written."""
     result, found = check_tree(manifest, item.rel, path, as_root, item.excludes,
                                {rel: (inode, None) for rel, inode in written.items()},
-                               ignore_root_attrs=ignore_root_attrs)
+                               ignore_root_attrs=ignore_root_attrs, unset=problems.unset)
     if not is_clean(result):
         raise RestoreError('the staged copy of %s does not match the backup manifest (%s)'
                            % (item.target, _describe_mismatch(result)))
@@ -1614,7 +1776,7 @@ def _describe_mismatch(result, limit=5):
     return '; '.join('/' + problem for problem in problems[:limit]) + more
 
 
-def _verify_targets(items, manifest, as_root, token):
+def _verify_targets(items, manifest, as_root, token, problems):
     """After the swap: each target is, entry by entry, the stage that was checked (see ``check_tree``)."""
     failures = []
     for item in items:
@@ -1626,7 +1788,8 @@ def _verify_targets(items, manifest, as_root, token):
                 failures.append('%s should be absent but exists' % item.target)
             continue
         moved = frozenset(unit['target'][1:] for unit in item.record['units'])
-        result, _found = check_tree(manifest, item.rel, item.target, as_root, excludes, item.ids, moved=moved)
+        result, _found = check_tree(manifest, item.rel, item.target, as_root, excludes, item.ids, moved=moved,
+                                    unset=problems.unset)
         if not is_clean(result):
             failures.append('%s: %s' % (item.target, _describe_mismatch(result)))
     return failures
@@ -1655,6 +1818,7 @@ class Restorer:
         self.keep_displaced = keep_displaced
         self.verify_after = verify_after
         self.as_root = running_as_root() if as_root is None else as_root
+        self.problems = XattrProblems()
 
     def run(self, manifest, targets, undo=False, check_mode=False, diff=False, roots=()):
         """Restore ``targets`` (``[(path, rel)]``) from the backup ``manifest``.
@@ -1706,6 +1870,7 @@ class Restorer:
             raise RestoreError('restore of backup %s failed before anything was written: %s. Target untouched.'
                                % (manifest.id, exc))
         warnings.extend(_special_warnings(todo, check_mode))
+        warnings.extend(self.problems.warnings())
         return result
 
     def _swap(self, items, manifest, data_dir, undo, states, result):
@@ -1740,7 +1905,7 @@ class Restorer:
             # or it would end up in that backup.
             for item in items:
                 if item.method == 'swap':
-                    _stage(item, manifest, data_dir, self.as_root)
+                    _stage(item, manifest, data_dir, self.as_root, self.problems)
             check_parents(manifest, items)
             if self.keep_displaced:
                 # named in the journal before it is made: whatever settles this restore back removes it
@@ -1750,7 +1915,7 @@ class Restorer:
                 self._keep_displaced(items, record['pre_restore'])
             for item in items:
                 if item.method == 'files':
-                    _stage(item, manifest, data_dir, self.as_root)
+                    _stage(item, manifest, data_dir, self.as_root, self.problems)
             for item in items:
                 _fill_old_identities(item)
             journal.advance(record, 'ready')
@@ -1768,7 +1933,7 @@ class Restorer:
                 if item.method == 'files':
                     _apply_root(item.record, 'new', self.as_root)
             if self.verify_after:
-                failures = _verify_targets(items, manifest, self.as_root, token)
+                failures = _verify_targets(items, manifest, self.as_root, token, self.problems)
         except Exception as exc:
             self._fail(journal, record, items, states, 'swapping the restored version in', exc)
         if failures:
@@ -1929,7 +2094,7 @@ def restore(store, set_dir=None, ref=None, paths=None, keep_displaced=True, veri
     ``ref``: None/'lastgood', 'latest', a backup id or checkpoint name.  ``paths``: a
     subset of the backup's paths (default all).  Returns ``{changed, backup_id, undo,
     recovered, store_recovered, paths: [{path, state, verified, method}], plan: [{path,
-    added, removed, changed}], displaced_backup[, undone][, diff]}``.  Raises
+    added, removed, changed}], displaced_backup, warnings[, undone][, diff]}``.  Raises
     RestoreError (or the store's StoreError) with a message that says what state
     everything is in; the backup is never written.
     """

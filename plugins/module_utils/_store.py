@@ -768,7 +768,8 @@ class Store:
             result['mismatches'] = [{'path': exc.path or MANIFEST_JSON, 'problem': str(exc)}]
             return result
         try:
-            diff = _manifest.verify(manifest, os.path.join(directory, DATA_DIR), owner=is_root(), mtime=True)
+            diff = _manifest.verify(manifest, os.path.join(directory, DATA_DIR), owner=is_root(), mtime=True,
+                                    store_copy=True)
             strays = self._strays(directory, manifest)
         except OSError as exc:
             raise StoreError('verifying backup %s in %s failed: %s; the backup was only read, not changed'
@@ -810,14 +811,14 @@ class Store:
     def drift(self, backup_id, excludes=None):
         """Differences of the live paths from a backup (what a restore would change).
 
-        Content, type, size, mode, owner (when root) and symlink targets count;
-        mtimes and special files (never backed up) do not.  Paths are absolute.  Returns ``{ok, id, added, removed,
-        changed: [{path, reasons}], mismatches: [{path, problem}]}``.
+        Content, type, size, mode, owner (when root), xattrs (ACLs and SELinux labels included) and symlink
+        targets count; mtimes and special files (sockets and devices, never backed up) do not.  Paths are
+        absolute.  Returns ``{ok, id, added, removed, changed: [{path, reasons}], mismatches: [{path, problem}]}``.
         """
         manifest = self.load_manifest(backup_id)
         patterns = manifest.excludes if excludes is None else list(excludes)
         try:
-            # Special files (fifos, sockets, devices) are never backed up, so they are not drift.
+            # Sockets and devices are never backed up, so they are not drift.
             entries, _special = _manifest.scan_and_hash_like('/', manifest, patterns, prune=self._prune_paths())
             diff = _manifest.compare(manifest.entries, entries, owner=is_root(), mtime=False)
         except OSError as exc:
@@ -916,7 +917,9 @@ class Store:
         newest = self._latest_complete()
         if newest is not None:
             latest = self.load_manifest(newest['id'])
-            if not force and name is None and self._matches(latest, live, checksum):
+            # an older manifest did not record everything (xattrs, fifos): take a full-fidelity backup instead
+            current = latest.version == _manifest.MANIFEST_VERSION
+            if not force and name is None and current and self._matches(latest, live, checksum):
                 return self._unchanged(newest, live, mark_lastgood, check_mode, started)
             base = latest if incremental else None
         if check_mode:
@@ -1311,9 +1314,18 @@ class _Build:
                 self.dirs.append(dest)
             elif entry.type == 'symlink':
                 os.symlink(entry.target, dest)
-                # A symlink cannot be fsynced; only chown when needed so its inode stays as created.
+                # A symlink cannot be fsynced: its inode changes reach the disk with the journal commit its
+                # directory's fsync waits for.
                 if self.as_root and (entry.uid, entry.gid) != (0, 0):
                     os.lchown(dest, entry.uid, entry.gid)
+                os.utime(dest, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+            elif entry.type == 'fifo':
+                # The store holds the fifo itself (never opened), so its data directory mirrors the manifest.
+                os.mkfifo(dest, 0o600)
+                if self.as_root:
+                    os.lchown(dest, entry.uid, entry.gid)
+                os.chmod(dest, entry.mode)
+                os.utime(dest, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
             elif entry.type == 'file':
                 files.append(entry)
         placed = _run_parallel(self._place_file, files, self.workers,
@@ -1401,14 +1413,16 @@ class _Build:
             fd_out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 # No read for the end of file: a file that grows or changes meanwhile shows in the fstat below.
-                copied, digest = _manifest.copy_hashing(fd_in, fd_out, size=before.st_size)
+                copied, digest = _manifest.copy_hashing(fd_in, fd_out, size=before.st_size, src_stat=before)
                 after = os.fstat(fd_in)
                 stable = (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
                 if copied != before.st_size or not stable:
                     return False
                 if self.as_root:
                     os.fchown(fd_out, before.st_uid, before.st_gid)
-                os.fchmod(fd_out, stat.S_IMODE(before.st_mode))
+                # Without setuid/setgid (and without xattrs, security.capability included: they live in the
+                # manifest), so no copy in the store is a privileged binary.
+                os.fchmod(fd_out, stat.S_IMODE(before.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
                 os.utime(fd_out, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(fd_out)
@@ -1446,7 +1460,7 @@ class _Build:
         """
         self.rehashed = len(self.rehash_paths)
         diff = _manifest.verify(self.manifest, self.data, owner=self.as_root, mtime=True,
-                                hash_only=self.rehash_paths)
+                                hash_only=self.rehash_paths, store_copy=True)
         if _manifest.is_clean(diff):
             return
         bad = set(diff['added']) | set(diff['removed']) | set(item['path'] for item in diff['changed'])

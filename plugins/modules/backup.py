@@ -16,7 +16,9 @@ description:
     then renamed into place, so a backup either does not exist or is complete.  Leftovers of an interrupted run
     are removed by the next run and never listed.
   - Files keep their modes (and owners when run as root); symlinks are stored as symlinks, hardlinks within the
-    tree and empty directories are kept.  Fifos, sockets and devices are left out (see RV(special_files)).
+    tree, fifos and empty directories are kept, sparse files stay sparse.  Extended attributes of every namespace
+    (POSIX ACLs, SELinux labels and file capabilities included) are recorded in the manifest.  Sockets and devices
+    are left out (see RV(special_files)).
   - When nothing changed since the latest complete backup no new backup is taken and the task reports no change,
     unless O(force=true) or a new checkpoint O(name) demands one.
   - Backed-up contents never appear in the results.
@@ -201,7 +203,7 @@ duration:
   type: float
 special_files:
   description:
-    - Special files (fifos, sockets, devices) that were not backed up; the task also warns about them.
+    - Special files (sockets, devices) that were not backed up; the task also warns about them.
     - Named so because a C(skipped) key would make Ansible report the task as skipped.
   returned: always
   type: list

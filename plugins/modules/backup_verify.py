@@ -15,8 +15,8 @@ description:
     size, mode, mtime, owner (when run as root), symlink targets, nothing missing and nothing extra - and that
     C(MANIFEST.json) itself matches the digest recorded in C(MANIFEST.sha256).
   - With O(against=live), reports the drift of the live paths from the backup - entries added, removed or
-    changed (content, type, size, mode, owner, symlink target; mtimes do not count) - which is what a restore
-    of that backup would change.  Entries the backup excluded are left out.
+    changed (content, type, size, mode, owner, xattrs including ACLs, symlink target; mtimes do not count) - which
+    is what a restore of that backup would change.  Entries the backup excluded are left out.
   - Fails with a message listing the first mismatches unless O(fail_on_mismatch=false).
 author:
   - lastgood.rollback developers (@lastgood)
@@ -112,7 +112,7 @@ drift:
       type: list
       elements: str
     changed:
-      description: Entries present in both that differ, with the reasons (content, type, size, mode, owner, target).
+      description: Entries present in both that differ, with the reasons (content, type, size, mode, owner, target, xattrs).
       type: list
       elements: dict
 '''

@@ -170,6 +170,8 @@ class DurabilityTracker:
                 self._mark_fd_dirty(target)
             else:
                 self._mark_path_dirty(_resolve(target, kwargs.get('dir_fd')), kwargs.get('follow_symlinks', True))
+        elif name in _PATH_DIRTY_CALLS and isinstance(args[0], int):
+            self._mark_fd_dirty(args[0])  # fsetxattr, fremovexattr
         elif name in _PATH_DIRTY_CALLS:
             follow = kwargs.get('follow_symlinks', name not in ('lchown', 'lchmod'))
             self._mark_path_dirty(_resolve(args[0], kwargs.get('dir_fd')), follow)
@@ -255,6 +257,7 @@ class DurabilityTracker:
         path = _fd_path(fd)
         if path is not None:
             self.dirty[_key(st)] = path
+            self._note_unsyncable(path, st)
 
     def _mark_path_dirty(self, path, follow):
         if path is None:
@@ -264,7 +267,11 @@ class DurabilityTracker:
         except OSError:
             return
         self.dirty[_key(st)] = path
-        if stat.S_ISLNK(st.st_mode):
+        self._note_unsyncable(path, st)
+
+    def _note_unsyncable(self, path, st):
+        """A symlink or a fifo cannot be fsynced (EINVAL): its directory's fsync is the best there is."""
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
             parent = _lstat(os.path.dirname(path))
             if parent is not None:
                 self.symlinks_in.setdefault(_key(parent), set()).add(_key(st))
@@ -285,7 +292,7 @@ class DurabilityTracker:
             self.moved[moved_key]['parents'].discard(key)
             if not self.moved[moved_key]['parents']:
                 del self.moved[moved_key]
-        # a symlink cannot be fsynced; the best there is, is its directory's fsync
+        # a symlink or a fifo cannot be fsynced; the best there is, is its directory's fsync
         for link_key in self.symlinks_in.pop(key, ()):
             self.dirty.pop(link_key, None)
 

@@ -88,10 +88,14 @@ def trees_spec(draw, max_entries=8):
 
 MUTATIONS = ('none', 'dotdot', 'absolute', 'nul', 'empty_segment', 'duplicate', 'parent_not_dir', 'missing_parent',
              'hardlink_outside', 'wrong_type', 'negative', 'bad_version', 'extra_key', 'mode_bits', 'size_vs_hash',
-             'nfc_nfd_twin', 'case_twin', 'bool_for_int', 'bad_sha', 'not_under_source', 'deep')
+             'nfc_nfd_twin', 'case_twin', 'bool_for_int', 'bad_sha', 'not_under_source', 'deep', 'xattrs', 'bad_xattr',
+             'xattrs_in_v1')
 REFUSED = frozenset(('dotdot', 'absolute', 'nul', 'empty_segment', 'duplicate', 'parent_not_dir', 'missing_parent',
                      'hardlink_outside', 'wrong_type', 'negative', 'bad_version', 'extra_key', 'mode_bits',
-                     'bool_for_int', 'bad_sha', 'not_under_source'))
+                     'bool_for_int', 'bad_sha', 'not_under_source', 'bad_xattr', 'xattrs_in_v1'))
+# xattrs values a loader must refuse: not base64, not canonical, a name without namespace, with NUL, empty, too long
+BAD_XATTRS = ({'user.a': 'not base64!'}, {'user.a': 'YQ'}, {'noprefix': 'YQ=='}, {'user.a\0b': 'YQ=='}, {'': 'YQ=='},
+              {'user.' + 'x' * 251: 'YQ=='}, {}, {'user.a': 7}, ['user.a'])
 
 
 def entry_dict(path, kind, payload, contents):
@@ -124,6 +128,7 @@ def manifests(draw, source_rel='srv/app'):
             contents[path] = contents[payload]
         entries.append(entry_dict(path, kind, payload, contents))
     mutation = draw(st.sampled_from(MUTATIONS))
+    version = draw(st.sampled_from([1, 2]))
     last = entries[-1]
     if mutation == 'dotdot':
         entries.append(dict(last, path=source_rel + '/' + draw(st.sampled_from(['..', 'a/..', '../x', 'a/../../b']))))
@@ -161,7 +166,15 @@ def manifests(draw, source_rel='srv/app'):
     elif mutation == 'bool_for_int':
         entries.append(dict(last, path=source_rel + '/boolean', mode=True))
     elif mutation == 'bad_version':
-        pass
+        version = draw(st.sampled_from([0, 3, 99]))
+    elif mutation in ('xattrs', 'xattrs_in_v1'):
+        entries.append(dict(entry_dict(source_rel + '/tagged', 'dir', None, contents),
+                            xattrs={'user.fuzz': 'dGFnZ2Vk', 'trusted.fuzz': 'AP8='}))
+        version = 2 if mutation == 'xattrs' else 1
+    elif mutation == 'bad_xattr':
+        entries.append(dict(entry_dict(source_rel + '/badx', 'dir', None, contents),
+                            xattrs=draw(st.sampled_from(BAD_XATTRS))))
+        version = 2
     elif mutation == 'extra_key':
         entries.append(dict(last, path=source_rel + '/extra', owner='root'))
     elif mutation == 'mode_bits':
@@ -193,7 +206,7 @@ def manifests(draw, source_rel='srv/app'):
     totals = {'files': len(files), 'dirs': sum(1 for e in entries if e.get('type') == 'dir'),
               'symlinks': sum(1 for e in entries if e.get('type') == 'symlink'),
               'bytes': sum(e['size'] for e in files if e['type'] == 'file' and isinstance(e.get('size'), int))}
-    manifest = {'version': 2 if mutation == 'bad_version' else 1, 'id': 'hostile', 'set': 'app',
+    manifest = {'version': version, 'id': 'hostile', 'set': 'app',
                 'created': '2026-11-21T23:15:00.000000Z', 'host': 'fuzz', 'sources': ['/' + source_rel],
                 'entries': entries, 'totals': totals, 'parent': None}
     return manifest, contents, mutation

@@ -253,7 +253,7 @@ def test_check_mode_returns_the_plan_and_writes_nothing(world):
     reasons = {item['path']: item['reasons'] for item in app['changed']}
     assert 'content' in reasons[world.app + '/conf/secret.key']
     assert reasons[world.app + '/bin'] == ['mode']
-    assert reasons[world.app + '/current'] == ['target']
+    assert reasons[world.app + '/current'] == ['mtime', 'target']
     assert reasons[world.app + '/empty'] == ['type']
     assert plan[world.etc]['changed'][0]['path'] == world.etc + '/app.conf'
     assert [entry['state'] for entry in result['paths']] == ['would be restored'] * 2

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -111,10 +112,14 @@ def test_results_never_carry_backed_up_contents(store, app):
 
 
 def test_special_files_are_reported_and_left_out(store, app):
-    os.mkfifo(os.path.join(app, 'conf/pipe'))
-    result = store.create([app])
-    assert result['special_files'] == [app + '/conf/pipe']
-    assert not os.path.lexists(os.path.join(data_of(store, result['id'], app), 'conf/pipe'))
+    listening = socket.socket(socket.AF_UNIX)
+    try:
+        listening.bind(os.path.join(app, 'conf/sock'))
+        result = store.create([app])
+    finally:
+        listening.close()
+    assert result['special_files'] == [app + '/conf/sock']
+    assert not os.path.lexists(os.path.join(data_of(store, result['id'], app), 'conf/sock'))
     assert store.verify(result['id'])['ok']
     assert store.drift(result['id'])['ok']
 
