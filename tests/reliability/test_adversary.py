@@ -377,7 +377,8 @@ def test_fifo_planted_in_place_of_a_file_never_hangs_a_backup_or_a_restore(world
     signal.alarm(60)
     try:
         result = store.create([world.live])
-        assert notes in result['special_files']
+        recorded = store.load_manifest(result['id']).by_path[notes.lstrip('/')]
+        assert recorded.type == 'fifo'
         outcome = _restore.restore(store, ref=first)
         assert outcome['changed']
     finally:
