@@ -32,9 +32,12 @@ import subprocess
 
 from lib import hostile_trees
 
-RSYNC_COPY = ('rsync', '-aHAXS', '--numeric-ids')
-# --modify-window=-1: without it rsync treats mtimes that differ by less than a second as equal
-RSYNC_JUDGE = ('rsync', '-aHAXSn', '--numeric-ids', '--itemize-changes', '--checksum', '--delete', '--modify-window=-1')
+# --modify-window=-1: without it rsync treats mtimes within the same second as equal -- the judge
+# would miss a restore that is off by less than a second, and a copy made within a second of the
+# last change to a directory would keep the copy's own mtime for it
+RSYNC_COPY = ('rsync', '-aHAXS', '--numeric-ids', '--modify-window=-1')
+RSYNC_JUDGE = RSYNC_COPY[:1] + ('-aHAXSn', '--numeric-ids', '--itemize-changes', '--checksum', '--delete',
+                                '--modify-window=-1')
 SPARSE_SLACK = 16 * 1024
 RSYNC_ENV = dict(os.environ, LC_ALL='C')
 
@@ -205,25 +208,27 @@ def _link_groups(root):
     return {inode: sorted(paths) for inode, paths in groups.items() if len(paths) > 1}
 
 
-def extra_links(ref, target):
-    """Files hardlinked together in ``target`` that are separate files in ``ref``."""
-    inode_of = {}
-    for inode, paths in _link_groups(ref).items():
-        for path in paths:
-            inode_of[path] = inode
+def extra_links(ref, target, allowed=()):
+    """Files hardlinked together in ``target`` that are separate files in ``ref`` (and in every
+    tree of ``allowed``, where such a link would be right too)."""
+    linked = set()
+    for root in (ref,) + tuple(allowed):
+        for paths in _link_groups(root).values():
+            linked.update((first, other) for first in paths for other in paths)
     found = []
     for paths in _link_groups(target).values():
         first = paths[0]
         for other in paths[1:]:
-            if first not in inode_of or inode_of.get(other) != inode_of[first]:
+            if (first, other) not in linked:
                 found.append(Difference('hardlink the reference does not have',
                                         '%s => %s' % (hostile_trees.show(other), hostile_trees.show(first)),
-                                        'one inode in the restored tree, separate files in the reference'))
+                                        'one inode in the restored tree, separate files in the reference', other))
     return found
 
 
-def differences(ref, target):
-    """Every way ``target`` differs from ``ref``: rsync's itemized lines, then sparseness."""
+def differences(ref, target, links_allowed_in=()):
+    """Every way ``target`` differs from ``ref``: rsync's itemized lines, sparseness, extra hardlinks
+    (those in a tree of ``links_allowed_in`` are not extra)."""
     found = []
     for line in itemize(ref, target):
         cls, rel = parse(line)
@@ -232,7 +237,7 @@ def differences(ref, target):
         found.append(Difference(cls, line.decode('utf-8', 'backslashreplace'), detail, rel))
     if os.path.isdir(target):
         found.extend(sparse_problems(ref, target))
-        found.extend(extra_links(ref, target))
+        found.extend(extra_links(ref, target, links_allowed_in))
     return found
 
 
