@@ -497,7 +497,7 @@ def _break_link(root, rel):
 
 
 def _add_link(root, rel):
-    """Replace 'empty' by a hardlink to 'rel' after making their contents and metadata agree."""
+    """Replace 'empty' by a hardlink to ``rel``: two files the reference keeps apart become one inode."""
     path, other = _at(root, rel), _at(root, b'empty')
     os.unlink(other)
     os.link(path, other)
@@ -528,18 +528,41 @@ def _set_acl(mode_group_perms):
     return damage
 
 
+def _remove_xattr(name):
+    def damage(root, rel):
+        os.removexattr(_at(root, rel), name, follow_symlinks=False)
+    return damage
+
+
+def _chmod(mode):
+    def damage(root, rel):
+        os.chmod(_at(root, rel), mode)
+    return damage
+
+
+def _lchown(uid, gid):
+    def damage(root, rel):
+        os.lchown(_at(root, rel), uid, gid)
+    return damage
+
+
+def _unlink(root, rel):
+    os.unlink(_at(root, rel))
+
+
+def _add_extra_file(root, rel):
+    with open(os.path.join(_at(root, rel), b'extra'), 'wb'):
+        pass
+
+
 # name: (entry damaged, damage, the class the judge must report)
 DAMAGES = {
-    'user_xattr_missing': (b'plain', lambda root, rel: os.removexattr(_at(root, rel), 'user.a'), r'file: .*xattrs'),
-    'trusted_xattr_missing': (b'plain', lambda root, rel: os.removexattr(_at(root, rel), 'trusted.b'),
-                              r'file: .*xattrs'),
-    'capability_missing': (b'capable', lambda root, rel: os.removexattr(_at(root, rel), hostile_trees.CAPABILITY),
-                           r'file: .*xattrs'),
-    'acl_dropped_mask_became_group_bits': (
-        b'acl-file', lambda root, rel: os.removexattr(_at(root, rel), hostile_trees.ACL_ACCESS), r'file: .*ACL'),
+    'user_xattr_missing': (b'plain', _remove_xattr('user.a'), r'file: .*xattrs'),
+    'trusted_xattr_missing': (b'plain', _remove_xattr('trusted.b'), r'file: .*xattrs'),
+    'capability_missing': (b'capable', _remove_xattr(hostile_trees.CAPABILITY), r'file: .*xattrs'),
+    'acl_dropped_mask_became_group_bits': (b'acl-file', _remove_xattr(hostile_trees.ACL_ACCESS), r'file: .*ACL'),
     'acl_mask_widened': (b'acl-file', _set_acl(0o7), r'file: .*permissions'),
-    'default_acl_missing': (b'', lambda root, rel: os.removexattr(_at(root, rel), hostile_trees.ACL_DEFAULT),
-                            r'directory: .*ACL'),
+    'default_acl_missing': (b'', _remove_xattr(hostile_trees.ACL_DEFAULT), r'directory: .*ACL'),
     'sparse_file_written_dense': (b'a/sparse-middle', _make_dense, r'file: sparse file restored dense'),
     'hardlink_across_directories_broken': (b'b/y', _keeping_parent_mtime(_break_link),
                                            r'hardlink not restored \(a separate inode\)'),
@@ -549,20 +572,16 @@ DAMAGES = {
     'symlink_mtime_off_by_1ns': (b'rel-link', _shift_mtime, r'symlink: mtime'),
     'file_mtime_off_by_1ns': (b'plain', _shift_mtime, r'file: mtime'),
     'directory_mtime_off_by_1ns': (b'a', _shift_mtime, r'directory: mtime'),
-    'fifo_deleted': (b'fifo', _keeping_parent_mtime(lambda root, rel: os.unlink(_at(root, rel))),
-                     r'missing FIFO/socket'),
-    'setuid_bit_dropped': (b'setuid', lambda root, rel: os.chmod(_at(root, rel), 0o755), r'file: permissions'),
-    'sticky_bit_dropped': (b'a/deep/deeper', lambda root, rel: os.chmod(_at(root, rel), 0o777),
-                           r'directory: permissions'),
-    'owner_changed': (b'a/with space', lambda root, rel: os.lchown(_at(root, rel), 2345, -1), r'file: owner'),
-    'group_changed': (b'a/deep/abs-link', lambda root, rel: os.lchown(_at(root, rel), -1, 0), r'symlink: group'),
+    'fifo_deleted': (b'fifo', _keeping_parent_mtime(_unlink), r'missing FIFO/socket'),
+    'setuid_bit_dropped': (b'setuid', _chmod(0o755), r'file: permissions'),
+    'sticky_bit_dropped': (b'a/deep/deeper', _chmod(0o777), r'directory: permissions'),
+    'owner_changed': (b'a/with space', _lchown(2345, -1), r'file: owner'),
+    'group_changed': (b'a/deep/abs-link', _lchown(-1, 0), r'symlink: group'),
     'content_changed_same_size_and_mtime': (b'large', _same_size_other_content, r'file: content'),
     'symlink_retargeted_same_mtime': (b'b/dangling', _keeping_parent_mtime(_retarget_same_mtime), r'symlink: .*target'),
-    'symlink_xattr_missing': (b'rel-link', lambda root, rel: os.removexattr(_at(root, rel), 'trusted.link',
-                                                                          follow_symlinks=False), r'symlink: .*xattrs'),
-    'invalid_utf8_name_missing': (b'\xff\xfe not utf-8', _keeping_parent_mtime(lambda root, rel: os.unlink(_at(root, rel))),
-                                  r'missing file'),
-    'extra_file': (b'b', lambda root, rel: open(_at(root, rel + b'/extra'), 'wb').close(), r'extra entry'),
+    'symlink_xattr_missing': (b'rel-link', _remove_xattr('trusted.link'), r'symlink: .*xattrs'),
+    'invalid_utf8_name_missing': (b'\xff\xfe not utf-8', _keeping_parent_mtime(_unlink), r'missing file'),
+    'extra_file': (b'b', _add_extra_file, r'extra entry'),
 }
 
 
