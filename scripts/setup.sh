@@ -23,6 +23,13 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v sha256sum >/dev/null 2>&1 || need_apt+=(coreutils)
+# the oracle and adversary suites (tests/reliability) set and read ACLs, xattrs and file capabilities
+command -v setfacl >/dev/null 2>&1 || need_apt+=(acl)
+command -v getfacl >/dev/null 2>&1 || need_apt+=(acl)
+command -v setfattr >/dev/null 2>&1 || need_apt+=(attr)
+command -v getfattr >/dev/null 2>&1 || need_apt+=(attr)
+command -v setcap >/dev/null 2>&1 || [ -x /usr/sbin/setcap ] || [ -x /sbin/setcap ] || need_apt+=(libcap2-bin)
+command -v getcap >/dev/null 2>&1 || [ -x /usr/sbin/getcap ] || [ -x /sbin/getcap ] || need_apt+=(libcap2-bin)
 # without it ansible-test skips its shellcheck sanity test with only a warning
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -75,6 +75,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         ('faults injected into recovery', str(faults.STATS['recovery_fault_points'])),
         ('crash iterations (SIGKILL)', str(faults.STATS['crash_iterations'])),
         ('hostile inputs fuzzed', str(faults.STATS['inputs_fuzzed'])),
+        ('trees judged by the rsync -aHAXS oracle', str(faults.STATS['oracle_trees'])),
         ('mutations killed', _mutation_row()),
     ]
     width = max(len(name) for name, _value in rows)
