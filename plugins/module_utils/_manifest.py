@@ -631,9 +631,10 @@ def _entry_from_raw(index, item, version):
         raise ManifestError('entry %d (%s) has unknown type %r' % (index, path, kind))
     for name in _INT_FIELDS:
         value = item[name]
-        # JSON yields exactly int for integers and bool for true/false
-        if type(value) is not int or value < 0:  # pylint: disable=unidiomatic-typecheck
-            raise ManifestError('entry %d (%s) field %s is not a non-negative integer' % (index, path, name))
+        # JSON yields exactly int for integers and bool for true/false; a file may be dated before 1970
+        if type(value) is not int or (value < 0 and name != 'mtime_ns'):  # pylint: disable=unidiomatic-typecheck
+            raise ManifestError('entry %d (%s) field %s is not a%s integer'
+                                % (index, path, name, 'n' if name == 'mtime_ns' else ' non-negative'))
     if item['mode'] > 0o7777:
         raise ManifestError('entry %d (%s) mode %o has bits beyond permissions' % (index, path, item['mode']))
     digest = item['sha256']

@@ -395,6 +395,21 @@ def test_symlink_mtime_is_recorded_and_restored(tmp_path):
     assert os.lstat(link).st_mtime_ns == trees.MTIME_NS - 12345
 
 
+def test_entries_dated_before_1970_are_backed_up_verified_and_restored(tmp_path):
+    app, store = make_world(tmp_path)
+    old = os.path.join(app, 'old')
+    trees.write_file(old, b'from a tarball with a negative mtime\n')
+    os.symlink('old', os.path.join(app, 'old-link'))
+    before_1970 = -1500000000123456789
+    os.utime(old, ns=(before_1970, before_1970))
+    os.utime(os.path.join(app, 'old-link'), ns=(before_1970, before_1970 + 1), follow_symlinks=False)
+    made = backup(store, app)
+    assert store.verify(made['id'])['ok']
+    wipe_and_restore(store, app)
+    assert os.lstat(old).st_mtime_ns == before_1970
+    assert os.lstat(os.path.join(app, 'old-link')).st_mtime_ns == before_1970 + 1
+
+
 def test_fifo_is_backed_up_and_restored_with_mode_owner_mtime_and_xattrs(tmp_path):
     app, store = make_world(tmp_path)
     pipe = os.path.join(app, 'run', 'control')
