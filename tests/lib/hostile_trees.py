@@ -412,8 +412,8 @@ def wreck(root, actions):
         path = _join(root, rel)
         st_ = os.lstat(path)
         kind = stat.S_IFMT(st_.st_mode)
-        new_name = b'wreck-%d-%d' % (number, seed)
         where = path if kind == stat.S_IFDIR else os.path.dirname(path)
+        new_name = _free_name(where, b'wreck-%d-%d' % (number, seed))
         if what == 'rewrite' and kind == stat.S_IFREG:
             with open(path, 'r+b') as handle:  # in place: every hardlink of it changes too
                 handle.write(bytes([seed]) * 3)
@@ -430,7 +430,10 @@ def wreck(root, actions):
         elif what == 'add_fifo':
             os.mkfifo(os.path.join(where, new_name))
         elif what == 'chmod' and kind != stat.S_IFLNK:
-            os.chmod(path, stat.S_IMODE(st_.st_mode) ^ (0o1 + (seed % 8) * 0o10))
+            # with an access ACL the group bits are its mask; rsync 3.5 copies a sticky directory whose
+            # mask equals its group entry with the group entry emptied, so there only other bits change
+            flip = 0o1 + (seed % 7) if ACL_ACCESS in os.listxattr(path) else 0o1 + (seed % 8) * 0o10
+            os.chmod(path, stat.S_IMODE(st_.st_mode) ^ flip)
         elif what == 'chown':
             os.lchown(path, OWNERS[seed % len(OWNERS)], OWNERS[(seed // 4) % len(OWNERS)])
         elif what == 'retarget' and kind == stat.S_IFLNK:
@@ -453,10 +456,19 @@ def wreck(root, actions):
         done.append('%s %s' % (what, show(rel) or '.'))
     if not done:
         # a wreck always changes something the engine sees, so that a restore has work to do
-        with open(os.path.join(root, b'wrecked'), 'ab') as handle:
+        name = _free_name(root, b'wrecked')
+        with open(os.path.join(root, name), 'xb') as handle:
             handle.write(b'added\n')
-        done.append('add_file wrecked')
+        done.append('add_file %s' % show(name))
     return done
+
+
+def _free_name(directory, name):
+    """``name``, or ``name`` with a suffix, that nothing in ``directory`` has (a chain wrecks twice)."""
+    candidate = name
+    while os.path.lexists(os.path.join(directory, candidate)):
+        candidate += b'+'
+    return candidate
 
 
 def remove(path):

@@ -320,19 +320,24 @@ class Findings:
                          % (cls, first['trees'], number, saved, first['steps'], oracle.report(first['found'], limit=4)))
             if cls.startswith('engine raised'):
                 lines.append('      the tree:\n' + _indent(hostile_trees.spec_summary(first['spec']), 8))
-        return '\n'.join(lines)
+        return _printable('\n'.join(lines))
 
     def save(self):
         """Write every class's first tree (its spec, to rebuild it) to tests/output/oracle-<operation>.txt."""
         path = os.path.join(OUTPUT, 'oracle-%s.txt' % self.operation)
         os.makedirs(OUTPUT, exist_ok=True)
-        with open(path, 'w') as handle:
+        with open(path, 'w', errors='backslashreplace') as handle:
             handle.write('# rebuild a tree: from lib import hostile_trees; hostile_trees.materialize(PATH, SPEC)\n')
             for number, (cls, first) in enumerate(self.by_class.items()):
                 summary = '\n'.join('# ' + line for line in hostile_trees.spec_summary(first['spec']).splitlines())
                 handle.write('\n# tree #%d, first with: %s\n# steps: %s\n%s\nSPEC_%d = %r\n'
                              % (number, cls, first['steps'], summary, number, first['spec']))
         return os.path.relpath(path, ROOT)
+
+
+def _printable(text):
+    """``text`` with the surrogates of undecodable names (engine messages carry them) escaped."""
+    return text.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
 def _indent(text, width):
@@ -469,9 +474,9 @@ def test_restore_keeps_every_kind_of_entry_and_metadata(kind, place, lab_dir):
         pass
     faults.record('oracle_trees')
     if lab.found:
-        pytest.fail('%s, restored %s, differs from the rsync -aHAXS reference:\n  steps: %s\n%s\n  the tree:\n%s' % (
+        pytest.fail(_printable('%s, restored %s, differs from the rsync -aHAXS reference:\n  steps: %s\n%s\n  the tree:\n%s' % (
             kind, place.replace('_', ' '), ' -> '.join(lab.steps), oracle.report(lab.found),
-            _indent(hostile_trees.spec_summary(spec), 4)))
+            _indent(hostile_trees.spec_summary(spec), 4))))
 
 
 # -- the judge can fail ------------------------------------------------------------------------------------
