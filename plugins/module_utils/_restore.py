@@ -34,6 +34,7 @@ Standard library only: this runs on managed hosts.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import errno
 import fcntl
 import json
@@ -904,6 +905,7 @@ class _TreeBuild:
         self.src_root = None
         self.base = None        # the descriptor every destination path is relative to
         self.copies = []        # (entry, destination parts, content parts)
+        self.holders = {}       # hardlink target outside the subset -> the member here that holds its content
         self.dirs = []          # (destination parts, entry)
         self.written = {}
 
@@ -1040,7 +1042,9 @@ def build_tree(manifest, rel, data_dir, dest, as_root, root_attrs=True, parent_f
 
 
 def _link_hardlinks(build, entries, in_subset, cursor):
-    """Link each hardlink whose file is in the tree; the file's directory has a cursor of its own.
+    """Link each hardlink to its file, or (file outside the subset) to the group's member holding the content.
+
+    The file's directory has a cursor of its own.
 
     One cursor for both ends would close the file's directory while opening the link's
     (and the next open could reuse that descriptor number for another directory).
@@ -1048,9 +1052,12 @@ def _link_hardlinks(build, entries, in_subset, cursor):
     sources = _DirCursor(build.base)
     try:
         for entry in entries:
-            if entry.type == 'hardlink' and entry.target in in_subset:
+            if entry.type != 'hardlink':
+                continue
+            first = entry.target if entry.target in in_subset else build.holders[entry.target]
+            if first != entry.path:
                 parts = _parts_below(build.rel, entry.path) or (build.leaf,)
-                first = _parts_below(build.rel, entry.target) or (build.leaf,)
+                first = _parts_below(build.rel, first) or (build.leaf,)
                 os.link(first[-1], parts[-1], src_dir_fd=sources.at(first[:-1]), dst_dir_fd=cursor.at(parts[:-1]),
                         follow_symlinks=False)
     finally:
@@ -1080,9 +1087,17 @@ def _make_entries(build, entries, in_subset, cursor):
                 _set_fd_attrs(fd, entry, build.as_root, build.problems)
             finally:
                 os.close(fd)
-        elif entry.type == 'file' or entry.target not in in_subset:
-            content = entry.path if entry.type == 'file' else entry.target
-            build.copies.append((entry, build.dest_parts(entry), tuple(content.split('/'))))
+        elif entry.type == 'file':
+            build.copies.append((entry, build.dest_parts(entry), tuple(entry.path.split('/'))))
+        elif entry.target not in in_subset:
+            if entry.target in build.holders:
+                continue  # linked to the group's first member in this subset (see build_tree)
+            # the group's file lies outside what is restored: its first member here holds the content,
+            # with the inode's xattrs (recorded on the file entry)
+            build.holders[entry.target] = entry.path
+            holder = copy.copy(entry)
+            holder.xattrs = build.manifest.by_path[entry.target].xattrs
+            build.copies.append((holder, build.dest_parts(entry), tuple(entry.target.split('/'))))
     # deepest first: a directory is finished after the directories in it (they are fsynced in parallel anyway)
     build.dirs.reverse()
 
@@ -1804,6 +1819,53 @@ def _free_checkpoint_name(store, base):
     return name
 
 
+class ParentTimes:
+    """The times of the directories holding swapped targets, put back once the restore is over.
+
+    Staging beside a target and swapping it rename entries in its parent, which moves
+    the parent's mtime; the parent is not part of what is restored (for a sub-path
+    restore it is a directory of the backed-up tree the operator did not ask for), so it
+    keeps its times.  Descriptors reached as the stage's are (``open_parent``): a planted
+    symlink is never followed.  Losing this on a crash only leaves a newer mtime.
+    """
+
+    def __init__(self, manifest, items):
+        self.parents = []
+        for item in items:
+            if item.method != 'swap':
+                continue
+            try:
+                fd = open_parent(manifest, item.root, item.rel)
+            except (OSError, RestoreError):
+                continue  # made by the restore, or not a directory: nothing of the operator's to keep
+            st = os.fstat(fd)
+            self.parents.append((fd, os.path.dirname(item.target), st.st_atime_ns, st.st_mtime_ns))
+
+    def put_back(self, write=True):
+        """Put the times back (durably) and close the descriptors; returns a warning per directory that could not.
+
+        A failed fsync is raised (DurabilityError) once every descriptor is closed.
+        """
+        warnings = []
+        failed = None
+        for fd, path, atime_ns, mtime_ns in self.parents:
+            try:
+                if write and failed is None:
+                    os.utime(fd, ns=(atime_ns, mtime_ns))
+                    fsync_fd(fd, path)
+            except DurabilityError as exc:
+                failed = exc  # never retried, and nothing more is flushed after it
+            except OSError as exc:
+                warnings.append('could not put back the modification time of %s, which holds a restored path (%s); '
+                                'only its mtime differs' % (path, exc.strerror or exc))
+            finally:
+                _close_quietly(fd)
+        self.parents = []
+        if failed is not None:
+            raise failed
+        return warnings
+
+
 class Restorer:
     """One restore of one backup (or one undo) into the live system.
 
@@ -1884,11 +1946,25 @@ class Restorer:
         journal = Journal(self.set_dir, token)
         with JournalLock(self.set_dir):
             _IN_FLIGHT.add(token)
+            parents = ParentTimes(manifest, items)
             try:
                 self._prepare(journal, record, items, manifest, data_dir, undo, states)
                 result['displaced_backup'] = record['pre_restore']
                 self._switch(journal, record, items, manifest, token, states)
                 self._finish(journal, record, items, states)
+            except BaseException as exc:
+                # after a failed fsync nothing more is written in this run (recovery finishes it)
+                parents.put_back(write=not fsync_failed(exc))
+                raise
+            else:
+                try:
+                    result['warnings'].extend(parents.put_back())
+                except DurabilityError as exc:
+                    raise RestoreError(
+                        'restored %s from backup %s, but flushing the directory that holds it (its modification time '
+                        'put back) to disk failed (%s). The restore is complete; check the disk (dmesg) before '
+                        'trusting this host.' % (', '.join(item.target for item in items), manifest.id, exc),
+                        paths=list(states.values()), displaced_backup=record['pre_restore'])
             finally:
                 _IN_FLIGHT.discard(token)
 

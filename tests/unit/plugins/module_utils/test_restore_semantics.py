@@ -132,6 +132,36 @@ def test_hardlinks_across_directories_are_restored_over_a_changed_tree_and_undo_
     assert trees.tree_digest(place.src) == changed
 
 
+def test_a_partial_restore_links_the_members_of_a_hardlink_group_whose_file_lies_outside_it(place):
+    # "-rf" sorts first, so the manifest records it as the file and both members below sub/ as its hardlinks
+    place.write('-rf', b'shared\n')
+    os.makedirs(place.path('sub'))
+    os.setxattr(place.path('-rf'), 'user.origin', b'kept')
+    for member in ('sub/p', 'sub/q'):
+        os.link(place.path('-rf'), place.path(member))
+    place.backup()
+    for member in ('sub/p', 'sub/q'):
+        os.unlink(place.path(member))
+        place.write(member, b'broken apart\n')
+    place.restore(paths=[place.path('sub')])
+    assert same_inode(place.path('sub/p'), place.path('sub/q'))
+    assert not same_inode(place.path('sub/p'), place.path('-rf'))  # outside the restored path: left alone
+    assert place.read(place.path('sub/q')) == b'shared\n'
+    assert os.getxattr(place.path('sub/q'), 'user.origin') == b'kept'
+
+
+def test_a_partial_restore_leaves_the_times_of_the_directory_holding_it_as_they_were(place):
+    place.write('conf/app.conf', b'good\n')
+    place.write('conf/other.conf', b'other\n')
+    place.backup()
+    place.write('conf/app.conf', b'bad\n')
+    os.utime(place.path('conf'), ns=(1234567890123456789, 1234567890123456789))
+    result = place.restore(paths=[place.path('conf/app.conf')])
+    assert place.read(place.path('conf/app.conf')) == b'good\n'
+    assert os.lstat(place.path('conf')).st_mtime_ns == 1234567890123456789
+    assert result['warnings'] == []
+
+
 # -- symlinks planted inside a backed-up tree (defect 2) ----------------------------------------------------
 
 
