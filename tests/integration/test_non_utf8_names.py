@@ -9,7 +9,6 @@ and ``paths`` takes that form back.
 import json
 import os
 import socket
-import textwrap
 
 import pytest
 
@@ -21,38 +20,12 @@ RAW = b'\xff\xfe.conf'
 ESCAPED = '\\xff\\xfe.conf'
 VALID = 'caf\u00e9.conf'
 
-PLAY = '''
-- name: {task}
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  module_defaults:
-    group/lastgood.rollback.all:
-      backup_root: "{{{{ store }}}}"
-      set: demo
-  tasks:
-    - name: {task}
-      lastgood.rollback.{module}:
-{options}
-      register: outcome
-      ignore_errors: true
-
-    - name: Save the result for the test
-      ansible.builtin.copy:
-        content: "{{{{ outcome | to_json }}}}"
-        dest: "{{{{ out }}}}/result.json"
-        mode: "0600"
-      check_mode: false
-      diff: false
-      changed_when: false
-'''
 
 
 def run_task(tmp_path, task, module, options, *args, extra=None):
     """``(counts of the module's task, its result, ansible-playbook's output)``."""
-    body = textwrap.indent(textwrap.dedent(options).strip('\n'), ' ' * 8) if options.strip() else '        {}'
     path = tmp_path / 'play.yml'
-    path.write_text(PLAY.format(task=task, module=module, options=body))
+    path.write_text(local_playbook.module_play(task, task, module, options, 'result', ignore_errors=True))
     variables = {'app': str(tmp_path / 'app'), 'store': str(tmp_path / 'store'), 'out': str(tmp_path)}
     variables.update(extra or {})
     run, counts = local_playbook.run(path, variables, *args)

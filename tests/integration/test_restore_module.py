@@ -2,7 +2,6 @@
 
 import json
 import os
-import textwrap
 
 import pytest
 
@@ -10,44 +9,12 @@ from lib import local_playbook, trees
 
 pytestmark = pytest.mark.skipif(not os.access(local_playbook.ANSIBLE_PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
 
-# module_defaults through the action group: backup_root and set are given once for every module.
-PLAY = '''
-- name: {name}
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  module_defaults:
-    group/lastgood.rollback.all:
-      backup_root: "{{{{ store }}}}"
-      set: demo
-  tasks:
-    - name: {task}
-      lastgood.rollback.{module}:
-{options}
-      register: outcome
-
-    - name: Save the result for the test
-      ansible.builtin.copy:
-        content: "{{{{ outcome | to_json }}}}"
-        dest: "{{{{ out }}}}/{save}.json"
-        mode: "0600"
-      check_mode: false
-      diff: false
-      changed_when: false
-'''
-
-
-def play(name, task, module, options, save):
-    body = textwrap.indent(textwrap.dedent(options).strip('\n'), ' ' * 8) if options.strip() else ''
-    return PLAY.format(name=name, task=task, module=module, options=body or '        {}', save=save)
-
-
-BACKUP = play('Take the known-good backup', 'Back up the application and mark it last known good', 'backup', '''
+BACKUP = local_playbook.module_play('Take the known-good backup', 'Back up the application and mark it last known good', 'backup', '''
     paths: ["{{ app }}"]
     mark_lastgood: true
 ''', 'backup')
-RESTORE = play('Roll the application back', 'Restore the last known good backup', 'restore', '', 'restore')
-UNDO = play('Take the rollback back', 'Put back what the last restore replaced', 'restore', '''
+RESTORE = local_playbook.module_play('Roll the application back', 'Restore the last known good backup', 'restore', '', 'restore')
+UNDO = local_playbook.module_play('Take the rollback back', 'Put back what the last restore replaced', 'restore', '''
     undo: true
 ''', 'undo')
 
