@@ -21,7 +21,6 @@ ESCAPED = '\\xff\\xfe.conf'
 VALID = 'caf\u00e9.conf'
 
 
-
 def run_task(tmp_path, task, module, options, *args, extra=None):
     """``(counts of the module's task, its result, ansible-playbook's output)``."""
     path = tmp_path / 'play.yml'
