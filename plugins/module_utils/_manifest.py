@@ -732,7 +732,7 @@ def _check_totals(manifest, totals):
             raise ManifestError('totals.%s is %r but the entries add up to %r' % (key, totals.get(key), actual[key]))
 
 
-def compare(expected, actual, owner=False, mtime=True, store_copy=False):
+def compare(expected, actual, owner=False, mtime=True, store_copy=False, dir_mtime=False):
     """Differences between two entry lists: ``{'added': [...], 'removed': [...], 'changed': [...]}``.
 
     ``expected`` is the reference (e.g. the manifest), ``actual`` what is there now.
@@ -744,6 +744,7 @@ def compare(expected, actual, owner=False, mtime=True, store_copy=False):
     read, so they do not count either.  ``store_copy``: ``actual`` is a backup's
     data directory, which keeps content but neither xattrs nor the setuid and
     setgid bits of files (a copy in the store must never be a privileged binary).
+    ``dir_mtime``: directory mtimes count too (what a restore would put back).
     """
     expected_by_path = {entry.path: entry for entry in expected}
     actual_by_path = {entry.path: entry for entry in actual}
@@ -755,13 +756,13 @@ def compare(expected, actual, owner=False, mtime=True, store_copy=False):
         have = actual_by_path.get(want.path)
         if have is None:
             continue
-        reasons = _reasons(want, have, owner, mtime, store_copy, see_trusted)
+        reasons = _reasons(want, have, owner, mtime, store_copy, see_trusted, dir_mtime)
         if reasons:
             changed.append({'path': want.path, 'reasons': reasons})
     return {'added': added, 'removed': removed, 'changed': changed}
 
 
-def _reasons(want, have, owner, mtime, store_copy, see_trusted):
+def _reasons(want, have, owner, mtime, store_copy, see_trusted, dir_mtime=False):
     want_kind = 'file' if want.is_content() else want.type
     have_kind = 'file' if have.is_content() else have.type
     if want_kind != have_kind:
@@ -773,7 +774,8 @@ def _reasons(want, have, owner, mtime, store_copy, see_trusted):
             reasons.append('size')
         if want.sha256 is not None and have.sha256 is not None and want.sha256 != have.sha256:
             reasons.append('content')
-    if mtime and want.mtime_ns != have.mtime_ns and (want_kind == 'file' or (recorded and want_kind != 'dir')):
+    if mtime and want.mtime_ns != have.mtime_ns and (
+            want_kind == 'file' or (want_kind == 'dir' and dir_mtime) or (recorded and want_kind != 'dir')):
         reasons.append('mtime')
     if want_kind == 'symlink':
         if want.target != have.target:

@@ -1102,7 +1102,7 @@ def _make_entries(build, entries, in_subset, cursor):
     build.dirs.reverse()
 
 
-def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
+def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False, root_mtime=True):
     """Compare the object at ``path`` with what the manifest records at ``rel``.
 
     ``path`` may be anywhere (a stage, a displaced copy, the live target); entries are
@@ -1125,7 +1125,8 @@ def inspect(manifest, rel, path, owner, excludes=(), ignore_root_attrs=False):
             digests = list(pool.map(digest, to_hash))
     for entry, value in zip(to_hash, digests):
         entry.sha256 = value
-    return _compare_scanned(expected, want, scanned, skipped, rel, name, owner, ignore_root_attrs)
+    return _compare_scanned(expected, want, scanned, skipped, rel, name, owner, ignore_root_attrs,
+                            dir_mtime=True, root_mtime=root_mtime)
 
 
 def _scan_as(parent, name, rel, excludes):
@@ -1144,11 +1145,15 @@ def _scan_as(parent, name, rel, excludes):
     return scanned, skipped, local
 
 
-def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs, unset=None):
+def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore_root_attrs, unset=None,
+                     dir_mtime=False, root_mtime=True):
     """Compare scanned entries (file digests set) with the manifest's; hardlinks take their file's digest.
 
     ``unset``: ``{manifest path: xattr names}`` the restore could not set or
     remove (and warned about); they are taken as the manifest has them.
+    ``dir_mtime``: directory mtimes count (the plan: a restore puts them back; the
+    checks after building and swapping leave them out, as a live directory's mtime
+    moves with its contents); ``root_mtime`` false leaves out that of ``rel`` itself.
     """
     files = {entry.path: entry.sha256 for entry in scanned if entry.type == 'file'}
     for entry in scanned:
@@ -1159,7 +1164,9 @@ def _compare_scanned(reference, want, scanned, skipped, rel, name, owner, ignore
     if ignore_root_attrs and scanned and scanned[0].path == rel and rel in want:
         for key in ('mode', 'uid', 'gid', 'mtime_ns', 'xattrs'):
             setattr(scanned[0], key, getattr(want[rel], key))
-    result = compare(reference, scanned, owner=owner, mtime=True)
+    if not root_mtime and scanned and scanned[0].path == rel and rel in want:
+        scanned[0].mtime_ns = want[rel].mtime_ns
+    result = compare(reference, scanned, owner=owner, mtime=True, dir_mtime=dir_mtime)
     result['special'] = {'kept': [], 'lost': []}
     for skipped_path in skipped:
         path = rel + skipped_path[len(name):]
@@ -1238,12 +1245,21 @@ def plan_target(manifest, rel, target, as_root, excludes=(), root=None):
     """
     if _unreachable(root or source_of(manifest, rel), rel):
         return {'path': target, 'added': [], 'removed': [], 'changed': []}, {'kept': [], 'lost': []}
-    result = inspect(manifest, rel, target, owner=as_root, excludes=excludes)
+    # a mount point's own mtime moves with the restore's containers inside it (see _choose_method)
+    result = inspect(manifest, rel, target, owner=as_root, excludes=excludes, root_mtime=not is_mount_point(target))
+    changed = result['changed']
+    directory = [manifest.by_path[item['path']].type == 'dir' for item in changed]
+    if result['added'] or result['removed'] or any(
+            not is_dir or item['reasons'] != ['mtime'] for item, is_dir in zip(changed, directory)):
+        # a directory's mtime moves with its contents: it is named only when directory mtimes are all that differ
+        changed = [dict(item, reasons=[reason for reason in item['reasons'] if reason != 'mtime']) if is_dir else item
+                   for item, is_dir in zip(changed, directory)]
+        changed = [item for item in changed if item['reasons']]
     return {
         'path': target,
         'added': ['/' + path for path in result['removed']],
         'removed': ['/' + path for path in result['added']],
-        'changed': [{'path': '/' + item['path'], 'reasons': item['reasons']} for item in result['changed']],
+        'changed': [{'path': '/' + item['path'], 'reasons': item['reasons']} for item in changed],
     }, {key: ['/' + path for path in paths] for key, paths in result['special'].items()}
 
 
@@ -1581,6 +1597,8 @@ def _open_dir_at(dir_fd, name):
 
 def _carry_dir(live_fd, stage_fd, rel_in_source, excludes, carried, skip=frozenset()):
     in_stage = set(os.listdir(stage_fd))
+    # linking moves the staged directory's mtime, which build_tree set to the backup's
+    times = os.fstat(stage_fd)
     linked = False
     for name in sorted(set(os.listdir(live_fd)) - skip):
         child = name if not rel_in_source else rel_in_source + '/' + name
@@ -1604,6 +1622,7 @@ def _carry_dir(live_fd, stage_fd, rel_in_source, excludes, carried, skip=frozens
             finally:
                 os.close(sub_live)
     if linked:
+        os.utime(stage_fd, ns=(times.st_atime_ns, times.st_mtime_ns))
         fsync_fd(stage_fd, 'staged directory')
 
 

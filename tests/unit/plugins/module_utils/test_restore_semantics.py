@@ -162,6 +162,18 @@ def test_a_partial_restore_leaves_the_times_of_the_directory_holding_it_as_they_
     assert result['warnings'] == []
 
 
+def test_a_directory_whose_only_difference_is_its_mtime_is_restored_and_a_second_run_changes_nothing(place):
+    place.write('conf/app.conf', b'good\n')
+    os.utime(place.path('conf'), ns=(1000000000000000005, 1000000000000000005))
+    place.backup()
+    os.utime(place.path('conf'), ns=(1700000000000000000, 1700000000000000000))
+    first = place.restore()
+    assert first['changed']
+    assert first['plan'][0]['changed'] == [{'path': place.path('conf'), 'reasons': ['mtime']}]
+    assert os.lstat(place.path('conf')).st_mtime_ns == 1000000000000000005
+    assert not place.restore()['changed']
+
+
 # -- symlinks planted inside a backed-up tree (defect 2) ----------------------------------------------------
 
 
