@@ -832,6 +832,10 @@ class Store:
             'mismatches': mismatches,
         }
 
+    def _store_holders(self):
+        """The directories (relative paths) that directly hold the store, wherever a source contains it."""
+        return {os.path.dirname(path) for path in self._prune_paths()}
+
     def _prune_paths(self):
         """The store as relative paths, so a scan of a source that contains it skips it."""
         return {path.lstrip('/') for path in (self.backup_root, os.path.realpath(self.backup_root))}
@@ -919,7 +923,7 @@ class Store:
             latest = self.load_manifest(newest['id'])
             # an older manifest did not record everything (xattrs, fifos): take a full-fidelity backup instead
             current = latest.version == _manifest.MANIFEST_VERSION
-            if not force and name is None and current and self._matches(latest, live, checksum):
+            if not force and name is None and current and self._matches(latest, live, checksum, self._store_holders()):
                 return self._unchanged(newest, live, mark_lastgood, check_mode, started)
             base = latest if incremental else None
         if check_mode:
@@ -940,11 +944,20 @@ class Store:
         return entries, skipped
 
     @staticmethod
-    def _matches(manifest, live, checksum):
-        """Whether the live tree equals a backup (metadata; content too with checksum=always)."""
+    def _matches(manifest, live, checksum, dir_mtimes_but=None):
+        """Whether the live tree equals a backup (metadata; content too with checksum=always).
+
+        ``dir_mtimes_but``: directory mtimes count too, except those of the directories
+        named (the ones holding the store, whose mtime moves with it): a backup reused
+        for a touched directory would restore the old mtime.
+        """
         if sorted(manifest.sources) != sorted(live['sources']) or sorted(manifest.excludes) != sorted(live['excludes']):
             return False
-        diff = _manifest.compare(manifest.entries, live['entries'], owner=True, mtime=True)
+        diff = _manifest.compare(manifest.entries, live['entries'], owner=True, mtime=True,
+                                 dir_mtime=dir_mtimes_but is not None)
+        if dir_mtimes_but:
+            diff['changed'] = [item for item in diff['changed']
+                               if not (item['reasons'] == ['mtime'] and item['path'] in dir_mtimes_but)]
         return _manifest.is_clean(diff) and (checksum != 'always' or all(
             entry.sha256 is not None for entry in live['entries'] if entry.is_content()))
 

@@ -174,6 +174,17 @@ def test_a_directory_whose_only_difference_is_its_mtime_is_restored_and_a_second
     assert not place.restore()['changed']
 
 
+def test_a_backup_after_a_directory_was_touched_is_a_new_backup_whose_restore_keeps_that_mtime(place):
+    place.write('conf/app.conf', b'good\n')
+    first = place.backup()['id']
+    os.utime(place.path('conf'), ns=(1700000000000000000, 1700000000000000000))
+    second = place.backup()['id']
+    assert second != first
+    os.utime(place.path('conf'), ns=(1000000000000000005, 1000000000000000005))
+    place.restore(ref=second)
+    assert os.lstat(place.path('conf')).st_mtime_ns == 1700000000000000000
+
+
 # -- symlinks planted inside a backed-up tree (defect 2) ----------------------------------------------------
 
 
