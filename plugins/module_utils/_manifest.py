@@ -262,13 +262,17 @@ def copy_hashing(src, dst, size=None, writeback_after=WRITEBACK_AFTER, src_stat=
         count = os.readv(src, (buffer,))
         if not count:
             break
-        chunk = view[:count]
-        digest.update(chunk)
-        write_all(dst, chunk)
         copied += count
-        if writeback_after is not None and copied >= writeback_after and hasattr(os, 'posix_fadvise'):
-            os.posix_fadvise(dst, copied - count, count, os.POSIX_FADV_DONTNEED)
+        _write_hashed(dst, digest, view[:count], copied, writeback_after)
     return copied, digest.hexdigest()
+
+
+def _write_hashed(dst, digest, chunk, end, writeback_after):
+    """Hash and write ``chunk``, which ends at offset ``end`` of ``dst``; past ``writeback_after``, start its write-back."""
+    digest.update(chunk)
+    write_all(dst, chunk)
+    if writeback_after is not None and end >= writeback_after and hasattr(os, 'posix_fadvise'):
+        os.posix_fadvise(dst, end - len(chunk), len(chunk), os.POSIX_FADV_DONTNEED)
 
 
 def _copy_sparse(src, dst, size, writeback_after):
@@ -296,12 +300,8 @@ def _copy_sparse(src, dst, size, writeback_after):
                 # shorter than it said: the caller sees the size copied and decides
                 os.ftruncate(dst, position)
                 return position, digest.hexdigest()
-            chunk = view[:count]
-            digest.update(chunk)
-            write_all(dst, chunk)
             position += count
-            if writeback_after is not None and position >= writeback_after and hasattr(os, 'posix_fadvise'):
-                os.posix_fadvise(dst, position - count, count, os.POSIX_FADV_DONTNEED)
+            _write_hashed(dst, digest, view[:count], position, writeback_after)
     os.ftruncate(dst, position)
     return position, digest.hexdigest()
 
