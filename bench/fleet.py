@@ -20,6 +20,9 @@ application on every host.  Then, interleaved, ``--runs`` times each:
   config, marked last-good, with ``lastgood.rollback.backup``.  Measured only
   when the collection ships that playbook (``playbooks/rollback_level2.yml``);
   otherwise reported as unavailable, never estimated.
+* ``level2-mitogen``: the same level 2 run under mitogen's ``mitogen_linear``
+  strategy -- only with ``--mitogen`` and when the ``mitogen`` package (PyPI) is
+  importable; the collection never needs it.
 
 Every run must end with every host healthy, or the benchmark stops.  Wall time
 per run, the per-host overhead ``(T(N) - T(1)) / (N - 1)`` and the ratio
@@ -70,11 +73,22 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def playbook(inventory, path, forks, extra=None, log_path=None):
+def mitogen_env():
+    """ansible_env() with mitogen's linear strategy, or None when the mitogen package is not installed."""
+    spec = importlib.util.find_spec('ansible_mitogen')
+    if spec is None:
+        return None
+    env = ansible_env()
+    env['ANSIBLE_STRATEGY_PLUGINS'] = os.path.join(os.path.dirname(spec.origin), 'plugins', 'strategy')
+    env['ANSIBLE_STRATEGY'] = 'mitogen_linear'
+    return env
+
+
+def playbook(inventory, path, forks, extra=None, log_path=None, env=None):
     argv = [ansible_bin('ansible-playbook'), '-i', inventory, '-f', str(forks), path]
     if extra:
         argv += ['-e', json.dumps(extra)]
-    return run_child(argv, env=ansible_env(), log_path=log_path)[0]
+    return run_child(argv, env=env or ansible_env(), log_path=log_path)[0]
 
 
 def adhoc(inventory, module, args, forks, log_path=None):
@@ -97,7 +111,7 @@ def level2_available():
     return os.path.exists(LEVEL2_PLAYBOOK)
 
 
-def bench_size(count, runs, logs, level2_vars):
+def bench_size(count, runs, logs, level2_vars, mitogen=False):
     state_dir = tempfile.mkdtemp(prefix='lastgood-bench-fleet-')
     fleet = fleet_lib.Fleet(state_dir)
     forks = max(5, count)
@@ -117,6 +131,8 @@ def bench_size(count, runs, logs, level2_vars):
             adhoc(inventory, 'lastgood.rollback.backup', json.dumps(LEVEL2_CHECKPOINT), forks,
                   os.path.join(logs, '%d-checkpoint.out' % count))
             contenders.append('level2')
+            if mitogen and mitogen_env():
+                contenders.append('level2-mitogen')
         times = {name: [] for name in contenders}
         tasks = {}
         failed = {}
@@ -134,7 +150,8 @@ def bench_size(count, runs, logs, level2_vars):
                 else:
                     playbook(inventory, PUSH_BAD, forks, log_path=out + '.push')
                     try:
-                        elapsed = playbook(inventory, LEVEL2_PLAYBOOK, forks, extra=level2_vars, log_path=out)
+                        elapsed = playbook(inventory, LEVEL2_PLAYBOOK, forks, extra=level2_vars, log_path=out,
+                                           env=mitogen_env() if name == 'level2-mitogen' else None)
                     except BenchError as exc:
                         # A failed rollback is a result to report, not a figure: put the good config back.
                         failed[name] = 'failed (log: %s): %s' % (out, str(exc).splitlines()[0])
@@ -163,7 +180,13 @@ def bench_size(count, runs, logs, level2_vars):
 def summarise(sizes):
     one = next((s for s in sizes if s['hosts'] == 1), None)
     summary = {}
-    for name in ('handwritten', 'level2'):
+    # The issue 14 target: level 2 against the hand-written pattern, in the same run, per fleet size.
+    for size in sizes:
+        for name in ('level2', 'level2-mitogen'):
+            if 'median_s' in size.get(name, {}) and 'median_s' in size.get('handwritten', {}):
+                summary['%s_over_handwritten_%d' % (name, size['hosts'])] = round(
+                    size[name]['median_s'] / size['handwritten']['median_s'], 2)
+    for name in ('handwritten', 'level2', 'level2-mitogen'):
         if one is None or 'median_s' not in one.get(name, {}):
             continue
         base = one[name]['median_s']
@@ -180,7 +203,9 @@ def print_table(report):
     print('%6s %-12s %9s %9s %14s %7s' % ('hosts', 'contender', 'median s', 'x 1 host', 'per-host s', 'tasks'))
     base = {}
     for size in report['sizes']:
-        for name in ('handwritten', 'push', 'level2'):
+        for name in ('handwritten', 'push', 'level2', 'level2-mitogen'):
+            if name == 'level2-mitogen' and name not in size:
+                continue
             entry = size.get(name, {})
             if 'median_s' not in entry:
                 print('%6d %-12s %s' % (size['hosts'], name, entry.get('unavailable', 'not measured')))
@@ -198,6 +223,8 @@ def main(argv=None):
     parser.add_argument('--hosts', default='1,5,10,20', help='fleet sizes, comma-separated (default: %(default)s)')
     parser.add_argument('--runs', type=int, default=3, help='timed runs per contender and size (default: %(default)s)')
     parser.add_argument('--level2-vars', default='{}', help='extra vars (JSON) for the rollback_level2 playbook')
+    parser.add_argument('--mitogen', action='store_true',
+                        help="also time level 2 under mitogen's mitogen_linear strategy (needs the mitogen package)")
     parser.add_argument('--results-dir', default=os.path.join(HERE, 'results'))
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.hosts.split(',')]
@@ -208,7 +235,7 @@ def main(argv=None):
     out = os.path.join(args.results_dir, 'fleet-%s.json' % started.strftime('%Y%m%dT%H%M%SZ'))
     for count in sizes:
         log('%d hosts: starting the fleet' % count)
-        report['sizes'].append(bench_size(count, args.runs, logs, json.loads(args.level2_vars)))
+        report['sizes'].append(bench_size(count, args.runs, logs, json.loads(args.level2_vars), mitogen=args.mitogen))
         # Written after every size: an interrupted run keeps what it measured.
         report['summary'] = summarise(report['sizes'])
         with open(out, 'w') as handle:

@@ -275,7 +275,8 @@ def role_calls(path):
             for action in _ROLE_ACTIONS:
                 if action in task:
                     spec = task[action]
-                    calls.append((_short_role(spec['name']), spec.get('tasks_from', 'main'), dict(play_vars, **(task.get('vars') or {}))))
+                    calls.append((_short_role(_resolve(spec['name'], play_vars)), spec.get('tasks_from', 'main'),
+                                  dict(play_vars, **(task.get('vars') or {}))))
     return calls
 
 
@@ -298,6 +299,15 @@ def _with_included_tasks(tasks, base):
 def role_entry_points(path):
     """(role, entry point) for every role a playbook runs."""
     return [call[:2] for call in role_calls(path)]
+
+
+_PLAY_VAR = re.compile(r'^\{\{\s*(\w+)\s*\}\}$')
+
+
+def _resolve(name, play_vars):
+    """A role name given as one play variable (the run skeleton's lastgood_action_role) resolved from the play's vars."""
+    match = _PLAY_VAR.match(name.strip())
+    return play_vars.get(match.group(1), name) if match else name
 
 
 def _short_role(name):
