@@ -25,7 +25,7 @@ from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet
 MODULE = 'lastgood.rollback.run'
 TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 # options only the action reads: not sent to the host
-ACTION_ONLY = ('fleet',)
+ACTION_ONLY = ('fleet', 'result_vars')
 
 
 def utc_now():
@@ -91,6 +91,13 @@ def failure_message(host, host_name):
     parts.append('Next: read the report, fix the cause, then rerun with -e lastgood_run_id=%s to resume the run.'
                  % host.get('run_id'))
     return ' '.join(part for part in parts if part)
+
+
+def lookup(value, keys):
+    """``value[a][b]...`` for ``keys`` = ``a.b...`` ('' for ``value`` itself), or None when a step is missing."""
+    for key in keys.split('.') if keys else ():
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def plain(value):
@@ -182,7 +189,9 @@ class ActionModule(ActionBase):
             if args['fleet']:
                 # helper of the fleet report: imported here, the other steps do not need it
                 from ansible_collections.lastgood.rollback.plugins.plugin_utils._report import host_report_documents
-                documents = host_report_documents(args['fleet'], self._host_name, self._host)
+                results = dict((phase, lookup(self._var(name.partition('.')[0]), name.partition('.')[2]) or {})
+                               for phase, name in args['result_vars'].items())
+                documents = host_report_documents(args['fleet'], self._host_name, self._host, results)
             else:
                 warnings.append('no fleet summary (fleet) and no report_documents given: no report was written '
                                 'on this host')

@@ -154,9 +154,22 @@ options:
     default: {}
   report_documents:
     description:
-      - O(state=close) - the documents to write, file name to text.  By default the action renders
-        C(report.json) and C(report.md) for this host from O(fleet) and C(lastgood_host).
+      - O(state=close) - the documents to write, file name to text, for example this host's entry of the
+        C(host_documents) that C(lastgood.rollback.fleet_report) returns with C(host_documents=true).
+      - By default the action renders C(report.json) and C(report.md) for this host from O(fleet),
+        C(lastgood_host) and the phase results named by O(result_vars).
     type: dict
+  result_vars:
+    description:
+      - O(state=close) - the variables holding this host's phase results for its report (C(preflight),
+        C(checkpoint), C(action), C(verify)), as C(lastgood.rollback.fleet_report) reads them; a dotted name
+        reads a key of a variable.  Used when O(report_documents) is not given.
+    type: dict
+    default:
+      preflight: preflight_result
+      checkpoint: lastgood_checkpoint_result
+      action: lastgood_action_result
+      verify: verify_result
   host:
     description:
       - This host's record of the run so far (the C(lastgood_host) fact).  Set by the action plugin; do not set it.
@@ -290,6 +303,8 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type='path', default='/var/lib/lastgood/reports'),
     fleet=dict(type='dict', default={}),
     report_documents=dict(type='dict'),
+    result_vars=dict(type='dict', default={'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result',
+                                           'action': 'lastgood_action_result', 'verify': 'verify_result'}),
     host=dict(type='dict', default={}),
     failure=dict(type='dict', default={}),
     passed_phases=dict(type='list', elements='str', default=[]),
