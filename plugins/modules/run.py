@@ -307,7 +307,7 @@ ARGUMENT_SPEC = dict(
                                            'action': 'lastgood_action_result', 'verify': 'verify_result'}),
     host=dict(type='dict', default={}),
     failure=dict(type='dict', default={}),
-    passed_phases=dict(type='list', elements='str', default=[]),
+    passed_phases=dict(type='list', elements='str', default=[], no_log=False),
     fleet_outcome=dict(type='str'),
 )
 
