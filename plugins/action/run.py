@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""lastgood.rollback.run: the controller's part of each step of a run, around the run module on the host.
+
+What only the controller knows is read here, from the task's variables: the fleet gates (a host the
+gate stopped fails before it begins, or after it recorded its phase), where the run failed (for the
+rescue), the fleet's outcome (for the end), the host's report (for the close), and the times of the
+run (the controller's clock, like the gates').  The module does the host's part: lock, run state,
+audit, restore, report files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.lastgood.rollback.plugins.modules.run import ARGUMENT_SPEC
+from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet
+
+MODULE = 'lastgood.rollback.run'
+TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+# options only the action reads: not sent to the host
+ACTION_ONLY = ('fleet', 'result_vars')
+
+
+def utc_now():
+    return time.strftime(TIME_FORMAT, time.gmtime())
+
+
+def stop_message(gate, host_name):
+    """Why a host the fleet gate stopped fails (the gate's message names the hosts, not this one)."""
+    return 'Stopping the run on %s: %s' % (host_name, gate.get('message') or 'the fleet gate of %s stopped it'
+                                           % gate.get('phase'))
+
+
+def stopped_by(gate, host_name):
+    return bool(gate) and host_name in (gate.get('stop') or [])
+
+
+def phase_gate(gates, latest, phase):
+    """The gate taken after ``phase``: from the run's gates, or the latest gate when it is that phase's."""
+    if phase in (gates or {}):
+        return gates[phase]
+    return latest if (latest or {}).get('phase') == phase else None
+
+
+def failure_record(gates, host_name, phases, failed_task, failed_result):
+    """Where and why the run failed on ``host_name``, as the rescue records it.
+
+    ``failed_task``/``failed_result`` are Ansible's ``ansible_failed_task``/``ansible_failed_result``.
+    A host a gate stopped got through its own phase: the phase is that gate's, the failed hosts are
+    the ones the gate counted as lagging; otherwise the phase is the first one the host did not pass.
+    """
+    place = _fleet.failure_place(gates, host_name, phases)
+    result = failed_result or {}
+    message = '' if result.get('msg') is None else str(result.get('msg'))
+    stderr = str(result.get('stderr') or '').strip()
+    if stderr:
+        message += ' ' + stderr
+    return {
+        'phase': place['phase'],
+        'task': str((failed_task or {}).get('name') or ''),
+        'message': message,
+        'stopped_by_fleet': bool(place['stopped_by_fleet']),
+        'failed_hosts': list(place['failed_hosts']),
+    }
+
+
+def success_message(host, host_name, check_mode):
+    return 'Run %s (%s) finished on %s: every phase passed%s.' % (
+        host.get('run_id'), host.get('operation'), host_name, ' (dry run: nothing was changed)' if check_mode else '')
+
+
+def failure_message(host, host_name):
+    """Where the run failed on the host, what state the host is in and how to resume."""
+    failure = host.get('failure') or {}
+    reason = str(failure.get('message') or '').strip()
+    parts = ['Run %s (%s) failed on %s in phase %s%s.' % (
+        host.get('run_id'), host.get('operation'), host_name, failure.get('phase', 'end'),
+        (': ' + re.sub(r'[.:]$', '', reason)) if reason else '')]
+    parts.append(str((host.get('restore') or {}).get('message') or '').strip())
+    if host.get('lock_released'):
+        parts.append('The rollback lock was released.')
+    elif host.get('lock_held') and host.get('outcome') == 'restore_failed':
+        parts.append('The rollback lock stays held by this run until the host is checked.')
+    parts.append('Next: read the report, fix the cause, then rerun with -e lastgood_run_id=%s to resume the run.'
+                 % host.get('run_id'))
+    return ' '.join(part for part in parts if part)
+
+
+def lookup(value, keys):
+    """``value[a][b]...`` for ``keys`` = ``a.b...`` ('' for ``value`` itself), or None when a step is missing."""
+    for key in keys.split('.') if keys else ():
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def plain(value):
+    """``value`` as plain JSON data (Ansible's tagged and lazy containers become dicts, lists and strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        self._task_vars = task_vars or {}
+        result = super().run(tmp, self._task_vars)
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
+                                                  required_if=[('state', 'phase', ('phase',))])
+        self._host_name = self._task_vars.get('inventory_hostname')
+        self._host = self._var('lastgood_host') or {}
+        state = args['state']
+        if state == 'begin':
+            result.update(self._begin())
+        elif state == 'phase':
+            result.update(self._phase(args))
+        elif state == 'rescue':
+            result.update(self._rescue(args))
+        elif state == 'end':
+            result.update(self._end())
+        else:
+            result.update(self._close(args))
+        return result
+
+    def _var(self, name):
+        if name not in self._task_vars:
+            return None
+        return plain(self._templar.template(self._task_vars[name]))
+
+    def _module(self, **extra):
+        """The run module on the host with the task's own arguments (paths as the host reads them) and ``extra``."""
+        module_args = dict((key, value) for key, value in self._task.args.items() if key not in ACTION_ONLY)
+        module_args.update(extra)
+        return self._execute_module(module_name=MODULE, module_args=module_args, task_vars=self._task_vars)
+
+    def _begin(self):
+        gate = self._var('lastgood_gate')
+        if stopped_by(gate, self._host_name):
+            return {'failed': True, 'changed': False, 'msg': stop_message(gate, self._host_name)}
+        result = self._module()
+        if not result.get('failed'):
+            result['ansible_facts']['lastgood_host']['started'] = utc_now()
+        return result
+
+    def _phase(self, args):
+        phase = args['phase']
+        if phase == 'start' or 'attempt' not in self._host:
+            # the start gate, or a phase before the run began here (preflight): nothing to record
+            result = {'changed': False, 'msg': 'Phase %s passed; nothing to record.' % phase}
+        else:
+            result = self._module(host=self._host)
+            if result.get('failed'):
+                return result
+        gate = phase_gate(self._var('lastgood_gates'), self._var('lastgood_gate'), phase)
+        if stopped_by(gate, self._host_name):
+            result.update(failed=True, msg=stop_message(gate, self._host_name))
+            result.pop('ansible_facts', None)
+        return result
+
+    def _rescue(self, args):
+        gates = self._var('lastgood_gates') or {}
+        failure = failure_record(gates, self._host_name, args['phases'], self._var('ansible_failed_task'),
+                                 self._var('ansible_failed_result'))
+        return self._module(host=self._host, failure=failure,
+                            passed_phases=_fleet.passed_phases(gates, self._host_name, args['phases']))
+
+    def _end(self):
+        fleet = self._var('lastgood_fleet') or {}
+        extra = {'host': self._host}
+        if fleet.get('outcome'):
+            extra['fleet_outcome'] = fleet['outcome']
+        result = self._module(**extra)
+        if not result.get('failed'):
+            result['ansible_facts']['lastgood_host']['finished'] = utc_now()
+        return result
+
+    def _close(self, args):
+        check_mode = self._play_context.check_mode
+        documents = args['report_documents']
+        warnings = []
+        if documents is None and not check_mode:
+            if args['fleet']:
+                # helper of the fleet report: imported here, the other steps do not need it
+                from ansible_collections.lastgood.rollback.plugins.plugin_utils._report import host_report_documents
+                results = dict((phase, lookup(self._var(name.partition('.')[0]), name.partition('.')[2]) or {})
+                               for phase, name in args['result_vars'].items())
+                documents = host_report_documents(args['fleet'], self._host_name, self._host, results)
+            else:
+                warnings.append('no fleet summary (fleet) and no report_documents given: no report was written '
+                                'on this host')
+        result = self._module(host=self._host, report_documents={} if check_mode else (documents or {}))
+        if result.get('failed'):
+            return result
+        result.setdefault('warnings', []).extend(warnings)
+        host = dict(self._host, **((result.get('ansible_facts') or {}).get('lastgood_host') or {}))
+        if (host.get('outcome') or 'success') == 'success':
+            result['msg'] = success_message(host, self._host_name, check_mode)
+            return result
+        result.pop('ansible_facts', None)
+        result.update(failed=True, msg=failure_message(host, self._host_name))
+        return result

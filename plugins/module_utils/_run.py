@@ -1,0 +1,340 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A run's bookkeeping on one host: lock, run state and audit, and the rescue's restore of the checkpoint.
+
+Each step takes the run's settings (``RunSettings``) and this host's record of the run so far
+(the ``lastgood_host`` fact, a plain dict) and returns the updated record; the run module is a
+thin wrapper over them.  Steps that run after a failure (``rescue``, ``end``) never raise: what
+they could not record becomes a warning, so the host's outcome stays what the run did.  In check
+mode nothing is written: no lock file, run state, audit line or restore.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from . import _audit, _lock, _state
+from ._fsatomic import atomic_write_text, makedirs_durable, read_bytes
+from ._manifest import ManifestError
+from ._restore import RestoreError, restore
+from ._result import unescape_names
+from ._store import Store, StoreError
+
+NO_CHECKPOINT_MESSAGE = 'No checkpoint was taken yet, so nothing on this host was changed by the run.'
+DRIFT_SHOWN = 5
+STDERR_SHOWN = 300
+REPORT_DIR_MODE = 0o750
+REPORT_FILE_MODE = 0o640
+_SET_RE = re.compile(r'^[A-Za-z0-9._-]+$')
+
+
+class RunError(Exception):
+    """A step of the run could not be done; the message says what state the host is in."""
+
+
+class RunSettings:
+    """The options every step of a run shares (the run module's common options)."""
+
+    def __init__(self, params):
+        self.run_id = params['run_id']
+        self.operation = params['operation']
+        self.level = params['level']
+        self.checkpoint = params['checkpoint']
+        self.checkpoint_paths = list(params['checkpoint_paths'] or [])
+        self.keep_phases = list(params['keep_phases'])
+        self.backup_root = params['backup_root']
+        self.set_name = params['set']
+        self.state_dir = params['state_dir']
+        self.audit_log = params['audit_log']
+        self.lock_path = params['lock_path']
+        self.lock_ttl = params['lock_ttl']
+        self.user = params['user'] or None
+
+    def lock_file(self):
+        if self.lock_path:
+            return self.lock_path
+        if not _SET_RE.match(self.set_name) or self.set_name in ('.', '..'):
+            raise RunError('set %r may hold only letters, digits, ., _ and -' % self.set_name)
+        return os.path.join(self.backup_root, self.set_name, '.lock')
+
+    def audit(self, event, detail, level='info', check=False):
+        """Append ``event`` for this run to the audit log (nothing in check mode)."""
+        if not check:
+            _audit.append(self.audit_log, event, run_id=self.run_id, level=level, detail=detail, user=self.user)
+
+    def new_host(self, host=None):
+        """This host's record: ``host`` (the fact so far) or, before begin, the run's identity."""
+        record = dict(host or {})
+        for key, value in (('run_id', self.run_id), ('operation', self.operation), ('level', self.level),
+                           ('checkpoint', self.checkpoint)):
+            record.setdefault(key, value)
+        return record
+
+
+def completed_phases(state, keep_phases):
+    """The phases a resumed run skips: completed, and not undone by a restore of the checkpoint since.
+
+    Every phase records the attempt it completed in and the rescue the attempt in which it put the
+    checkpoint back; a phase completed before that restore counts only when ``keep_phases`` lists it
+    (its effect survives a restore, like the checkpoint itself).
+    """
+    artifacts = state['artifacts']
+    undone_at = _attempt_of(artifacts.get('rescue')) or 0
+    redone = [phase for phase, recorded in artifacts.items()
+              if phase != 'rescue' and (_attempt_of(recorded) or 0) > undone_at]
+    return [phase for phase in state['completed_phases'] if phase in keep_phases or phase in redone]
+
+
+def _attempt_of(recorded):
+    if not isinstance(recorded, dict) or isinstance(recorded.get('attempt'), bool):
+        return None
+    try:
+        return int(recorded['attempt'])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def begin(run, meta, check=False, warn=None):
+    """Take the lock, start or resume the run state, audit ``run_start``/``run_resume``.
+
+    Returns ``(host, changed)``.  When anything after the lock fails, the lock is released again
+    before RunError is raised: the host has no record of the run that would let its end release it.
+    """
+    path = run.lock_file()
+    lock = _lock.acquire(path, run.run_id, ttl=run.lock_ttl, audit_log=run.audit_log, check=check)
+    if lock['took_over'] and warn:
+        warn('lock %s taken over from %s: %s' % (path, _lock.describe(lock['previous']), lock['took_over']))
+    try:
+        started = _state.start(run.state_dir, run.run_id, check=check, meta=dict(
+            meta, operation=run.operation, level=run.level, checkpoint=run.checkpoint))
+        state = started['state']
+        completed = completed_phases(state, run.keep_phases)
+        run.audit('run_resume' if started['resumed'] else 'run_start', level='notice', check=check, detail={
+            'operation': run.operation, 'level': run.level, 'attempt': state['attempts'],
+            'checkpoint': run.checkpoint, 'skipping': completed,
+        })
+    except (_state.StateError, _audit.AuditError, OSError) as exc:
+        raise RunError('%s. %s' % (exc, _release_after_failed_begin(run, path, check)))
+    host = run.new_host({
+        'attempt': state['attempts'], 'resumed': started['resumed'], 'completed': completed,
+        'recorded': state['artifacts'], 'lock_file': path, 'lock_held': True,
+    })
+    return host, True
+
+
+def _release_after_failed_begin(run, path, check):
+    try:
+        _lock.release(path, run.run_id, audit_log=run.audit_log, check=check)
+    except (_lock.LockError, OSError) as exc:
+        return 'Releasing the rollback lock %s again failed too (%s); release it with lastgood.rollback.lock.' % (
+            path, exc)
+    return 'The rollback lock this run took (%s) was released again.' % path
+
+
+def resume_message(host):
+    skipping = ', '.join(host['completed']) if host['completed'] else 'nothing'
+    return 'Resuming run %s (attempt %s): skipping %s.' % (host['run_id'], host['attempt'], skipping)
+
+
+def record_phase(run, host, phase, artifacts, check=False):
+    """Record ``phase`` as done (run state and ``run_phase_done``) unless an earlier attempt did; returns changed."""
+    if 'attempt' not in host:
+        raise RunError('phase %s cannot be recorded on a run that has not begun on this host (run begin first)'
+                       % phase)
+    if phase in host.get('completed', []):
+        return False
+    attempt = int(host['attempt'])
+    try:
+        if not check:
+            # in check mode a new run has no state to record into (begin wrote none)
+            _state.phase_done(run.state_dir, run.run_id, phase, artifacts=dict(artifacts, attempt=attempt))
+        run.audit('run_phase_done', check=check, detail={'phase': phase, 'attempt': attempt, 'artifacts': artifacts})
+    except (_state.StateError, _audit.AuditError, OSError) as exc:
+        raise RunError('recording phase %s of run %s failed: %s' % (phase, run.run_id, exc))
+    return True
+
+
+def no_restore(checkpoint):
+    return {'attempted': False, 'restored': False, 'verified': False, 'reapplied': None, 'checkpoint': checkpoint,
+            'changed': False, 'drift': [], 'message': NO_CHECKPOINT_MESSAGE}
+
+
+def rescue(run, host, failure, passed, apply_command, restore_on_failure, run_command, check=False, warn=None):
+    """Put the checkpoint back when the host got past it, then record the failure; returns ``(host, changed)``.
+
+    ``failure`` is ``{phase, task, message, stopped_by_fleet, failed_hosts}``; ``passed`` the phases
+    this host got through; ``run_command(argv) -> (rc, stdout, stderr)`` runs the apply step.
+    """
+    warn = warn or (lambda message: None)
+    host = run.new_host(host)
+    host['outcome'] = 'failed'
+    host['failure'] = failure
+    restored = no_restore(run.checkpoint)
+    if restore_on_failure and run.checkpoint and 'checkpoint' in passed and not check:
+        restored = restore_checkpoint(run, apply_command, run_command, warn)
+    host['restore'] = restored
+    # the host is in no known state when the checkpoint is not back, or is but the application did not load it
+    if restored['attempted'] and not (restored['verified'] and restored['reapplied'] is not False):
+        host['outcome'] = 'restore_failed'
+    message = failure['message'].strip()
+    steps = []
+    if restored['attempted'] and 'attempt' in host:
+        # a later attempt redoes every phase this restore undid (see completed_phases)
+        steps.append(('recording the restore in the run state', lambda: _state.phase_done(
+            run.state_dir, run.run_id, 'rescue', artifacts={
+                'attempt': int(host['attempt']), 'checkpoint': run.checkpoint,
+                'restored': restored['restored'], 'verified': restored['verified']})))
+    if not check:
+        # in check mode a new run has no state, and nothing ran that could have failed for real
+        steps.append(('recording the failure in the run state', lambda: _state.fail(
+            run.state_dir, run.run_id, message or 'failed in %s' % failure['phase'], phase=failure['phase'])))
+    steps.append(('recording the failure in the audit log', lambda: run.audit('run_failed', level='error', check=check, detail={
+        'phase': failure['phase'], 'task': failure['task'], 'message': message,
+        'stopped_by_fleet': failure['stopped_by_fleet'], 'failed_hosts': failure['failed_hosts']})))
+    if restored['attempted']:
+        steps.append(('recording the restore in the audit log', lambda: run.audit(
+            'run_checkpoint_restored', level='warning' if restored['verified'] else 'critical', check=check, detail={
+                'checkpoint': run.checkpoint, 'restored': restored['restored'], 'verified': restored['verified'],
+                'reapplied': restored['reapplied'], 'message': restored['message']})))
+    _run_steps(steps, warn)
+    return host, True
+
+
+def _run_steps(steps, warn):
+    for what, step in steps:
+        try:
+            step()
+        except (_state.StateError, _audit.AuditError, _lock.LockError, OSError) as exc:
+            warn('%s failed: %s' % (what, exc))
+
+
+def restore_checkpoint(run, apply_command, run_command, warn):
+    """Restore the run's checkpoint (verified after the swap), compare the live paths with it, reapply."""
+    try:
+        store = Store(run.backup_root, run.set_name)
+        result = restore(store, ref=run.checkpoint, paths=unescape_names(run.checkpoint_paths) or None,
+                         verify_after=True)
+        live = store.drift(store.resolve(run.checkpoint)['id'])
+    except (RestoreError, StoreError, ManifestError) as exc:
+        return _restore_failed(run.checkpoint, str(exc))
+    except OSError as exc:
+        return _restore_failed(run.checkpoint, 'unexpected I/O error in the backup store %s (set %s): %s'
+                               % (run.backup_root, run.set_name, exc))
+    for warning in result.get('warnings', []):
+        warn(warning)
+    drift = scoped_drift(live['mismatches'], run.checkpoint_paths)
+    reapplied, reapply_message = None, ''
+    if apply_command and result['changed']:
+        rc, _out, err = run_command(apply_command)
+        reapplied = rc == 0
+        reapply_message = reapply_text(apply_command, rc, err)
+    if drift:
+        message = 'Checkpoint %s restored, but %d path(s) still differ from it: %s.' % (
+            run.checkpoint, len(drift), ', '.join(drift[:DRIFT_SHOWN]))
+    else:
+        message = 'Checkpoint %s restored and verified: the live paths match it.' % run.checkpoint
+    return {'attempted': True, 'restored': True, 'verified': not drift, 'reapplied': reapplied,
+            'checkpoint': run.checkpoint, 'changed': bool(result['changed']), 'drift': drift,
+            'message': ('%s %s' % (message, reapply_message)).strip()}
+
+
+def _restore_failed(checkpoint, why):
+    return {'attempted': True, 'restored': False, 'verified': False, 'reapplied': None, 'checkpoint': checkpoint,
+            'changed': False, 'drift': [], 'message': 'Restoring checkpoint %s failed: %s' % (checkpoint, why)}
+
+
+def scoped_drift(mismatches, paths):
+    """The paths of ``mismatches`` at or below one of ``paths`` (every one when ``paths`` is empty)."""
+    if not paths:
+        return [item['path'] for item in mismatches]
+    scope = re.compile('^(%s)(/|$)' % '|'.join(re.escape(path) for path in paths))
+    return [item['path'] for item in mismatches if scope.match(item['path'])]
+
+
+def reapply_text(command, rc, stderr):
+    """What the operator reads about making the application load the checkpoint again."""
+    shown = ' '.join(command)
+    if rc == 0:
+        return 'The application loaded it again (%s).' % shown
+    stderr = (stderr or '').strip()
+    return ('Making the application load it again failed (%s exited %s%s): it may still run what the failed run '
+            'left; restart it by hand.' % (shown, rc, (': ' + truncate(stderr, STDERR_SHOWN)) if stderr else ''))
+
+
+def truncate(text, length, end='...', leeway=5):
+    """Jinja's ``truncate`` filter (word boundary, ``end`` appended), which the run's messages used."""
+    if len(text) <= length + leeway:
+        return text
+    return text[:length - len(end)].rsplit(' ', 1)[0] + end
+
+
+def end(run, host, fleet_outcome=None, check=False, warn=None):
+    """Audit ``run_end``, finish the run state, release the lock, read this run's audit events; returns ``(host, changed)``."""
+    warn = warn or (lambda message: None)
+    host = run.new_host(host)
+    outcome = host.get('outcome') or 'success'
+    host['outcome'] = outcome
+    steps = [('recording the end of the run in the audit log', lambda: run.audit(
+        'run_end', level='info' if outcome == 'success' else 'error', check=check, detail={
+            'outcome': outcome, 'fleet_outcome': fleet_outcome or outcome,
+            'restored': bool((host.get('restore') or {}).get('restored', False))}))]
+    if outcome == 'success' and not check:
+        steps.append(('marking the run finished', lambda: _state.finish(run.state_dir, run.run_id)))
+    _run_steps(steps, warn)
+    # A host whose checkpoint could not be put back is in no known state: the lock stays, so no other
+    # run starts on it before someone has looked.  A rerun with the same run_id takes it.
+    host['lock_released'] = False
+    if host.get('lock_held') and outcome != 'restore_failed':
+        try:
+            _lock.release(host.get('lock_file') or run.lock_file(), run.run_id, audit_log=run.audit_log, check=check)
+            host['lock_released'] = True
+            host['lock_held'] = False
+        except (_lock.LockError, RunError, OSError) as exc:
+            warn('releasing the rollback lock failed: %s' % exc)
+    host['events'], host['audit'] = run_events(run.audit_log, run.run_id, warn)
+    return host, True
+
+
+def run_events(audit_log, run_id, warn):
+    """``(events, audit)``: this run's events in the audit log and whether its hash chain holds."""
+    try:
+        events = _audit.query(audit_log, run_id=run_id)
+        chain = _audit.verify(audit_log)
+    except (_audit.AuditError, OSError) as exc:
+        warn('reading the audit log %s failed: %s' % (audit_log, exc))
+        return [], {'chain_ok': False, 'lines': 0, 'first_broken': None, 'events': 0}
+    return events, {'chain_ok': chain['ok'], 'lines': chain['lines'], 'first_broken': chain['first_broken'],
+                    'events': len(events)}
+
+
+def write_report(report_dir, run_id, documents, check=False):
+    """Write ``documents`` (name -> text) into ``<report_dir>/<run_id>/``; returns ``(directory, changed names)``."""
+    _state.state_path(report_dir, run_id)  # the run id names a directory: refuse one that is not a valid id
+    for name in documents:
+        if name in ('', '.', '..') or '/' in name:
+            raise RunError('report document name %r is not a plain file name' % name)
+    directory = os.path.join(report_dir, run_id)
+    changed = [name for name in sorted(documents) if _differs(os.path.join(directory, name), documents[name])]
+    if check:
+        return directory, changed
+    makedirs_durable(directory, mode=REPORT_DIR_MODE)
+    if os.stat(directory).st_mode & 0o7777 != REPORT_DIR_MODE:
+        os.chmod(directory, REPORT_DIR_MODE)
+    for name in sorted(documents):
+        path = os.path.join(directory, name)
+        if name in changed:
+            atomic_write_text(path, documents[name], mode=REPORT_FILE_MODE)
+        elif os.stat(path).st_mode & 0o7777 != REPORT_FILE_MODE:
+            os.chmod(path, REPORT_FILE_MODE)
+            changed.append(name)
+    return directory, changed
+
+
+def _differs(path, text):
+    try:
+        return read_bytes(path) != text.encode('utf-8')
+    except FileNotFoundError:
+        return True

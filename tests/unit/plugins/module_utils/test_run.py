@@ -1,0 +1,356 @@
+"""The run's bookkeeping on a host (module_utils/_run.py) on real files: lock, run state, audit, restore, report."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _lock, _run, _state
+from ansible_collections.lastgood.rollback.plugins.module_utils._store import Store
+
+RUN = 'run-7'
+
+
+@pytest.fixture
+def work(tmp_path):
+    app = tmp_path / 'app'
+    app.mkdir()
+    (app / 'app.conf').write_text('good\n')
+    (app / 'extra.conf').write_text('kept\n')
+    return tmp_path
+
+
+def settings(work, **changes):
+    params = {
+        'run_id': RUN, 'operation': 'rollback_level2', 'level': 2, 'checkpoint': 'cp-1',
+        'checkpoint_paths': [str(work / 'app')], 'keep_phases': ['checkpoint'],
+        'backup_root': str(work / 'store'), 'set': 'app', 'state_dir': str(work / 'runs'),
+        'audit_log': str(work / 'log' / 'audit.jsonl'), 'lock_path': '', 'lock_ttl': 3600, 'user': '',
+    }
+    params.update(changes)
+    return _run.RunSettings(params)
+
+
+def events(work, name=None):
+    path = str(work / 'log' / 'audit.jsonl')
+    found = _audit.query(path, run_id=RUN) if os.path.exists(path) else []
+    return [event for event in found if name is None or event['event'] == name]
+
+
+def no_command(argv):
+    raise AssertionError('no apply command expected, got %r' % (argv,))
+
+
+def checkpoint(work):
+    Store(str(work / 'store'), 'app').create([str(work / 'app')], name='cp-1')
+
+
+def passed_checkpoint_run(work):
+    """A run that began and took its checkpoint; returns its host record."""
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    checkpoint(work)
+    _run.record_phase(run, host, 'checkpoint', {'checkpoint': 'cp-1'})
+    return run, host
+
+
+FAILURE = {'phase': 'act', 'task': 'Do it', 'message': 'it broke.\n', 'stopped_by_fleet': False,
+           'failed_hosts': ['web1']}
+
+
+# -- which phases a resumed run skips ---------------------------------------------------------
+
+@pytest.mark.parametrize('completed, artifacts, expected', [
+    (['checkpoint', 'act'], {'checkpoint': {'attempt': 1}, 'act': {'attempt': 1}}, ['checkpoint', 'act']),
+    # the rescue of attempt 1 put the checkpoint back: act must run again, the checkpoint stays
+    (['checkpoint', 'act', 'rescue'], {'checkpoint': {'attempt': 1}, 'act': {'attempt': 1},
+                                       'rescue': {'attempt': 1}}, ['checkpoint']),
+    # act completed again in attempt 2, after that restore
+    (['checkpoint', 'act', 'rescue'], {'checkpoint': {'attempt': 1}, 'act': {'attempt': 2},
+                                       'rescue': {'attempt': 1}}, ['checkpoint', 'act']),
+    # a phase recorded without an attempt counts only when kept
+    (['checkpoint', 'act'], {'checkpoint': {}, 'act': {}}, ['checkpoint']),
+])
+def test_completed_phases_skip_what_no_restore_undid_since(completed, artifacts, expected):
+    state = {'completed_phases': completed, 'artifacts': artifacts}
+    assert _run.completed_phases(state, ['checkpoint']) == expected
+
+
+# -- begin --------------------------------------------------------------------------------------
+
+def test_begin_takes_the_lock_starts_the_run_and_audits_run_start(work):
+    host, changed = _run.begin(settings(work), {'ticket': 'INC-1'})
+    assert changed
+    assert host['attempt'] == 1 and host['resumed'] is False and host['completed'] == []
+    assert host['lock_held'] is True and host['lock_file'] == str(work / 'store' / 'app' / '.lock')
+    assert json.loads((work / 'store' / 'app' / '.lock').read_text())['run_id'] == RUN
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['meta'] == {'ticket': 'INC-1', 'operation': 'rollback_level2', 'level': 2, 'checkpoint': 'cp-1'}
+    [start] = events(work)
+    assert start['event'] == 'run_start' and start['level'] == 'notice'
+    assert start['detail'] == {'operation': 'rollback_level2', 'level': 2, 'attempt': 1, 'checkpoint': 'cp-1',
+                               'skipping': []}
+
+
+def test_begin_after_a_restored_failure_resumes_and_skips_only_the_checkpoint(work):
+    run, host = passed_checkpoint_run(work)
+    _run.record_phase(run, host, 'act', {'changed': True})
+    _run.rescue(run, host, FAILURE, ['preflight', 'start', 'checkpoint'], [], True, no_command)
+    _run.end(run, dict(host, outcome='failed'))
+    resumed, _changed = _run.begin(run, {})
+    assert resumed['resumed'] is True and resumed['attempt'] == 2
+    assert resumed['completed'] == ['checkpoint']
+    assert resumed['recorded']['act'] == {'changed': True, 'attempt': 1}
+    assert events(work, 'run_resume')[0]['detail']['skipping'] == ['checkpoint']
+    assert _run.resume_message(resumed) == 'Resuming run run-7 (attempt 2): skipping checkpoint.'
+
+
+def test_begin_refuses_a_lock_another_run_holds_and_starts_nothing(work):
+    lock = work / 'store' / 'app' / '.lock'
+    _lock.acquire(str(lock), 'other-run')
+    with pytest.raises(_lock.LockHeld, match='held by run other-run'):
+        _run.begin(settings(work), {})
+    assert _state.load(str(work / 'runs'), RUN) is None
+    assert events(work) == []
+
+
+def test_begin_releases_the_lock_again_when_the_run_state_is_corrupt(work):
+    (work / 'runs').mkdir()
+    (work / 'runs' / (RUN + '.json')).write_text('{not json')
+    with pytest.raises(_run.RunError, match='corrupt.*was released again'):
+        _run.begin(settings(work), {})
+    assert not (work / 'store' / 'app' / '.lock').exists()
+    assert (work / 'runs' / (RUN + '.json')).read_text() == '{not json'
+
+
+def test_begin_in_check_mode_writes_nothing(work):
+    host, _changed = _run.begin(settings(work), {}, check=True)
+    assert host['attempt'] == 1 and host['lock_held'] is True
+    assert not (work / 'store').exists() and not (work / 'runs' / (RUN + '.json')).exists()
+    assert not (work / 'log').exists()
+
+
+def test_begin_refuses_a_set_name_that_is_a_path(work):
+    with pytest.raises(_run.RunError, match='may hold only'):
+        _run.begin(settings(work, set='../etc'), {})
+
+
+# -- phase ----------------------------------------------------------------------------------------
+
+def test_record_phase_stores_artifacts_with_the_attempt_and_audits_it(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    assert _run.record_phase(run, host, 'act', {'source': 'store'}) is True
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['completed_phases'] == ['act'] and state['artifacts']['act'] == {'source': 'store', 'attempt': 1}
+    [done] = events(work, 'run_phase_done')
+    assert done['detail'] == {'phase': 'act', 'attempt': 1, 'artifacts': {'source': 'store'}} and done['level'] == 'info'
+
+
+def test_record_phase_leaves_a_phase_an_earlier_attempt_completed(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    assert _run.record_phase(run, dict(host, completed=['checkpoint']), 'checkpoint', {}) is False
+    assert events(work, 'run_phase_done') == []
+    assert _state.load(str(work / 'runs'), RUN)['completed_phases'] == []
+
+
+def test_record_phase_needs_a_run_that_began(work):
+    with pytest.raises(_run.RunError, match='has not begun'):
+        _run.record_phase(settings(work), {}, 'act', {})
+
+
+def test_record_phase_in_check_mode_writes_nothing(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, check=True)
+    assert _run.record_phase(run, host, 'act', {}, check=True) is True
+    assert not (work / 'runs' / (RUN + '.json')).exists() and events(work) == []
+
+
+# -- rescue ---------------------------------------------------------------------------------------
+
+def test_rescue_before_the_checkpoint_restores_nothing_and_records_the_failure(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    rescued, _changed = _run.rescue(run, host, FAILURE, ['preflight', 'start'], [], True, no_command)
+    assert rescued['outcome'] == 'failed' and rescued['failure'] == FAILURE
+    assert rescued['restore'] == _run.no_restore('cp-1')
+    assert rescued['restore']['message'] == 'No checkpoint was taken yet, so nothing on this host was changed by the run.'
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['status'] == 'failed' and state['failed_phase'] == 'act' and state['failure_reason'] == 'it broke.'
+    assert 'rescue' not in state['artifacts']
+    [failed] = events(work, 'run_failed')
+    assert failed['level'] == 'error'
+    assert failed['detail'] == {'phase': 'act', 'task': 'Do it', 'message': 'it broke.', 'stopped_by_fleet': False,
+                                'failed_hosts': ['web1']}
+    assert events(work, 'run_checkpoint_restored') == []
+
+
+def test_rescue_without_a_message_records_where_the_run_failed(work):
+    run = settings(work)
+    _run.rescue(run, {}, dict(FAILURE, message=''), [], [], True, no_command)
+    assert _state.load(str(work / 'runs'), RUN)['failure_reason'] == 'failed in act'
+
+
+def test_rescue_puts_the_checkpoint_back_and_reloads_the_application(work):
+    run, host = passed_checkpoint_run(work)
+    (work / 'app' / 'app.conf').write_text('bad\n')
+    commands = []
+
+    def reload(argv):
+        commands.append(argv)
+        return 0, 'reloaded', ''
+    rescued, _changed = _run.rescue(run, host, FAILURE, ['preflight', 'start', 'checkpoint'], ['appctl', 'reload'],
+                                    True, reload)
+    assert (work / 'app' / 'app.conf').read_text() == 'good\n'
+    assert commands == [['appctl', 'reload']]
+    restore = rescued['restore']
+    assert rescued['outcome'] == 'failed'
+    assert restore == {'attempted': True, 'restored': True, 'verified': True, 'reapplied': True, 'checkpoint': 'cp-1',
+                       'changed': True, 'drift': [], 'message': 'Checkpoint cp-1 restored and verified: the live paths '
+                       'match it. The application loaded it again (appctl reload).'}
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['artifacts']['rescue'] == {'attempt': 1, 'checkpoint': 'cp-1', 'restored': True, 'verified': True}
+    [restored] = events(work, 'run_checkpoint_restored')
+    assert restored['level'] == 'warning'
+    assert restored['detail'] == {'checkpoint': 'cp-1', 'restored': True, 'verified': True, 'reapplied': True,
+                                  'message': restore['message']}
+
+
+def test_rescue_runs_no_apply_command_when_the_restore_changed_nothing(work):
+    run, host = passed_checkpoint_run(work)
+    rescued, _changed = _run.rescue(run, host, FAILURE, ['checkpoint'], ['appctl', 'reload'], True, no_command)
+    assert rescued['restore']['reapplied'] is None and rescued['restore']['changed'] is False
+    assert rescued['restore']['message'] == 'Checkpoint cp-1 restored and verified: the live paths match it.'
+    assert rescued['outcome'] == 'failed'
+
+
+def test_rescue_counts_an_application_that_does_not_reload_as_a_failed_restore(work):
+    run, host = passed_checkpoint_run(work)
+    (work / 'app' / 'app.conf').write_text('bad\n')
+    rescued, _changed = _run.rescue(run, host, FAILURE, ['checkpoint'], ['appctl', 'reload'], True,
+                                    lambda argv: (3, '', 'no such service\n'))
+    assert rescued['outcome'] == 'restore_failed'
+    assert rescued['restore']['verified'] is True and rescued['restore']['reapplied'] is False
+    assert rescued['restore']['message'].endswith(
+        'Making the application load it again failed (appctl reload exited 3: no such service): it may still run '
+        'what the failed run left; restart it by hand.')
+    assert events(work, 'run_checkpoint_restored')[0]['level'] == 'warning'
+
+
+def test_rescue_reports_a_checkpoint_that_cannot_be_restored(work):
+    run = settings(work, checkpoint='missing')
+    host, _changed = _run.begin(run, {})
+    Store(str(work / 'store'), 'app').create([str(work / 'app')], name='other')
+    rescued, _changed = _run.rescue(run, host, FAILURE, ['checkpoint'], ['appctl'], True, no_command)
+    assert rescued['outcome'] == 'restore_failed'
+    assert rescued['restore']['attempted'] is True and rescued['restore']['restored'] is False
+    assert rescued['restore']['message'].startswith('Restoring checkpoint missing failed: backup missing does not exist')
+    assert events(work, 'run_checkpoint_restored')[0]['level'] == 'critical'
+    assert _state.load(str(work / 'runs'), RUN)['artifacts']['rescue']['restored'] is False
+
+
+def test_rescue_names_drift_only_under_the_checkpoint_paths(work):
+    assert _run.scoped_drift([{'path': '/srv/app/a'}, {'path': '/srv/application'}, {'path': '/srv/app'},
+                              {'path': '/etc/x'}], ['/srv/app']) == ['/srv/app/a', '/srv/app']
+    assert _run.scoped_drift([{'path': '/etc/x'}], []) == ['/etc/x']
+
+
+@pytest.mark.parametrize('restore_on_failure, passed, check', [
+    (False, ['checkpoint'], False), (True, ['start'], False), (True, ['checkpoint'], True)])
+def test_rescue_leaves_the_checkpoint_alone_when_it_must_not_restore(work, restore_on_failure, passed, check):
+    run, host = passed_checkpoint_run(work)
+    (work / 'app' / 'app.conf').write_text('bad\n')
+    rescued, _changed = _run.rescue(run, host, FAILURE, passed, [], restore_on_failure, no_command, check=check)
+    assert rescued['restore']['attempted'] is False and rescued['outcome'] == 'failed'
+    assert (work / 'app' / 'app.conf').read_text() == 'bad\n'
+    assert _state.load(str(work / 'runs'), RUN)['status'] == ('running' if check else 'failed')
+
+
+def test_rescue_warns_instead_of_failing_when_it_cannot_record(work):
+    run = settings(work, audit_log=str(work / 'app' / 'app.conf' / 'audit.jsonl'))
+    warnings = []
+    rescued, _changed = _run.rescue(run, {}, FAILURE, [], [], True, no_command, warn=warnings.append)
+    assert rescued['outcome'] == 'failed'
+    assert len(warnings) == 1 and warnings[0].startswith('recording the failure in the audit log failed')
+
+
+def test_reapply_text_truncates_stderr_like_the_jinja_filter():
+    text = _run.reapply_text(['appctl'], 1, ' '.join(['word'] * 100))
+    shown = text.split('exited 1: ')[1].split('): it may')[0]
+    assert len(shown) <= 300 and shown.endswith('word...')
+    assert _run.truncate('x' * 305, 300) == 'x' * 305
+
+
+# -- end ------------------------------------------------------------------------------------------
+
+def test_end_of_a_successful_run_finishes_it_releases_the_lock_and_reads_its_events(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    ended, _changed = _run.end(run, host, fleet_outcome='partial')
+    assert ended['outcome'] == 'success' and ended['lock_released'] is True and ended['lock_held'] is False
+    assert not (work / 'store' / 'app' / '.lock').exists()
+    assert _state.load(str(work / 'runs'), RUN)['status'] == 'finished'
+    [end] = events(work, 'run_end')
+    assert end['level'] == 'info' and end['detail'] == {'outcome': 'success', 'fleet_outcome': 'partial',
+                                                        'restored': False}
+    assert [event['event'] for event in ended['events']] == ['run_start', 'run_end']
+    assert ended['audit'] == {'chain_ok': True, 'lines': 2, 'first_broken': None, 'events': 2}
+
+
+def test_end_of_a_host_whose_checkpoint_is_not_back_keeps_the_lock(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    restore = dict(_run.no_restore('cp-1'), attempted=True)
+    ended, _changed = _run.end(run, dict(host, outcome='restore_failed', restore=restore))
+    assert ended['lock_released'] is False and ended['lock_held'] is True
+    assert (work / 'store' / 'app' / '.lock').exists()
+    assert _state.load(str(work / 'runs'), RUN)['status'] == 'running'
+    [end] = events(work, 'run_end')
+    assert end['level'] == 'error' and end['detail'] == {'outcome': 'restore_failed', 'fleet_outcome': 'restore_failed',
+                                                         'restored': False}
+
+
+def test_end_reports_a_broken_audit_chain_without_failing(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    _run.record_phase(run, host, 'act', {})
+    log = work / 'log' / 'audit.jsonl'
+    log.write_text(log.read_text().replace('"notice"', '"info"'))
+    ended, _changed = _run.end(run, host)
+    assert ended['audit']['chain_ok'] is False and ended['audit']['first_broken']['line'] == 2
+    assert ended['audit']['events'] == 3
+
+
+def test_end_in_check_mode_writes_nothing(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, check=True)
+    ended, _changed = _run.end(run, host, check=True)
+    assert ended['outcome'] == 'success' and ended['events'] == []
+    assert not (work / 'log').exists() and not (work / 'runs' / (RUN + '.json')).exists()
+
+
+# -- close: the host's report ---------------------------------------------------------------------
+
+def test_write_report_writes_each_document_once_with_its_modes(work):
+    documents = {'report.json': '{}\n', 'report.md': '# Run\n'}
+    directory, changed = _run.write_report(str(work / 'reports'), RUN, documents)
+    assert changed == ['report.json', 'report.md'] and directory == str(work / 'reports' / RUN)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(os.path.join(directory, 'report.md')).st_mode) == 0o640
+    assert (work / 'reports' / RUN / 'report.md').read_text() == '# Run\n'
+    assert _run.write_report(str(work / 'reports'), RUN, documents)[1] == []
+    assert _run.write_report(str(work / 'reports'), RUN, dict(documents, **{'report.md': '# Again\n'}))[1] == ['report.md']
+
+
+def test_write_report_in_check_mode_says_what_would_change_and_writes_nothing(work):
+    _directory, changed = _run.write_report(str(work / 'reports'), RUN, {'report.json': '{}\n'}, check=True)
+    assert changed == ['report.json'] and not (work / 'reports').exists()
+
+
+@pytest.mark.parametrize('name', ['../escape', 'a/b', '..', ''])
+def test_write_report_refuses_a_document_name_that_is_not_a_file_name(work, name):
+    with pytest.raises(_run.RunError, match='not a plain file name'):
+        _run.write_report(str(work / 'reports'), RUN, {name: 'x'})
+    assert not (work / 'reports').exists()
