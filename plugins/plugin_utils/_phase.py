@@ -30,8 +30,16 @@ def phase_result(module_result, host, fact, fact_keys, stat, title, fail):
     return result
 
 
-def run_phase_module(action, task_vars, module, fact, fact_keys, stat, title):
-    """Run ``lastgood.rollback.<module>`` with the task's arguments (``fail`` kept for the controller)."""
+def name_reachable(module_result, host):
+    """The module's result with the ``reachable`` check naming the inventory host instead of the host's own name."""
+    checks = [dict(item, message='%s answers over its connection' % host) if item['name'] == 'reachable' else item
+              for item in module_result['checks']]
+    return dict(module_result, checks=checks)
+
+
+def run_phase_module(action, task_vars, module, fact, fact_keys, stat, title, adjust=None):
+    """Run ``lastgood.rollback.<module>`` with the task's arguments (``fail`` kept for the controller);
+    ``adjust(result, host)`` may correct what only the controller knows before the result is summed up."""
     args = dict(action._task.args)  # pylint: disable=protected-access
     fail = boolean(args.pop('fail', True), strict=False)
     args['fail'] = False
@@ -39,4 +47,7 @@ def run_phase_module(action, task_vars, module, fact, fact_keys, stat, title):
                                     task_vars=task_vars)
     if result.get('failed') or 'checks' not in result:
         return result
-    return phase_result(result, task_vars.get('inventory_hostname'), fact, fact_keys, stat, title, fail)
+    host = task_vars.get('inventory_hostname')
+    if adjust is not None:
+        result = adjust(result, host)
+    return phase_result(result, host, fact, fact_keys, stat, title, fail)

@@ -98,3 +98,16 @@ def test_verify_in_check_mode_changes_nothing_and_runs_no_command(site):
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert trees.tree_digest(str(site.base)) == before
+
+
+def test_preflight_role_runs_the_module_once_sets_the_fact_and_publishes_stats(site):
+    before = trees.tree_digest(str(site.base))
+
+    run = site.playbook(os.path.join(ROOT, 'playbooks', 'preflight.yml'), '--check')
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 'localhost passed 7 checks: localhost answers over its connection; ' in run.stdout
+    assert 'backup lastgood (known-good) matches its manifest' in run.stdout
+    assert custom_stats(run.stdout) == {'lastgood_preflight': {'localhost': {'ok': True, 'failed_checks': []}}}
+    assert run.stdout.count('TASK [lastgood.rollback.preflight : ') == 2, 'the role is its argument check and one task'
+    assert trees.tree_digest(str(site.base)) == before
