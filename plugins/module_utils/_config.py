@@ -359,7 +359,7 @@ def _schema_errors(doc, schema):
     return found
 
 
-def _run_validate_command(command, data, basename):
+def _run_validate_command(command, data, basename, what='the new content'):
     if '%s' not in command:
         raise ConfigError('validate command %r must contain %%s (the temporary file to check)' % command)
     workdir = tempfile.mkdtemp(prefix='lastgood-validate-')
@@ -378,8 +378,8 @@ def _run_validate_command(command, data, basename):
             raise ConfigError('validate command %r could not run: %s' % (command, exc))
         if proc.returncode != 0:
             output = proc.stdout.decode('utf-8', 'replace').strip()[-2000:]
-            raise ConfigError('validate command %r rejected the new content (exit %d): %s'
-                              % (command, proc.returncode, output or 'no output'))
+            raise ConfigError('validate command %r rejected %s (exit %d): %s'
+                              % (command, what, proc.returncode, output or 'no output'))
     finally:
         for path in (probe, workdir):
             try:
@@ -397,6 +397,34 @@ def check_document(doc, required_keys=(), schema=None):
     if schema is not None:
         problems.extend('schema violation at %s' % error for error in _schema_errors(doc, schema))
     return problems
+
+
+def validate_document(doc, data, basename, what, required_keys=(), schema=None, schema_path=None, validate_cmd=None):
+    """Check the parsed ``doc`` (its bytes ``data``, file name ``basename``) and return the schema it was checked
+    against; ConfigError naming ``what`` when a required key, the schema or the validate command refuses it."""
+    schema = load_schema(schema, schema_path)
+    problems = check_document(doc, required_keys, schema)
+    if problems:
+        raise ConfigError('%s is invalid: %s' % (what, '; '.join(problems)))
+    if validate_cmd:
+        _run_validate_command(validate_cmd, data, basename, what)
+    return schema
+
+
+def check_bytes(data, path, fmt='auto', required_keys=(), schema=None, schema_path=None, validate_cmd=None,
+                what=None):
+    """Validate ``data``, the would-be content of the document ``path``, as :func:`update` validates new content:
+    UTF-8, parses (JSON or YAML by ``fmt`` or the extension), ``required_keys``, ``schema``/``schema_path``,
+    ``validate_cmd`` on a private copy.  Returns the document; raises ConfigError (MissingLibrary) naming ``what``.
+    """
+    what = what or path
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise ConfigError('%s is not UTF-8 text: %s' % (what, exc))
+    doc = parse(text, detect_format(path, fmt), what)
+    validate_document(doc, data, os.path.basename(path), what, required_keys, schema, schema_path, validate_cmd)
+    return doc
 
 
 # ---- the update ---------------------------------------------------------------------------------
@@ -546,12 +574,8 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
         original = original_bytes.decode('utf-8') if original_bytes is not None else None
         text, doc, method = _new_text(original, fmt, content, set_values, unset, real)
         data = text.encode('utf-8')
-        schema = load_schema(schema, schema_path)
-        problems = check_document(doc, required_keys, schema)
-        if problems:
-            raise ConfigError('the new content of %s is invalid: %s' % (real, '; '.join(problems)))
-        if validate_cmd:
-            _run_validate_command(validate_cmd, data, os.path.basename(real))
+        schema = validate_document(doc, data, os.path.basename(real), 'the new content of %s' % real,
+                                   required_keys, schema, schema_path, validate_cmd)
     except (OSError, ValueError) as exc:
         raise ConfigError('preparing the update of %s failed: %s; nothing was changed and no backup was made'
                           % (real, exc))
@@ -680,3 +704,18 @@ def _failed_after_backup(real, exc, original_bytes, st, saved):
         message = ('writing %s failed (%s) and the automatic restore FAILED too (restored: no): the file did not '
                    'exist before the update; remove %s by hand' % (real, exc, real))
     return ConfigError(message, restored=restored, backup=backup_file)
+
+
+# The ``documents`` option of the modules that validate documents (verify; restore for what it writes): each
+# entry takes config_update's validation options.
+DOCUMENT_SPEC = {
+    'type': 'list', 'elements': 'dict', 'default': [],
+    'options': {
+        'path': {'type': 'path', 'required': True},
+        'format': {'type': 'str', 'default': 'auto', 'choices': ['auto', 'json', 'yaml']},
+        'required_keys': {'type': 'list', 'elements': 'str', 'default': [], 'no_log': False},
+        'schema': {'type': 'dict'},
+        'schema_path': {'type': 'path'},
+        'validate': {'type': 'str'},
+    },
+}

@@ -181,3 +181,27 @@ def start_state(run_id, meta=None):
     return {'version': VERSION, 'run_id': run_id, 'status': 'running', 'created': now, 'updated': now,
             'attempts': 1, 'phase': None, 'completed_phases': [], 'artifacts': {}, 'meta': dict(meta or {}),
             'failure_reason': None, 'failed_phase': None}
+
+
+def running_runs(state_dir):
+    """The run ids whose state file in ``state_dir`` says ``running``, sorted.
+
+    A file that cannot be read or parsed is not counted (``load`` reports it when that run resumes);
+    only its ``status`` is looked at, so a run of an older or newer state version still counts.
+    """
+    try:
+        names = os.listdir(os.fspath(state_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    running = []
+    for name in sorted(names):
+        if name.startswith('.') or not name.endswith('.json'):
+            continue
+        try:
+            state = json.loads(read_bytes(os.path.join(os.fspath(state_dir), name), limit=16 * 1024 * 1024)
+                               .decode('utf-8'))
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and state.get('status') == 'running':
+            running.append(name[:-len('.json')])
+    return running

@@ -877,7 +877,8 @@ class Store:
         whose inode has not changed since that backup was sealed.  Returns a
         dict: changed, new_backup, id, path, manifest, files, bytes, reused,
         copied, copied_bytes, rehashed (hardlinked files re-read), parent,
-        lastgood, pinned, duration, special_files, missing, warnings.
+        lastgood, pinned, duration, special_files, missing, warnings, verified
+        (a new backup's staged copy matched its manifest before it was published).
         """
         started = time.monotonic()
         sources = self._check_sources(paths)
@@ -1019,7 +1020,7 @@ class Store:
             marked = check_mode or self.mark_lastgood(info['id'])
         return self._result(info['id'], changed=marked, new=False, files=info['files'], size=info['bytes'],
                             parent=info['parent'], lastgood=info['lastgood'] or mark_lastgood,
-                            pinned=info['pinned'], live=live, started=started)
+                            pinned=info['pinned'], live=live, started=started, verified=False)
 
     def _predicted(self, name, base, live, checksum, mark_lastgood, started):
         base_by_path = base.by_path if base is not None else None
@@ -1029,7 +1030,7 @@ class Store:
         totals = _manifest.totals_of(entries)
         result = self._result(name, changed=True, new=True, files=totals['files'], size=totals['bytes'],
                               parent=base.id if base is not None else None, lastgood=mark_lastgood,
-                              pinned=name is not None, live=live, started=started)
+                              pinned=name is not None, live=live, started=started, verified=False)
         result.update(path=None, manifest=None, reused=len(reused), copied=len(files) - len(reused),
                       copied_bytes=totals['bytes'] - sum(entry.size for entry in reused))
         return result
@@ -1071,7 +1072,8 @@ class Store:
         return self._result(backup_id, changed=True, new=True, files=totals['files'], size=totals['bytes'],
                             parent=build.manifest.parent, lastgood=lastgood, pinned=name is not None, live=live,
                             started=started, reused=build.reused, copied=build.copied,
-                            copied_bytes=build.copied_bytes, rehashed=build.rehashed, warnings=warnings)
+                            copied_bytes=build.copied_bytes, rehashed=build.rehashed, warnings=warnings,
+                            verified=True)
 
     def _stage(self, backup_id, created, base, live, how):
         """Build the backup in its staging directory; on failure remove it and raise StoreError."""

@@ -150,6 +150,17 @@ new_backup:
   description: Whether a new backup was (or in check mode would be) taken.
   returned: always
   type: bool
+verified:
+  description:
+    - Whether this run verified the backup - true for a new backup, whose staged copy matched its manifest (every
+      entry's presence, type, size, mode, owner, mtime and target; content hashed as it was copied, files
+      hardlinked from the previous backup re-hashed) before it was published.  A staged copy that does not match
+      is never published, so a new backup that exists is a verified one; no second verify is needed.
+    - False when an existing backup was reported instead (nothing changed since it was taken, or the checkpoint
+      already existed; it was verified when it was taken, M(lastgood.rollback.backup_verify) re-reads it) and in
+      check mode.
+  returned: always
+  type: bool
 path:
   description:
     - Directory of the backup (null in check mode for a time-stamped backup).

@@ -33,6 +33,11 @@ description:
     O(undo=true) puts back.  A restore that fails and rolls back removes it again (it equals what is live).
   - Entries the backup excluded (its C(exclude) patterns) are left as they are in the live tree, and so are live
     sockets and device nodes below a restored directory (no backup holds them); each is named in a warning.
+  - With O(documents), each listed document the restore writes is first read from the backup (checked against the
+    manifest's SHA-256) and validated - it must parse and pass its required keys, schema and validate command, as
+    M(lastgood.rollback.config_update) validates new content.  An invalid document, or one the backup does not hold
+    (restoring would remove it), fails the task before anything is changed.  Listed documents the restore does not
+    write (outside O(paths)) are named in a warning and not validated.
   - See the collection's C(docs/restore.md) for the journal format and how to recover by hand.
 author:
   - lastgood.rollback developers (@lastgood)
@@ -41,11 +46,13 @@ extends_documentation_fragment:
   - lastgood.rollback.attributes.action_group
   - lastgood.rollback.attributes.store
   - lastgood.rollback.names
+  - lastgood.rollback.documents
 attributes:
   check_mode:
     support: full
-    details: Check mode verifies the backup and returns the plan (RV(plan)) without writing anything; a journal
-      left by an interrupted run is reported in RV(recovered) but not settled.
+    details: Check mode validates O(documents) (their validate commands run on private copies), verifies the backup
+      and returns the plan (RV(plan)) without writing anything; a journal left by an interrupted run is reported in
+      RV(recovered) but not settled.
   diff_mode:
     support: full
     details: Shows before and after text of small text files (up to 64 KiB, UTF-8, no NUL bytes); other files are
@@ -125,6 +132,16 @@ EXAMPLES = r'''
     paths:
       - /srv/myapp/current/config
 
+- name: Restore the configuration only if the backed-up documents are valid
+  lastgood.rollback.restore:
+    set: myapp
+    backup: known-good
+    paths: [/srv/myapp/config.yaml]
+    documents:
+      - path: /srv/myapp/config.yaml
+        required_keys: [server.port]
+        validate: /srv/myapp/bin/myapp --check-config %s
+
 - name: Put back what the last restore replaced
   lastgood.rollback.restore:
     set: myapp
@@ -172,6 +189,11 @@ plan:
   elements: dict
   sample: [{path: /etc/myapp, added: [], removed: [/etc/myapp/new.conf],
             changed: [{path: /etc/myapp/app.conf, reasons: [content, size, mtime]}]}]
+validated_documents:
+  description: The documents of O(documents) that were validated from the backup before the restore.
+  returned: success
+  type: list
+  elements: str
 recovered:
   description: Interrupted restores this run settled first (in check mode, would settle) - C(journal),
     C(backup_id), C(paths), C(phase_found), C(direction) (V(forward) - the restored version stays - or V(back)),
@@ -195,6 +217,8 @@ msg:
   type: str
 '''
 
+from ansible_collections.lastgood.rollback.plugins.module_utils import _config
+from ansible_collections.lastgood.rollback.plugins.module_utils._documents import DocumentError, check_restore_documents
 from ansible_collections.lastgood.rollback.plugins.module_utils._restore import RestoreError, restore
 from ansible_collections.lastgood.rollback.plugins.module_utils._result import unescape_names
 from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
@@ -203,8 +227,28 @@ from ansible_collections.lastgood.rollback.plugins.module_utils._store_module im
 )
 
 
+def validate_documents(module, store):
+    """The documents the restore writes, validated from the backup; fails the task, nothing changed, when one is not."""
+    params = module.params
+    if not params['documents']:
+        return []
+    if params['undo']:
+        module.fail_json(msg='documents cannot be validated for an undo (it puts back what the last restore displaced); '
+                         'nothing was changed. Undo without documents, then check them with lastgood.rollback.verify.')
+    try:
+        validated, outside = check_restore_documents(store, params['id'], unescape_names(params['paths']),
+                                                     params['documents'])
+    except (DocumentError, RestoreError) as exc:
+        module.fail_json(msg=str(exc), changed=False, paths=[], journal=None, displaced_backup=None)
+    if outside:
+        module.warn('documents %s are not written by this restore (outside its paths) and were not validated'
+                    % ', '.join(outside))
+    return validated
+
+
 def run_restore(module, store):
     params = module.params
+    validated = validate_documents(module, store)
     try:
         result = restore(store, ref=params['id'], paths=unescape_names(params['paths']),
                          keep_displaced=params['keep_displaced'], verify_after=params['verify_after'],
@@ -213,6 +257,7 @@ def run_restore(module, store):
         module.fail_json(msg=str(exc), paths=exc.paths, journal=exc.journal, displaced_backup=exc.displaced_backup)
     for warning in result.pop('warnings', []):
         module.warn(warning)
+    result['validated_documents'] = validated
     return result
 
 
@@ -223,6 +268,7 @@ def main():
         keep_displaced=dict(type='bool', default=True),
         undo=dict(type='bool', default=False),
         verify_after=dict(type='bool', default=True),
+        documents=_config.DOCUMENT_SPEC,
     ), run_restore)
 
 
