@@ -4,28 +4,13 @@ Each play runs a block in which h2 may fail (its rescue follows) and h4 is unrea
 closed port), takes gates with run_once, and saves what every host sees of them for the test.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ANSIBLE_PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
+from lib.fleet_play import ANSIBLE_PLAYBOOK, play as fleet_play, saved
 
 pytestmark = pytest.mark.skipif(not os.access(ANSIBLE_PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
-
-INVENTORY = '''
-all:
-  hosts:
-    h1: {}
-    h2: {}
-    h3: {}
-    h4: {ansible_connection: ssh, ansible_host: 127.0.0.1, ansible_port: 1, ansible_ssh_timeout: 2}
-  vars:
-    ansible_connection: local
-'''
 
 PLAY = '''
 - name: Take fleet gates while h2 fails and h4 is unreachable
@@ -71,16 +56,8 @@ PLAY = '''
 
 
 def play(tmp_path, **variables):
-    (tmp_path / 'inventory.yml').write_text(INVENTORY)
-    (tmp_path / 'play.yml').write_text(PLAY)
-    variables = dict({'out': str(tmp_path), 'ansible_python_interpreter': sys.executable}, **variables)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(tmp_path / 'inventory.yml'), '-e', json.dumps(variables),
-                          str(tmp_path / 'play.yml')], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300, check=False)
-    seen = dict((host, json.loads((tmp_path / ('%s.json' % host)).read_text()))
-                for host in ('h1', 'h2', 'h3') if (tmp_path / ('%s.json' % host)).exists())
-    return run, seen
+    run = fleet_play(tmp_path, PLAY, variables)[0]
+    return run, dict((host, saved(tmp_path, host)) for host in ('h1', 'h2', 'h3') if saved(tmp_path, host))
 
 
 def test_unreachable_and_rescued_hosts_lag_and_close_a_gate_that_allows_no_failure(tmp_path):
