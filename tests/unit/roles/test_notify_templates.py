@@ -1,15 +1,18 @@
 """The notify role's message templates: every level and status renders, and says what it must."""
 
+import datetime
 import os
 
-import jinja2
 import pytest
 import yaml
+
+from ansible_collections.lastgood.rollback.plugins.plugin_utils import _notify
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLE = os.path.join(ROOT, 'roles', 'notify')
 LEVELS = (0, 1, 2, 3, 4)
 STATUSES = ('started', 'in_progress', 'complete', 'failed')
+NOW = datetime.datetime(2026, 11, 21, 23, 24, tzinfo=datetime.timezone.utc)
 
 
 def role_vars():
@@ -18,22 +21,19 @@ def role_vars():
 
 
 def message_data(level, status, failed_hosts=(), stopped_hosts=()):
-    """The data the role's first task builds (notify_context), for one level and status."""
-    described = role_vars()['notify_levels'][level]
-    return dict(described, run_id='20261121T231500Z-3fa2c1', operation='rollback_level%d' % level, level=level,
-                status=status, status_word=role_vars()['notify_status_words'][status],
-                incident_id='INC-20261121-20261121T231500Z-3fa2c1', source='backup known-good',
-                checkpoint='run-20261121T231500Z-3fa2c1', hosts=['web1', 'web2', 'web3'],
-                succeeded_hosts=[h for h in ('web1', 'web2', 'web3') if h not in tuple(failed_hosts) + tuple(stopped_hosts)],
-                failed_hosts=list(failed_hosts), stopped_hosts=list(stopped_hosts),
-                restored_hosts=list(failed_hosts) + list(stopped_hosts),
-                started='2026-11-21 23:15', now='2026-11-21 23:24', next_update='23:45')
+    """The data lastgood.rollback.fleet_notify builds (notify_context), for one level and status."""
+    hosts = ('web1', 'web2', 'web3')
+    run = {'run_id': '20261121T231500Z-3fa2c1', 'operation': 'rollback_level%d' % level, 'level': level,
+           'checkpoint': 'run-20261121T231500Z-3fa2c1', 'started': '2026-11-21T23:15:00Z',
+           'hosts': dict((host, {}) for host in hosts),
+           'succeeded_hosts': [h for h in hosts if h not in tuple(failed_hosts) + tuple(stopped_hosts)],
+           'failed_hosts': list(failed_hosts), 'stopped_hosts': list(stopped_hosts),
+           'restored_hosts': list(failed_hosts) + list(stopped_hosts)}
+    return _notify.message_context(run, status, source='backup known-good', next_update_minutes=21, now=NOW)
 
 
 def render(name, data):
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(ROLE, 'templates')),
-                                     undefined=jinja2.StrictUndefined, trim_blocks=True)
-    return environment.get_template(name).render(n=data).strip()
+    return _notify.render(os.path.join(ROLE, 'templates', name), data)
 
 
 @pytest.mark.parametrize('level', LEVELS)

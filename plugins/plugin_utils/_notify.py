@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026 lastgood.rollback contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The notification of a run: what the messages say, rendered from the notify role's templates.
+
+Plain functions over the run's summary (the ``lastgood_fleet`` fact).  What each level and status is
+called lives once, in roles/notify/vars/main.yml; the messages are the role's templates
+(roles/notify/templates/{internal,user}_level<N>.txt.j2), rendered with Jinja2 as Ansible renders them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+import jinja2
+import yaml
+
+ROLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'roles', 'notify')
+TEMPLATES = os.path.join(ROLE, 'templates')
+STATUSES = ('started', 'in_progress', 'complete', 'failed')
+POSTED = (200, 201, 202, 204)
+
+
+def role_vars(role=ROLE):
+    """``(levels, status_words)``: notify_levels and notify_status_words of the role's vars/main.yml."""
+    with open(os.path.join(role, 'vars', 'main.yml'), encoding='utf-8') as handle:
+        data = yaml.safe_load(handle)
+    return data['notify_levels'], data['notify_status_words']
+
+
+def effective_status(run, status=''):
+    """The status the messages announce: ``status``, else derived from the run's outcome."""
+    if status:
+        return status
+    outcome = (run or {}).get('outcome') or ''
+    if outcome == 'success':
+        return 'complete'
+    return 'failed' if outcome in ('failed', 'partial') else 'in_progress'
+
+
+def _level(run, levels):
+    try:
+        level = int((run or {}).get('level') or 0)
+    except (TypeError, ValueError):
+        return 0
+    return level if level in levels else 0
+
+
+def _minutes(iso_time):
+    """``%Y-%m-%dT%H:%M:%SZ`` as the messages write a time, ``%Y-%m-%d %H:%M``; other text unchanged."""
+    try:
+        return datetime.datetime.strptime(iso_time, '%Y-%m-%dT%H:%M:%SZ').strftime('%Y-%m-%d %H:%M')
+    except (TypeError, ValueError):
+        return iso_time
+
+
+def message_context(run, status='', reason='', source='', incident_id='', next_update_minutes=30, now=None,
+                    levels=None, status_words=None):
+    """What the templates see as ``n``: the run, its level's words and the status, at ``now`` (UTC)."""
+    if levels is None or status_words is None:
+        levels, status_words = role_vars()
+    run = run or {}
+    now = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    level = _level(run, levels)
+    described = levels[level]
+    status = effective_status(run, status)
+    return {
+        'run_id': run.get('run_id') or '',
+        'operation': run.get('operation') or 'run',
+        'level': level,
+        'status': status,
+        'status_word': status_words[status],
+        'title': described['title'],
+        'severity': 'CRITICAL' if status == 'failed' and level >= 3 else described['severity'],
+        'reason': reason or described['reason'],
+        'impact': described['impact'],
+        'duration': described['duration'],
+        'action': described['action'],
+        'source': source,
+        'incident_id': incident_id or 'INC-%s-%s' % (now.strftime('%Y%m%d'), run.get('run_id') or 'run'),
+        'checkpoint': run.get('checkpoint') or '',
+        'hosts': list(run.get('hosts') or {}),
+        'succeeded_hosts': list(run.get('succeeded_hosts') or []),
+        'failed_hosts': list(run.get('failed_hosts') or []),
+        'stopped_hosts': list(run.get('stopped_hosts') or []),
+        'restored_hosts': list(run.get('restored_hosts') or []),
+        'started': _minutes(run.get('started')) or now.strftime('%Y-%m-%d %H:%M'),
+        'now': now.strftime('%Y-%m-%d %H:%M'),
+        'next_update': (now + datetime.timedelta(minutes=int(next_update_minutes))).strftime('%H:%M'),
+    }
+
+
+def template_names(context):
+    """The role's templates for the context's level: ``(internal, user)``."""
+    return 'internal_level%d.txt.j2' % context['level'], 'user_level%d.txt.j2' % context['level']
+
+
+def render(path, context):
+    """The message the template at ``path`` makes of ``context``, trimmed."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(path)), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.get_template(os.path.basename(path)).render(n=context).strip()
+
+
+def message_document(context, internal, user):
+    """The JSON document written beside the messages and posted to the webhook."""
+    document = dict((key, context[key]) for key in ('run_id', 'incident_id', 'level', 'status', 'severity',
+                                                     'failed_hosts', 'stopped_hosts'))
+    document.update(internal=internal, user=user)
+    return document
+
+
+def message_files(directory, context, internal, user, document):
+    """``[(path, text)]`` of the three files, in the order the role always wrote them."""
+    base = os.path.join(directory, 'notify-%s' % context['status'])
+    return [(base + '-internal.txt', internal + '\n'), (base + '-user.txt', user + '\n'),
+            (base + '.json', json.dumps(document, indent=4, sort_keys=True, separators=(',', ': ')) + '\n')]
+
+
+def webhook_request(document, token=''):
+    """``(body, headers)`` of the webhook post; the token goes in an Authorization: Bearer header."""
+    headers = {'Content-Type': 'application/json'}
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    return json.dumps(document), headers

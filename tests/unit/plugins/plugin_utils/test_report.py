@@ -1,0 +1,156 @@
+"""The report (plugin_utils/_report.py): host records, the merge of plays of one run, the documents."""
+
+import json
+
+import pytest
+
+from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet, _report
+
+RUN = {'run_id': 'r1', 'operation': 'rollback_level2', 'level': 2, 'checkpoint': 'run-r1'}
+RESTORED = {'attempted': True, 'restored': True, 'verified': True, 'changed': True, 'message': 'Checkpoint put back.'}
+STOPPED = {'phase': 'verify', 'task': '', 'message': 'stopped by the fleet', 'stopped_by_fleet': True,
+           'failed_hosts': ['web2']}
+AUDIT = {'chain_ok': True, 'lines': 4, 'first_broken': None, 'events': 2}
+
+
+def host(outcome='success', **extra):
+    record = {'run_id': 'r1', 'outcome': outcome, 'started': '2026-11-21T23:15:00Z',
+              'finished': '2026-11-21T23:16:40Z', 'attempt': 1, 'audit': AUDIT,
+              'events': [{'ts': '2026-11-21T23:15:00.5Z', 'event': 'run_start', 'detail': {'attempt': 1}},
+                         {'ts': '2026-11-21T23:16:40.1Z', 'event': 'run_end', 'detail': {'outcome': outcome}}]}
+    record.update(extra)
+    return record
+
+
+def fleet_of(hosts, gates=None):
+    return _fleet.fleet_summary(RUN, hosts, gates or {}, ['preflight', 'start', 'checkpoint', 'verify'], set(hosts))
+
+
+@pytest.mark.parametrize('summary, status', [
+    ({'outcome': 'success'}, 'success'),
+    ({'outcome': 'failed', 'failure': dict(STOPPED, stopped_by_fleet=False), 'restore': RESTORED}, 'failed'),
+    ({'outcome': 'failed', 'failure': STOPPED, 'restore': RESTORED}, 'rolled_back'),
+    ({'outcome': 'failed', 'failure': STOPPED, 'restore': dict(RESTORED, changed=False)}, 'stopped'),
+    ({'outcome': 'failed', 'failure': STOPPED, 'restore': {'attempted': False}}, 'stopped'),
+    ({'outcome': 'restore_failed', 'failure': STOPPED, 'restore': dict(RESTORED, verified=False)}, 'restore_failed'),
+    ({}, 'unknown'),
+])
+def test_host_status_tells_a_host_the_fleet_stopped_from_one_that_failed(summary, status):
+    assert _report.host_status(summary) == status
+
+
+def test_host_record_after_success_is_proven_by_the_verify_checksums():
+    fleet = fleet_of({'web1': host()})
+    results = {'verify': {'ok': True, 'checksums_verified': True, 'backup': 'known-good',
+                          'checks': [{'name': 'health', 'ok': True}]},
+               'checkpoint': {'id': 'run-r1', 'verified': True, 'files': 3, 'bytes': 120},
+               'action': {'changed': True, 'host': 'web1', 'source': 'store'},
+               'preflight': {'ok': True, 'checks': [{'name': 'disk_space', 'ok': False}]}}
+    record = _report.host_record(fleet, 'web1', host(), results)
+    assert record['state_verified'] is True and record['status'] == 'success'
+    assert record['checkpoint'] == {'id': 'run-r1', 'verified': True, 'files': 3, 'bytes': 120}
+    assert record['action'] == {'changed': True, 'source': 'store'}
+    assert record['preflight']['failed_checks'] == [{'name': 'disk_space', 'ok': False}]
+    assert record['verify']['failed_checks'] == [] and record['verify']['backup'] == 'known-good'
+    assert record['audit'] == AUDIT
+
+
+def test_host_record_of_a_resumed_run_says_the_checkpoint_was_verified_earlier():
+    gates = {'checkpoint': _fleet.gate('checkpoint', ['web1'], ['web1'], [])}
+    record = _report.host_record(fleet_of({'web1': host()}, gates), 'web1', host(), {})
+    assert record['checkpoint']['verified'] == 'earlier' and record['checkpoint']['id'] == 'run-r1'
+    assert record['state_verified'] is None
+
+
+def test_host_record_after_a_failure_is_proven_by_the_restore():
+    failed = host('failed', failure=STOPPED, restore=RESTORED)
+    assert _report.host_record(fleet_of({'web1': failed}), 'web1', failed, {})['state_verified'] is True
+    untouched = host('failed', failure=STOPPED)
+    assert _report.host_record(fleet_of({'web1': untouched}), 'web1', untouched, {})['state_verified'] is None
+
+
+def test_host_report_documents_hold_the_run_the_record_and_the_events():
+    fleet = fleet_of({'web1': host('failed', failure=STOPPED, restore=RESTORED)})
+    documents = _report.host_report_documents(fleet, 'web1', host('failed', failure=STOPPED, restore=RESTORED))
+    data = json.loads(documents['report.json'])
+    assert 'hosts' not in data['run'] and data['run']['outcome'] == 'failed'
+    assert data['host']['status'] == 'rolled_back'
+    assert [event['host'] for event in data['events']] == ['web1', 'web1']
+    text = documents['report.md']
+    assert text.startswith('# Run r1 on web1\n')
+    assert ('- Outcome on this host: **FAILED** (fleet: failed) - rolled back (checkpoint restored and verified)\n'
+            '- Attempt: 1; started 2026-11-21T23:15:00Z, finished 2026-11-21T23:16:40Z (100 s)\n') in text
+    assert '- Failed in phase verify: stopped by the fleet\n' in text
+    assert '- 2026-11-21T23:16:40.1Z web1 run_end outcome=failed\n' in text
+
+
+def part_of(hosts, checked, run_id='r1'):
+    fleet = dict(fleet_of(hosts), run_id=run_id)
+    records = dict((name, _report.host_record(fleet, name, hosts[name])) for name in checked)
+    events = [event for name in checked for event in _report.host_events(name, hosts[name])]
+    return _report.report_slice(fleet, records, events, list(hosts))
+
+
+def test_a_slice_keeps_the_summary_of_a_host_that_could_not_be_checked():
+    part = part_of({'web1': host(), 'web2': None}, ['web1'])
+    assert part['unchecked_hosts'] == ['web2']
+    assert part['hosts']['web2']['outcome'] == 'success' and 'audit' not in part['hosts']['web2']
+    assert [event['event'] for event in part['timeline']] == ['run_start', 'run_end']
+
+
+def test_merge_adds_the_hosts_of_another_play_of_the_run_and_sums_the_run_up_again():
+    first = _report.merge_report(None, part_of({'web1': host(), 'web2': host('failed', restore=RESTORED)},
+                                               ['web1', 'web2']), 'T1')
+    assert first['run']['outcome'] == 'partial' and first['run']['failed_hosts'] == ['web2']
+    second = _report.merge_report(first, part_of({'web3': host()}, ['web3']), 'T2')
+    assert sorted(second['hosts']) == ['web1', 'web2', 'web3']
+    assert second['run']['outcome'] == 'partial'
+    assert second['run']['succeeded_hosts'] == ['web1', 'web3'] and second['run']['restored_hosts'] == ['web2']
+    assert len(second['timeline']) == 6 and second['generated'] == 'T2'
+    replayed = _report.merge_report(second, part_of({'web2': host()}, ['web2']), 'T3')
+    assert replayed['run']['outcome'] == 'success' and replayed['run']['failed_hosts'] == []
+    assert len(replayed['timeline']) == 6
+
+
+def test_merge_replaces_a_report_of_another_run():
+    earlier = _report.merge_report(None, part_of({'web1': host()}, ['web1'], run_id='r0'), 'T1')
+    report = _report.merge_report(earlier, part_of({'web3': host()}, ['web3']), 'T2')
+    assert list(report['hosts']) == ['web3'] and report['run']['run_id'] == 'r1'
+
+
+def test_merge_proves_only_what_was_compared_and_every_audit_chain():
+    report = _report.merge_report(None, part_of({'web1': host(), 'web2': None}, ['web1']), 'T1')
+    assert report['checksums_verified'] is None and report['audit_chains_verified'] is True
+    assert report['unchecked_hosts'] == ['web2']
+    broken = host(audit=dict(AUDIT, chain_ok=False), outcome='failed', restore=dict(RESTORED, verified=False))
+    report = _report.merge_report(None, part_of({'web1': host('failed', restore=RESTORED), 'web2': broken},
+                                                ['web1', 'web2']), 'T1')
+    assert report['checksums_verified'] is False and report['audit_chains_verified'] is False
+
+
+def test_fleet_documents_render_the_report_and_the_postmortem():
+    stopped = host('failed', failure=STOPPED, restore=RESTORED)
+    failed = host('failed', failure=dict(STOPPED, stopped_by_fleet=False, message='health failed'), restore=RESTORED)
+    report = _report.merge_report(None, part_of({'web1': stopped, 'web2': failed, 'web3': None}, ['web1', 'web2']),
+                                  '2026-11-21T23:20:00Z')
+    documents = _report.fleet_documents(report, '/var/log/app-audit.jsonl')
+    assert json.loads(documents['report.json']) == report
+    text = documents['report.md']
+    assert '- Outcome: **PARTIAL** (1 of 3 hosts succeeded)\n' in text
+    assert '- Rolled back because other hosts failed (checkpoint restored and verified): web1\n' in text
+    assert '| web1 | rolled_back |' in text and '| web3 | success |' in text
+    assert '- Could not be checked (unreachable): web3\n' in text
+    postmortem = documents['postmortem.md']
+    assert postmortem.startswith('# Post-mortem: rollback_level2 run r1\n') and postmortem.endswith('100 %)\n')
+    assert '- Run duration: 100 s (first to last audit event)\n' in postmortem
+    assert "from the hosts' `/var/log/app-audit.jsonl`" in postmortem
+
+
+def test_report_result_and_stats_name_the_files_and_every_hosts_outcome():
+    report = _report.merge_report(None, part_of({'web1': host(), 'web2': None}, ['web1']), 'T1')
+    result = _report.report_result(report, '/srv/reports', '/var/lib/lastgood/reports')
+    assert result == {'run_id': 'r1', 'outcome': 'success', 'report_md': '/srv/reports/report.md',
+                      'report_json': '/srv/reports/report.json', 'postmortem': '/srv/reports/postmortem.md',
+                      'host_report': '/var/lib/lastgood/reports/r1/report.md', 'checksums_verified': None,
+                      'audit_chains_verified': True}
+    assert _report.report_stats(result, report)['hosts'] == {'web1': 'success', 'web2': 'success'}
