@@ -79,6 +79,15 @@ options:
       - Default is every path of the backup.
     type: list
     elements: path
+  missing:
+    description:
+      - What to do with a path of O(paths) the backup does not hold (neither one of its paths nor inside one).
+      - V(fail) fails the task before anything changes.
+      - V(skip) leaves such paths as they are and names them in RV(skipped_paths) and a warning; the task still
+        fails when the backup holds none of O(paths).
+    type: str
+    choices: [fail, skip]
+    default: fail
   keep_displaced:
     description:
       - Keep the live version that the restore replaces as a pinned backup named C(pre-restore-<id>) (C(pre-undo-<id>)
@@ -189,6 +198,12 @@ plan:
   elements: dict
   sample: [{path: /etc/myapp, added: [], removed: [/etc/myapp/new.conf],
             changed: [{path: /etc/myapp/app.conf, reasons: [content, size, mtime]}]}]
+skipped_paths:
+  description: The paths of O(paths) the backup does not hold, left as they are (O(missing=skip)).
+  returned: success
+  type: list
+  elements: str
+  sample: [/srv/myapp/app.env]
 validated_documents:
   description: The documents of O(documents) that were validated from the backup before the restore.
   returned: success
@@ -221,13 +236,37 @@ from ansible_collections.lastgood.rollback.plugins.module_utils import _config
 from ansible_collections.lastgood.rollback.plugins.module_utils._documents import DocumentError, check_restore_documents
 from ansible_collections.lastgood.rollback.plugins.module_utils._restore import RestoreError, restore
 from ansible_collections.lastgood.rollback.plugins.module_utils._result import unescape_names
+from ansible_collections.lastgood.rollback.plugins.module_utils._store import StoreError
 from ansible_collections.lastgood.rollback.plugins.module_utils._store_module import (
     run_store_module,
     store_argument_spec,
 )
 
 
-def validate_documents(module, store):
+def held_paths(module, store):
+    """O(paths) without those the backup does not hold (missing=skip), and those left out; fails when none is held."""
+    params = module.params
+    paths = unescape_names(params['paths'])
+    if not paths or params['missing'] == 'fail' or params['undo']:
+        return paths, []
+    try:
+        info = store.resolve(params['id'])
+    except StoreError as exc:
+        module.fail_json(msg=str(exc), changed=False, paths=[], journal=None, displaced_backup=None)
+    sources = [source.rstrip('/') or '/' for source in info['sources']]
+    held = [path for path in paths
+            if any(path == source or path.startswith(source.rstrip('/') + '/') for source in sources)]
+    skipped = [path for path in paths if path not in held]
+    if not held:
+        module.fail_json(msg='backup %s holds %s, none of %s; nothing was changed. Name a backup that holds them.'
+                         % (info['id'], ', '.join(sources) or 'nothing', ', '.join(paths)),
+                         changed=False, paths=[], journal=None, displaced_backup=None)
+    if skipped:
+        module.warn('backup %s does not hold %s; left as they are' % (info['id'], ', '.join(skipped)))
+    return held, skipped
+
+
+def validate_documents(module, store, paths):
     """The documents the restore writes, validated from the backup; fails the task, nothing changed, when one is not."""
     params = module.params
     if not params['documents']:
@@ -236,8 +275,7 @@ def validate_documents(module, store):
         module.fail_json(msg='documents cannot be validated for an undo (it puts back what the last restore displaced); '
                          'nothing was changed. Undo without documents, then check them with lastgood.rollback.verify.')
     try:
-        validated, outside = check_restore_documents(store, params['id'], unescape_names(params['paths']),
-                                                     params['documents'])
+        validated, outside = check_restore_documents(store, params['id'], paths, params['documents'])
     except (DocumentError, RestoreError) as exc:
         module.fail_json(msg=str(exc), changed=False, paths=[], journal=None, displaced_backup=None)
     if outside:
@@ -248,9 +286,10 @@ def validate_documents(module, store):
 
 def run_restore(module, store):
     params = module.params
-    validated = validate_documents(module, store)
+    paths, skipped = held_paths(module, store)
+    validated = validate_documents(module, store, paths)
     try:
-        result = restore(store, ref=params['id'], paths=unescape_names(params['paths']),
+        result = restore(store, ref=params['id'], paths=paths,
                          keep_displaced=params['keep_displaced'], verify_after=params['verify_after'],
                          undo=params['undo'], check_mode=module.check_mode, diff=module._diff)
     except RestoreError as exc:
@@ -258,6 +297,7 @@ def run_restore(module, store):
     for warning in result.pop('warnings', []):
         module.warn(warning)
     result['validated_documents'] = validated
+    result['skipped_paths'] = skipped
     return result
 
 
@@ -269,6 +309,7 @@ def main():
         undo=dict(type='bool', default=False),
         verify_after=dict(type='bool', default=True),
         documents=_config.DOCUMENT_SPEC,
+        missing=dict(type='str', choices=['fail', 'skip'], default='fail'),
     ), run_restore)
 
 

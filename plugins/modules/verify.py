@@ -94,6 +94,13 @@ options:
     description: Fail when a check fails.  V(false) only reports; RV(ok) tells the outcome.
     type: bool
     default: true
+  publish:
+    description:
+      - Set the fact C(verify_result) and publish C(lastgood_verify) with the run's custom stats.
+      - V(false) for a check that is not the run's verification, such as a level waiting for its application to
+        be healthy again.
+    type: bool
+    default: true
 seealso:
   - module: lastgood.rollback.backup_verify
   - module: lastgood.rollback.config_update
@@ -189,6 +196,7 @@ def main():
             backup=dict(type='str', default=''),
             backup_paths=dict(type='list', elements='path', default=[]),
             health_command=dict(type='list', elements='str', default=[]),
+            publish=dict(type='bool', default=True),
             health_url=dict(type='str', default=''),
             health_retries=dict(type='int', default=3),
             health_delay=dict(type='int', default=2),

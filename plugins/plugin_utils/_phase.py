@@ -17,13 +17,14 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.lastgood.rollback.plugins.module_utils._checks import failure_message
 
 
-def phase_result(module_result, host, fact, fact_keys, stat, title, fail):
-    """The action's result from the module's: ``host`` set, the fact, the stats and, when ``fail`` and a check
-    failed, ``failed`` with ``title % host`` and the failed checks' messages."""
+def phase_result(module_result, host, fact, fact_keys, stat, title, fail, publish=True):
+    """The action's result from the module's: ``host`` set, the fact and the stats (when ``publish``) and, when
+    ``fail`` and a check failed, ``failed`` with ``title % host`` and the failed checks' messages."""
     result = dict(module_result, host=host)
-    result['ansible_facts'] = {fact: {key: result.get(key) for key in fact_keys}}
-    result['ansible_stats'] = {'data': {stat: {host: {'ok': result['ok'], 'failed_checks': result['failed_checks']}}},
-                               'per_host': False, 'aggregate': True}
+    if publish:
+        result['ansible_facts'] = {fact: {key: result.get(key) for key in fact_keys}}
+        result['ansible_stats'] = {'data': {stat: {host: {'ok': result['ok'], 'failed_checks': result['failed_checks']}}},
+                                   'per_host': False, 'aggregate': True}
     result.pop('failed', None)
     if fail and not result['ok']:
         result.update(failed=True, msg=failure_message(title % host, result['checks']))
@@ -42,6 +43,7 @@ def run_phase_module(action, task_vars, module, fact, fact_keys, stat, title, ad
     ``adjust(result, host)`` may correct what only the controller knows before the result is summed up."""
     args = dict(action._task.args)  # pylint: disable=protected-access
     fail = boolean(args.pop('fail', True), strict=False)
+    publish = boolean(args.pop('publish', True), strict=False)
     args['fail'] = False
     result = action._execute_module(module_name='lastgood.rollback.' + module, module_args=args,  # pylint: disable=protected-access
                                     task_vars=task_vars)
@@ -50,4 +52,4 @@ def run_phase_module(action, task_vars, module, fact, fact_keys, stat, title, ad
     host = task_vars.get('inventory_hostname')
     if adjust is not None:
         result = adjust(result, host)
-    return phase_result(result, host, fact, fact_keys, stat, title, fail)
+    return phase_result(result, host, fact, fact_keys, stat, title, fail, publish)

@@ -100,7 +100,7 @@ def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_
         rerun = site.playbook(LEVEL2, extra=hook_vars)
 
     assert rerun.returncode == 0, rerun.stdout
-    assert 'Resuming run it-resume (attempt 2): skipping checkpoint.' in rerun.stdout
+    assert 'Resuming run it-resume (attempt 2): skipping checkpoint.' in rerun.stdout + rerun.stderr
     assert site.app.read('config.yaml') == good
     assert not os.path.exists(site.app.file('app.env')), 'the override file absent from the known good state stayed'
     assert site.app.run('health').returncode == 0
