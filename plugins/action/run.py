@@ -195,14 +195,15 @@ class ActionModule(ActionBase):
             else:
                 warnings.append('no fleet summary (fleet) and no report_documents given: no report was written '
                                 'on this host')
-        result = self._module(host=self._host, report_documents={} if check_mode else (documents or {}))
+        result = self._module(report_documents={} if check_mode else (documents or {}))
         if result.get('failed'):
             return result
         result.setdefault('warnings', []).extend(warnings)
-        host = dict(self._host, **((result.get('ansible_facts') or {}).get('lastgood_host') or {}))
+        host = dict(self._host)
+        for key in ('run_id', 'operation'):
+            host.setdefault(key, args[key])
         if (host.get('outcome') or 'success') == 'success':
             result['msg'] = success_message(host, self._host_name, check_mode)
             return result
-        result.pop('ansible_facts', None)
         result.update(failed=True, msg=failure_message(host, self._host_name))
         return result

@@ -249,7 +249,7 @@ EXAMPLES = r'''
 RETURN = r'''
 ansible_facts:
   description: The fact C(lastgood_host), this host's record of the run after the step.
-  returned: always, except when the step fails the host
+  returned: O(state=begin), O(state=phase), O(state=rescue) and O(state=end), unless the step fails the host
   type: dict
   contains:
     lastgood_host:
@@ -344,7 +344,7 @@ def step(module):
     directory, changed = _run.write_report(params['report_dir'], run.run_id, params['report_documents'] or {},
                                            check=check)
     return {'changed': bool(changed), 'report': {'dir': directory, 'changed': changed},
-            'msg': 'Report written to %s.' % directory, 'ansible_facts': {'lastgood_host': run.new_host(params['host'])}}
+            'msg': 'Report written to %s.' % directory}
 
 
 def _run_command(module, argv):
