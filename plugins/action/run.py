@@ -6,7 +6,7 @@
 
 What only the controller knows is read here, from the task's variables: the fleet gates (a host the
 gate stopped fails before it begins, or after it recorded its phase), where the run failed (for the
-rescue), the fleet's outcome (for the end), the host's report (for the close), and the times of the
+rescue), the host's report (for the close), and the times of the
 run (the controller's clock, like the gates').  The module does the host's part: lock, run state,
 audit, restore, report files.
 """
@@ -172,11 +172,7 @@ class ActionModule(ActionBase):
                             passed_phases=_fleet.passed_phases(gates, self._host_name, args['phases']))
 
     def _end(self):
-        fleet = self._var('lastgood_fleet') or {}
-        extra = {'host': self._host}
-        if fleet.get('outcome'):
-            extra['fleet_outcome'] = fleet['outcome']
-        result = self._module(**extra)
+        result = self._module(host=self._host)
         if not result.get('failed'):
             result['ansible_facts']['lastgood_host']['finished'] = utc_now()
         return result
