@@ -115,7 +115,9 @@ class ActionModule(ActionBase):
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
                                                   required_if=[('state', 'phase', ('phase',))])
         self._host_name = self._task_vars.get('inventory_hostname')
-        self._host = self._var('lastgood_host') or {}
+        host = self._var('lastgood_host') or {}
+        # a record left by another run (an earlier play of the playbook) is not this run's
+        self._host = host if host.get('run_id') == args['run_id'] else {}
         state = args['state']
         if state == 'begin':
             result.update(self._begin())
