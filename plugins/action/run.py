@@ -6,7 +6,7 @@
 
 What only the controller knows is read here, from the task's variables: the fleet gates (a host the
 gate stopped fails before it begins, or after it recorded its phase), where the run failed (for the
-rescue), the fleet's outcome (for the end), the host's report (for the close), and the times of the
+rescue), the host's report (for the close), and the times of the
 run (the controller's clock, like the gates').  The module does the host's part: lock, run state,
 audit, restore, report files.
 """
@@ -115,7 +115,9 @@ class ActionModule(ActionBase):
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC,
                                                   required_if=[('state', 'phase', ('phase',))])
         self._host_name = self._task_vars.get('inventory_hostname')
-        self._host = self._var('lastgood_host') or {}
+        host = self._var('lastgood_host') or {}
+        # a record left by another run (an earlier play of the playbook) is not this run's
+        self._host = host if host.get('run_id') == args['run_id'] else {}
         state = args['state']
         if state == 'begin':
             result.update(self._begin())
@@ -172,11 +174,7 @@ class ActionModule(ActionBase):
                             passed_phases=_fleet.passed_phases(gates, self._host_name, args['phases']))
 
     def _end(self):
-        fleet = self._var('lastgood_fleet') or {}
-        extra = {'host': self._host}
-        if fleet.get('outcome'):
-            extra['fleet_outcome'] = fleet['outcome']
-        result = self._module(**extra)
+        result = self._module(host=self._host)
         if not result.get('failed'):
             result['ansible_facts']['lastgood_host']['finished'] = utc_now()
         return result
@@ -195,14 +193,15 @@ class ActionModule(ActionBase):
             else:
                 warnings.append('no fleet summary (fleet) and no report_documents given: no report was written '
                                 'on this host')
-        result = self._module(host=self._host, report_documents={} if check_mode else (documents or {}))
+        result = self._module(report_documents={} if check_mode else (documents or {}))
         if result.get('failed'):
             return result
         result.setdefault('warnings', []).extend(warnings)
-        host = dict(self._host, **((result.get('ansible_facts') or {}).get('lastgood_host') or {}))
+        host = dict(self._host)
+        for key in ('run_id', 'operation'):
+            host.setdefault(key, args[key])
         if (host.get('outcome') or 'success') == 'success':
             result['msg'] = success_message(host, self._host_name, check_mode)
             return result
-        result.pop('ansible_facts', None)
         result.update(failed=True, msg=failure_message(host, self._host_name))
         return result

@@ -271,15 +271,19 @@ def truncate(text, length, end='...', leeway=5):
     return text[:length - len(end)].rsplit(' ', 1)[0] + end
 
 
-def end(run, host, fleet_outcome=None, check=False, warn=None):
-    """Audit ``run_end``, finish the run state, release the lock, read this run's audit events; returns ``(host, changed)``."""
+def end(run, host, check=False, warn=None):
+    """Audit ``run_end``, finish the run state, release the lock, read this run's audit events; returns ``(host, changed)``.
+
+    The run ends on each host before the fleet's outcome is summed up, so ``run_end`` records the
+    host's outcome as ``fleet_outcome`` too (the key the event has always had).
+    """
     warn = warn or (lambda message: None)
     host = run.new_host(host)
     outcome = host.get('outcome') or 'success'
     host['outcome'] = outcome
     steps = [('recording the end of the run in the audit log', lambda: run.audit(
         'run_end', level='info' if outcome == 'success' else 'error', check=check, detail={
-            'outcome': outcome, 'fleet_outcome': fleet_outcome or outcome,
+            'outcome': outcome, 'fleet_outcome': outcome,
             'restored': bool((host.get('restore') or {}).get('restored', False))}))]
     if outcome == 'success' and not check:
         steps.append(('marking the run finished', lambda: _state.finish(run.state_dir, run.run_id)))

@@ -184,9 +184,6 @@ options:
     type: list
     elements: str
     default: []
-  fleet_outcome:
-    description: O(state=end) - the fleet's outcome, when known.  Set by the action plugin; do not set it.
-    type: str
 seealso:
   - module: lastgood.rollback.lock
   - module: lastgood.rollback.run_state
@@ -249,7 +246,7 @@ EXAMPLES = r'''
 RETURN = r'''
 ansible_facts:
   description: The fact C(lastgood_host), this host's record of the run after the step.
-  returned: always, except when the step fails the host
+  returned: O(state=begin), O(state=phase), O(state=rescue) and O(state=end), unless the step fails the host
   type: dict
   contains:
     lastgood_host:
@@ -308,7 +305,6 @@ ARGUMENT_SPEC = dict(
     host=dict(type='dict', default={}),
     failure=dict(type='dict', default={}),
     passed_phases=dict(type='list', elements='str', default=[], no_log=False),
-    fleet_outcome=dict(type='str'),
 )
 
 
@@ -337,14 +333,13 @@ def step(module):
                                     lambda argv: _run_command(module, argv), check=check, warn=module.warn)
         return {'changed': changed, 'msg': host['restore']['message'], 'ansible_facts': {'lastgood_host': host}}
     if state == 'end':
-        host, changed = _run.end(run, params['host'], fleet_outcome=params['fleet_outcome'], check=check,
-                                 warn=module.warn)
+        host, changed = _run.end(run, params['host'], check=check, warn=module.warn)
         return {'changed': changed, 'msg': 'Run %s ended on this host: %s.' % (run.run_id, host['outcome']),
                 'ansible_facts': {'lastgood_host': host}}
     directory, changed = _run.write_report(params['report_dir'], run.run_id, params['report_documents'] or {},
                                            check=check)
     return {'changed': bool(changed), 'report': {'dir': directory, 'changed': changed},
-            'msg': 'Report written to %s.' % directory, 'ansible_facts': {'lastgood_host': run.new_host(params['host'])}}
+            'msg': 'Report written to %s.' % directory}
 
 
 def _run_command(module, argv):

@@ -6,6 +6,7 @@ the phase records it and stops a host the gate stopped.  h1 fails in the phase `
 preflight when told to.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -123,8 +124,8 @@ PLAY = '''
           lastgood.rollback.run:
             state: close
             report_dir: "{{ here }}/reports"
-            report_documents:
-              report.json: "{{ {'outcome': lastgood_host.outcome} | to_json }}"
+            fleet: "{{ test_fleet | default({}) }}"
+            report_documents: "{{ omit if test_fleet is defined else {'report.json': {'outcome': lastgood_host.outcome} | to_json} }}"
           register: closed
           ignore_errors: true
 
@@ -279,3 +280,20 @@ def test_a_check_mode_run_writes_nothing_and_says_it_was_a_dry_run(site):
         result = site.result(host)
         assert result['close']['msg'].endswith('every phase passed (dry run: nothing was changed).')
         assert sorted(os.listdir(site.base / host)) == ['app', 'result.json']
+
+
+@pytest.mark.skipif(importlib.util.find_spec('ansible_collections.lastgood.rollback.plugins.plugin_utils._report') is None,
+                    reason='the host report helper (plugin_utils/_report.py, fleet_report) is not on this branch')
+def test_close_without_documents_renders_the_host_report_from_the_fleet_summary(site):
+    fleet = {'run_id': 'it-doc', 'operation': 'rollback_test', 'level': 2, 'checkpoint': 'run-it-doc',
+             'outcome': 'success', 'started': '2026-12-07T20:00:00Z', 'succeeded_hosts': ['h1', 'h2'],
+             'failed_hosts': [], 'stopped_hosts': [], 'unreachable_hosts': [], 'restored_hosts': [],
+             'hosts': dict((host, {'outcome': 'success', 'passed_phases': PHASES, 'phase_times': {}, 'attempt': 1,
+                                   'failure': None, 'restore': {}, 'stopped_by_fleet': False}) for host in ('h1', 'h2'))}
+    done = site.run('it-doc', gates(), test_fleet=fleet)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for host in ('h1', 'h2'):
+        report = json.loads((site.base / host / 'reports' / 'it-doc' / 'report.json').read_text())
+        assert report['run']['run_id'] == 'it-doc' and report['host']['host'] == host
+        assert [event['event'] for event in report['events']][-1] == 'run_end'
+        assert (site.base / host / 'reports' / 'it-doc' / 'report.md').read_text().startswith('# Run it-doc on %s' % host)

@@ -288,12 +288,12 @@ def test_reapply_text_truncates_stderr_like_the_jinja_filter():
 def test_end_of_a_successful_run_finishes_it_releases_the_lock_and_reads_its_events(work):
     run = settings(work)
     host, _changed = _run.begin(run, {})
-    ended, _changed = _run.end(run, host, fleet_outcome='partial')
+    ended, _changed = _run.end(run, host)
     assert ended['outcome'] == 'success' and ended['lock_released'] is True and ended['lock_held'] is False
     assert not (work / 'store' / 'app' / '.lock').exists()
     assert _state.load(str(work / 'runs'), RUN)['status'] == 'finished'
     [end] = events(work, 'run_end')
-    assert end['level'] == 'info' and end['detail'] == {'outcome': 'success', 'fleet_outcome': 'partial',
+    assert end['level'] == 'info' and end['detail'] == {'outcome': 'success', 'fleet_outcome': 'success',
                                                         'restored': False}
     assert [event['event'] for event in ended['events']] == ['run_start', 'run_end']
     assert ended['audit'] == {'chain_ok': True, 'lines': 2, 'first_broken': None, 'events': 2}

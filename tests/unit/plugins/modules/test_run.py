@@ -54,6 +54,7 @@ def test_close_writes_the_given_documents_and_reports_what_changed(tmp_path):
     failed, result = run_module(run, args)
     assert not failed and result['changed'] is True
     assert result['report'] == {'dir': str(tmp_path / 'reports' / 'r-1'), 'changed': ['report.json']}
+    assert 'ansible_facts' not in result  # the host's record stays what end left
     failed, again = run_module(run, args)
     assert not failed and again['changed'] is False
 
