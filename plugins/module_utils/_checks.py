@@ -51,13 +51,13 @@ def _shorten(text):
 
 def _tries(retries, delay, attempt):
     """``attempt()`` -> (passed, answer) up to ``retries`` + 1 times, ``delay`` seconds apart; the last answer."""
-    count = max(int(retries), 0) + 1
-    for number in range(count):
+    tries = 0
+    while True:
+        tries += 1
         passed, answer = attempt()
-        if passed or number == count - 1:
+        if passed or tries > int(retries):
             return passed, answer
         time.sleep(max(delay, 0))
-    return False, None  # not reached: the loop returns on its last try
 
 
 def run_command(argv):
