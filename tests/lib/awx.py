@@ -296,6 +296,29 @@ def _with_included_tasks(tasks, base):
                 yield from _with_included_tasks(_tasks(load_yaml(included)), os.path.dirname(included))
 
 
+def _task_files(path):
+    """The task files a playbook's plays include or import by a literal relative path (the run skeleton)."""
+    found = []
+
+    def walk(tasks, base):
+        for task in tasks:
+            for action in _TASK_INCLUDES:
+                target = task.get(action)
+                if isinstance(target, dict):
+                    target = target.get('file')
+                if isinstance(target, str) and '{{' not in target:
+                    included = os.path.join(base, target)
+                    if included not in found:
+                        found.append(included)
+                        walk(_tasks(load_yaml(included)), os.path.dirname(included))
+
+    for source in _playbook_files(path):
+        for play in load_yaml(source) or []:
+            if 'hosts' in play:
+                walk(all_tasks(play), os.path.dirname(source))
+    return found
+
+
 def role_entry_points(path):
     """(role, entry point) for every role a playbook runs."""
     return [call[:2] for call in role_calls(path)]
@@ -338,7 +361,7 @@ def playbook_inputs(path):
     vars, and the lastgood_* variables it reads with a default (lastgood_hosts, lastgood_run_id).
     """
     inputs = set()
-    for source in _playbook_files(path):
+    for source in _playbook_files(path) + _task_files(path):
         with open(source) as handle:
             inputs.update(_READ_WITH_DEFAULT.findall(handle.read()))
     for play in plays(path):
