@@ -174,6 +174,7 @@ def merge_report(earlier, part, generated):
     records = [record for record in hosts.values() if 'audit' in record]
     proven = [record['state_verified'] for record in records if record.get('state_verified') is not None]
     run = dict(part['run'])
+    unchecked = [name for name in earlier.get('unchecked_hosts') or [] if name not in part['hosts']]
     if earlier['hosts']:
         run.update(_fleet.classify(hosts))
     return {
@@ -185,8 +186,7 @@ def merge_report(earlier, part, generated):
         # None when no host's final state was checked against a manifest.
         'checksums_verified': all(proven) if proven else None,
         'audit_chains_verified': all((record.get('audit') or {}).get('chain_ok') for record in records),
-        'unchecked_hosts': [name for name in earlier.get('unchecked_hosts') or [] if name not in part['hosts']]
-                           + part['unchecked_hosts'],
+        'unchecked_hosts': unchecked + part['unchecked_hosts'],
         'generated': generated,
     }
 
