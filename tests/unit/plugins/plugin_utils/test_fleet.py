@@ -186,3 +186,8 @@ def test_classify_sums_up_the_outcome(outcomes, expected):
 def test_classify_reads_summaries_without_failure_or_restore():
     result = _fleet.classify({'a': {'outcome': 'failed', 'failure': None, 'restore': None}, 'b': {}})
     assert result['failed_hosts'] == ['a', 'b'] and result['restored_hosts'] == []
+
+
+def test_stop_message_names_the_host_before_the_gates_message():
+    entry = _fleet.gate('verify', HOSTS, HOSTS, ['web2'], 0)
+    assert _fleet.stop_message(entry, 'web1') == 'Stopping the run on web1: ' + entry['message']
