@@ -18,11 +18,9 @@ from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
 from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet, _report
 from ansible_collections.lastgood.rollback.plugins.plugin_utils._vars import play_hosts, plain, read_host_vars
 
-RESULT_VARS = {'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result',
-               'action': 'lastgood_action_result', 'verify': 'verify_result'}
 ARGUMENT_SPEC = {
     'run': {'type': 'dict'},
-    'result_vars': {'type': 'dict', 'default': RESULT_VARS},
+    'result_vars': {'type': 'dict', 'default': _report.RESULT_VARS},
     'host_var': {'type': 'str', 'default': 'lastgood_host'},
     'hosts': {'type': 'list', 'elements': 'str', 'default': []},
     'controller_dir': {'type': 'path', 'default': '~/.lastgood/reports'},
@@ -34,15 +32,6 @@ ARGUMENT_SPEC = {
 # Writing the report takes a moment: a lock left by a play that died is taken over after this.
 LOCK_TTL = 120
 LOCK_WAIT = 180
-
-
-def _lookup(values, dotted):
-    """``values[a][b]...`` for ``dotted`` = ``a.b...``, or None when a step is missing."""
-    name, dummy, rest = dotted.partition('.')
-    value = values.get(name)
-    for key in rest.split('.') if rest else ():
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
 
 
 def _read_report(path):
@@ -96,7 +85,7 @@ class ActionModule(ActionBase):
             host = found[name].get(args['host_var']) or {}
             if 'audit' not in host:
                 continue  # it never got to read its audit log (unreachable): the summary stands for it
-            results = dict((phase, _lookup(found[name], var) or {}) for phase, var in args['result_vars'].items())
+            results = _report.results_from_vars(found[name], args['result_vars'])
             records[name] = _report.host_record(fleet, name, host, results)
             events.extend(_report.host_events(name, host))
             if args['host_documents']:

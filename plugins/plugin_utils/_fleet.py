@@ -104,6 +104,11 @@ def gate(phase, population, play_hosts, failed_hosts, max_fail_percentage=0, req
     }
 
 
+def stop_message(entry, host):
+    """Why ``host`` stops at the gate ``entry``: the gate's message, naming the host."""
+    return 'Stopping the run on %s: %s' % (host, entry['message'])
+
+
 def add_gate(gates, entry):
     """``gates`` (the run's gates so far, by phase; not changed) with ``entry`` added or replacing its phase."""
     updated = dict(gates or {})

@@ -107,8 +107,8 @@ def render(path, context):
 
 def message_document(context, internal, user):
     """The JSON document written beside the messages and posted to the webhook."""
-    document = dict((key, context[key]) for key in ('run_id', 'incident_id', 'level', 'status', 'severity',
-                                                     'failed_hosts', 'stopped_hosts'))
+    keys = ('run_id', 'incident_id', 'level', 'status', 'severity', 'failed_hosts', 'stopped_hosts')
+    document = dict((key, context[key]) for key in keys)
     document.update(internal=internal, user=user)
     return document
 

@@ -24,6 +24,9 @@ from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          'roles', 'report', 'templates')
 DEFAULT_AUDIT_LOG = '/var/log/lastgood/audit.jsonl'
+# Where each phase's result is on a host, by phase: the name of the host's variable (``name.key`` reads a key).
+RESULT_VARS = {'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result',
+               'action': 'lastgood_action_result', 'verify': 'verify_result'}
 EMPTY = {'hosts': {}, 'timeline': [], 'unchecked_hosts': []}
 
 
@@ -54,6 +57,20 @@ def run_part(fleet):
     return dict((key, value) for key, value in (fleet or {}).items() if key != 'hosts')
 
 
+def lookup(variables, dotted):
+    """``variables[a][b]...`` for ``dotted`` = ``a.b...``, or None when a step is missing."""
+    name, dummy, rest = dotted.partition('.')
+    value = variables.get(name)
+    for key in rest.split('.') if rest else ():
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def results_from_vars(variables, result_vars=None):
+    """A host's phase results (for host_record) from its variables, named as ``result_vars`` (RESULT_VARS)."""
+    return dict((phase, lookup(variables, name) or {}) for phase, name in (result_vars or RESULT_VARS).items())
+
+
 def host_status(summary):
     """How the run left a host, for people.
 
@@ -77,9 +94,10 @@ def _failed_checks(result):
 def host_record(fleet, host_name, host, results=None):
     """This host's part of the report, from the fleet summary, its ``lastgood_host`` and its phases' results.
 
-    ``results`` has ``preflight``, ``checkpoint``, ``action`` and ``verify`` (each a result, or absent).
+    ``results`` has ``preflight``, ``checkpoint``, ``action`` and ``verify`` (each a result, or absent;
+    see results_from_vars).  A host the summary does not list is summed up from its ``lastgood_host``.
     """
-    summary = ((fleet or {}).get('hosts') or {}).get(host_name) or {}
+    summary = ((fleet or {}).get('hosts') or {}).get(host_name) or _fleet.host_summary(host_name, host, {}, [])
     results = results or {}
     preflight = results.get('preflight') or {}
     checkpoint = results.get('checkpoint') or {}
@@ -174,6 +192,7 @@ def merge_report(earlier, part, generated):
     records = [record for record in hosts.values() if 'audit' in record]
     proven = [record['state_verified'] for record in records if record.get('state_verified') is not None]
     run = dict(part['run'])
+    unchecked = [name for name in earlier.get('unchecked_hosts') or [] if name not in part['hosts']]
     if earlier['hosts']:
         run.update(_fleet.classify(hosts))
     return {
@@ -185,8 +204,7 @@ def merge_report(earlier, part, generated):
         # None when no host's final state was checked against a manifest.
         'checksums_verified': all(proven) if proven else None,
         'audit_chains_verified': all((record.get('audit') or {}).get('chain_ok') for record in records),
-        'unchecked_hosts': [name for name in earlier.get('unchecked_hosts') or [] if name not in part['hosts']]
-                           + part['unchecked_hosts'],
+        'unchecked_hosts': unchecked + part['unchecked_hosts'],
         'generated': generated,
     }
 

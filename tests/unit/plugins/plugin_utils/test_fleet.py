@@ -108,9 +108,9 @@ def test_failure_place_of_a_host_that_failed_before_any_gate_is_the_first_phase(
     assert _fleet.failure_place({}, 'web1', [])['phase'] == 'end'
 
 
-def fleet_of(records, reachable=HOSTS, gates=None):
+def fleet_of(records, reachable=None, gates=None):
     run = {'run_id': 'r1', 'operation': 'rollback_level2', 'level': 2, 'checkpoint': 'run-r1'}
-    return _fleet.fleet_summary(run, records, gates or {}, PHASES, set(reachable))
+    return _fleet.fleet_summary(run, records, gates or {}, PHASES, set(HOSTS if reachable is None else reachable))
 
 
 RESTORED = {'attempted': True, 'restored': True, 'verified': True, 'reapplied': None, 'checkpoint': 'run-r1',
@@ -186,3 +186,8 @@ def test_classify_sums_up_the_outcome(outcomes, expected):
 def test_classify_reads_summaries_without_failure_or_restore():
     result = _fleet.classify({'a': {'outcome': 'failed', 'failure': None, 'restore': None}, 'b': {}})
     assert result['failed_hosts'] == ['a', 'b'] and result['restored_hosts'] == []
+
+
+def test_stop_message_names_the_host_before_the_gates_message():
+    entry = _fleet.gate('verify', HOSTS, HOSTS, ['web2'], 0)
+    assert _fleet.stop_message(entry, 'web1') == 'Stopping the run on web1: ' + entry['message']

@@ -154,3 +154,17 @@ def test_report_result_and_stats_name_the_files_and_every_hosts_outcome():
                       'host_report': '/var/lib/lastgood/reports/r1/report.md', 'checksums_verified': None,
                       'audit_chains_verified': True}
     assert _report.report_stats(result, report)['hosts'] == {'web1': 'success', 'web2': 'success'}
+
+
+def test_results_are_read_from_the_hosts_variables_by_name():
+    variables = {'preflight_result': {'ok': True}, 'phase': {'verify': {'ok': False}}}
+    assert _report.results_from_vars(variables) == {'preflight': {'ok': True}, 'checkpoint': {}, 'action': {},
+                                                    'verify': {}}
+    assert _report.results_from_vars(variables, {'verify': 'phase.verify', 'action': 'phase.verify.ok.x'}) == {
+        'verify': {'ok': False}, 'action': {}}
+
+
+def test_a_host_the_fleet_does_not_list_is_reported_from_its_own_run():
+    record = _report.host_record({'run_id': 'r1', 'hosts': {}}, 'web9', host('failed', restore=RESTORED))
+    assert record['outcome'] == 'failed' and record['started'] == '2026-11-21T23:15:00Z'
+    assert record['state_verified'] is True
