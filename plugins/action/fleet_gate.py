@@ -33,10 +33,17 @@ class ActionModule(ActionBase):
         population = args['hosts'] or everyone
         # A host being rescued is still in ansible_play_hosts; Ansible has given it ansible_failed_result.
         failed = [host for host in population if host in running and 'ansible_failed_result' in host_vars(task_vars, host)]
+        run_id = args['run_id'] or self._templar.template(task_vars.get('lastgood_run_id'))
+        if not run_id:
+            result.update(failed=True, msg='fleet_gate needs the run id: set lastgood_run_id first (run_once set_fact) '
+                                           'or pass run_id')
+            return result
         entry = _fleet.gate(args['phase'], population, running, failed, args['max_fail_percentage'],
                             args['required_hosts'])
-        gates = _fleet.add_gate(plain(self._templar.template(task_vars.get('lastgood_gates')) or {}), entry)
-        run_id = args['run_id'] or self._templar.template(task_vars.get('lastgood_run_id')) or _fleet.new_run_id()
+        entry['run_id'] = run_id
+        # Only this run's gates: an earlier run's may come back from a fact cache.
+        gates = _fleet.add_gate(_fleet.run_gates(plain(self._templar.template(task_vars.get('lastgood_gates'))), run_id),
+                                entry)
         result.update(changed=False, msg=entry['message'], gate=entry,
-                      ansible_facts={'lastgood_gates': gates, 'lastgood_gate': entry, 'lastgood_run_id': run_id})
+                      ansible_facts={'lastgood_gates': gates, 'lastgood_gate': entry})
         return result

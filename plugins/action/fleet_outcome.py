@@ -42,7 +42,7 @@ class ActionModule(ActionBase):
             run[key] = args[key] if args[key] not in (None, '') else (recorded[0] if recorded else default)
         if not run['run_id']:
             run['run_id'] = self._templar.template(task_vars.get('lastgood_run_id'))
-        gates = plain(self._templar.template(task_vars.get('lastgood_gates')) or {})
+        gates = _fleet.run_gates(plain(self._templar.template(task_vars.get('lastgood_gates'))), run['run_id'])
         fleet = _fleet.fleet_summary(run, records, gates, args['phases'], set(running))
         result.update(
             changed=False,

@@ -136,6 +136,13 @@ class ActionModule(ActionBase):
             return None
         return plain(self._templar.template(self._task_vars[name]))
 
+    def _gates(self):
+        """This run's gates (an earlier run's may come back from a fact cache), and the latest of them."""
+        run_id = self._task.args.get('run_id') or self._var('lastgood_run_id')
+        latest = self._var('lastgood_gate')
+        return (_fleet.run_gates(self._var('lastgood_gates'), run_id),
+                latest if isinstance(latest, dict) and latest.get('run_id') == run_id else None)
+
     def _module(self, **extra):
         """The run module on the host with the task's own arguments (paths as the host reads them) and ``extra``."""
         module_args = dict((key, value) for key, value in self._task.args.items() if key not in ACTION_ONLY)
@@ -143,7 +150,7 @@ class ActionModule(ActionBase):
         return self._execute_module(module_name=MODULE, module_args=module_args, task_vars=self._task_vars)
 
     def _begin(self):
-        gate = self._var('lastgood_gate')
+        gate = self._gates()[1]
         if stopped_by(gate, self._host_name):
             return {'failed': True, 'changed': False, 'msg': stop_message(gate, self._host_name)}
         result = self._module()
@@ -160,14 +167,14 @@ class ActionModule(ActionBase):
             result = self._module(host=self._host)
             if result.get('failed'):
                 return result
-        gate = phase_gate(self._var('lastgood_gates'), self._var('lastgood_gate'), phase)
+        gate = phase_gate(*self._gates(), phase=phase)
         if stopped_by(gate, self._host_name):
             result.update(failed=True, msg=stop_message(gate, self._host_name))
             result.pop('ansible_facts', None)
         return result
 
     def _rescue(self, args):
-        gates = self._var('lastgood_gates') or {}
+        gates = self._gates()[0]
         failure = failure_record(gates, self._host_name, args['phases'], self._var('ansible_failed_task'),
                                  self._var('ansible_failed_result'))
         return self._module(host=self._host, failure=failure,

@@ -20,10 +20,11 @@ description:
   - Stops nothing itself - M(lastgood.rollback.run) with C(state=phase) fails the hosts the gate stopped, so
     they go to the rescue and put their checkpoint back.  Ansible's own C(max_fail_percentage) cannot do
     this - a host that is being rescued does not count as failed.
-  - Sets the same facts on every host - C(lastgood_gates) (every gate of the run so far, by phase),
-    C(lastgood_gate) (this one) and C(lastgood_run_id).  A host I(passed) phase P when P is in
-    C(lastgood_gates) and the host is not in C(lastgood_gates[P].lagging).
-  - Never fails.
+  - Sets the same facts on every host - C(lastgood_gates) (every gate of the run so far, by phase) and
+    C(lastgood_gate) (this one).  A host I(passed) phase P when P is in C(lastgood_gates) and the host is not
+    in C(lastgood_gates[P].lagging).  Each gate names its run (C(run_id)); gates of another run (from a fact
+    cache) are dropped.
+  - Fails only when it has no run id.
 author:
   - lastgood.rollback developers (@lastgood)
 extends_documentation_fragment:
@@ -62,8 +63,8 @@ options:
     default: []
   run_id:
     description:
-      - The run's id, returned as C(lastgood_run_id).  Empty keeps the C(lastgood_run_id) the run already has,
-        or makes one - C(%Y%m%dT%H%M%SZ-<6 hex digits>) in UTC.
+      - The run's id.  Empty takes C(lastgood_run_id), which the run sets first (with C(set_fact): a fact an
+        action returns would reach a fact cache and resume the run the next time).
     type: str
     default: ''
 notes:
@@ -133,7 +134,4 @@ ansible_facts:
     lastgood_gate:
       description: This gate.
       type: dict
-    lastgood_run_id:
-      description: The run's id.
-      type: str
 '''

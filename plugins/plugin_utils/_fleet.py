@@ -109,6 +109,16 @@ def stop_message(entry, host):
     return 'Stopping the run on %s: %s' % (host, entry['message'])
 
 
+def run_gates(gates, run_id):
+    """The gates of run ``run_id`` only.
+
+    Facts an action returns go to Ansible's fact cache; with fact caching on (AWX's fact storage),
+    a later run starts with the gates of an earlier one, which must not count as passed phases.
+    """
+    return dict((phase, entry) for phase, entry in (gates or {}).items()
+                if isinstance(entry, dict) and entry.get('run_id') == run_id)
+
+
 def add_gate(gates, entry):
     """``gates`` (the run's gates so far, by phase; not changed) with ``entry`` added or replacing its phase."""
     updated = dict(gates or {})

@@ -26,7 +26,7 @@ PLAY = '''
           lastgood.rollback.fleet_gate:
             phase: first
             max_fail_percentage: "{{ max_fail | default(0) }}"
-            run_id: "{{ given_run_id | default('') }}"
+            run_id: "{{ given_run_id | default('gate-run') }}"
           run_once: true
           register: first_gate
 
@@ -40,6 +40,7 @@ PLAY = '''
             phase: second
             max_fail_percentage: "{{ max_fail | default(0) }}"
             required_hosts: "{{ required | default([]) }}"
+            run_id: "{{ given_run_id | default('gate-run') }}"
           run_once: true
       rescue:
         - name: Note the rescue
@@ -48,8 +49,7 @@ PLAY = '''
 
     - name: Save what each host sees
       ansible.builtin.copy:
-        content: "{{ {'gates': lastgood_gates, 'gate': lastgood_gate, 'run_id': lastgood_run_id,
-                       'first_run_id': first_gate.ansible_facts.lastgood_run_id} | to_json }}"
+        content: "{{ {'gates': lastgood_gates, 'gate': lastgood_gate} | to_json }}"
         dest: "{{ out }}/{{ inventory_hostname }}.json"
         mode: "0600"
 '''
@@ -87,14 +87,14 @@ def test_a_lagging_required_host_stops_the_others_even_when_the_share_allows_it(
     assert 'required host(s) h2 did not pass' in second['message']
 
 
-def test_the_run_id_is_kept_from_gate_to_gate_and_a_given_one_is_used(tmp_path):
+def test_every_gate_names_the_given_run(tmp_path):
     run, seen = play(tmp_path, given_run_id='gate-run-1', fail_on=[])
-    assert {host['run_id'] for host in seen.values()} == {'gate-run-1'}, run.stdout
+    for host in seen.values():
+        assert set(host['gates']) == {'first', 'second'}, run.stdout
+        assert {gate['run_id'] for gate in host['gates'].values()} == {'gate-run-1'}
     assert seen['h2']['gates']['second']['lagging'] == ['h4']
 
 
-def test_a_run_id_is_made_once_when_none_is_given(tmp_path):
-    run, seen = play(tmp_path, fail_on=[])
-    ids = {host['run_id'] for host in seen.values()} | {host['first_run_id'] for host in seen.values()}
-    assert len(ids) == 1, run.stdout
-    assert len(ids.pop().split('-')[-1]) == 6
+def test_a_gate_without_a_run_id_fails_and_says_so(tmp_path):
+    run, seen = play(tmp_path, given_run_id='', fail_on=[])
+    assert 'fleet_gate needs the run id' in run.stdout, run.stdout

@@ -27,6 +27,7 @@ PLAY = '''
           lastgood.rollback.fleet_gate:
             phase: preflight
             max_fail_percentage: "{{ max_fail }}"
+            run_id: outcome-1
           run_once: true
 
         - name: Begin the run on the host
@@ -48,6 +49,7 @@ PLAY = '''
           lastgood.rollback.fleet_gate:
             phase: level2_config
             max_fail_percentage: "{{ max_fail }}"
+            run_id: outcome-1
           run_once: true
 
         - name: Stop the hosts the gate stopped

@@ -165,6 +165,9 @@ class Site:
             (base / host / 'app' / 'app.conf').write_text('good\n')
 
     def run(self, run_id, test_gates, *args, **extra):
+        # Each gate names its run, as fleet_gate writes it (gates of another run do not count).
+        test_gates = dict((phase, dict((name, dict(entry, run_id=run_id)) for name, entry in sofar.items()))
+                          for phase, sofar in test_gates.items())
         variables = dict({'base': str(self.base), 'run_id': run_id, 'test_gates': test_gates,
                           'ansible_python_interpreter': os.path.join(ROOT, '.venv', 'bin', 'python')}, **extra)
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1')

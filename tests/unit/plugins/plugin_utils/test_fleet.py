@@ -191,3 +191,10 @@ def test_classify_reads_summaries_without_failure_or_restore():
 def test_stop_message_names_the_host_before_the_gates_message():
     entry = _fleet.gate('verify', HOSTS, HOSTS, ['web2'], 0)
     assert _fleet.stop_message(entry, 'web1') == 'Stopping the run on web1: ' + entry['message']
+
+
+def test_run_gates_keeps_only_the_gates_of_the_run():
+    gates = {'preflight': {'phase': 'preflight', 'run_id': 'now'}, 'verify': {'phase': 'verify', 'run_id': 'earlier'},
+             'start': {'phase': 'start'}}
+    assert _fleet.run_gates(gates, 'now') == {'preflight': {'phase': 'preflight', 'run_id': 'now'}}
+    assert _fleet.run_gates(None, 'now') == {}
