@@ -63,8 +63,8 @@ options:
     default: []
   run_id:
     description:
-      - The run's id.  Empty takes C(lastgood_run_id), which the run sets first (with C(set_fact): a fact an
-        action returns would reach a fact cache and resume the run the next time).
+      - The run's id.  Empty takes C(lastgood_run_id), which the run sets first with C(set_fact) - a fact an
+        action returns would reach a fact cache and resume the run the next time.
     type: str
     default: ''
 notes:
