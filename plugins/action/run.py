@@ -121,6 +121,8 @@ class ActionModule(ActionBase):
         state = args['state']
         if state == 'begin':
             result.update(self._begin())
+        elif state == 'checkpoint':
+            result.update(self._checkpoint())
         elif state == 'phase':
             result.update(self._phase(args))
         elif state == 'rescue':
@@ -160,7 +162,7 @@ class ActionModule(ActionBase):
 
     def _phase(self, args):
         phase = args['phase']
-        if phase == 'start' or 'attempt' not in self._host:
+        if phase == 'start' or not args['record'] or 'attempt' not in self._host:
             # the start gate, or a phase before the run began here (preflight): nothing to record
             result = {'changed': False, 'msg': 'Phase %s passed; nothing to record.' % phase}
         else:
@@ -179,6 +181,13 @@ class ActionModule(ActionBase):
                                  self._var('ansible_failed_result'))
         return self._module(host=self._host, failure=failure,
                             passed_phases=_fleet.passed_phases(gates, self._host_name, args['phases']))
+
+    def _checkpoint(self):
+        result = self._module(host=self._host)
+        if not result.get('failed'):
+            # what the host recorded this attempt, for the phase step after the gate
+            self._host = result['ansible_facts']['lastgood_host']
+        return result
 
     def _end(self):
         result = self._module(host=self._host)

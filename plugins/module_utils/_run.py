@@ -18,10 +18,7 @@ import re
 
 from . import _audit, _lock, _state
 from ._fsatomic import atomic_write_text, makedirs_durable, read_bytes
-from ._manifest import ManifestError
-from ._restore import RestoreError, restore
 from ._result import unescape_names
-from ._store import Store, StoreError
 
 NO_CHECKPOINT_MESSAGE = 'No checkpoint was taken yet, so nothing on this host was changed by the run.'
 DRIFT_SHOWN = 5
@@ -213,6 +210,11 @@ def _run_steps(steps, warn):
 
 def restore_checkpoint(run, apply_command, run_command, warn):
     """Restore the run's checkpoint (verified after the swap), compare the live paths with it, reapply."""
+    # The store and the restore engine are imported by the steps that use them: every step of a run
+    # imports this file, and compiling them costs a tenth of a second on each (docs/performance.md).
+    from ._manifest import ManifestError
+    from ._restore import RestoreError, restore
+    from ._store import Store, StoreError
     try:
         store = Store(run.backup_root, run.set_name)
         result = restore(store, ref=run.checkpoint, paths=unescape_names(run.checkpoint_paths) or None,
@@ -271,7 +273,40 @@ def truncate(text, length, end='...', leeway=5):
     return text[:length - len(end)].rsplit(' ', 1)[0] + end
 
 
-def end(run, host, check=False, warn=None):
+def checkpoint(run, host, paths, excludes, mark_lastgood, check=False, warn=None):
+    """Take the run's checkpoint and record the ``checkpoint`` phase in one step; returns ``(host, changed, result)``.
+
+    ``result`` is the backup's result, None when an earlier attempt took the checkpoint (the phase is kept
+    over restores: a resumed run never takes it again).  The store verifies the staged copy against its
+    manifest before it publishes the backup, so a checkpoint that exists is a verified one.
+    """
+    warn = warn or (lambda message: None)
+    host = run.new_host(host)
+    if 'checkpoint' in host.get('completed', []):
+        return host, False, None
+    if not run.checkpoint:
+        raise RunError('the run has no checkpoint name (checkpoint) to take')
+    from ._manifest import ManifestError
+    from ._store import Store, StoreError
+    store = Store(run.backup_root, run.set_name)
+    try:
+        if not check:
+            # before anything else: settle an interrupted restore's journal and remove leftovers
+            store.recover()
+        result = store.create(unescape_names(paths), name=run.checkpoint, excludes=excludes,
+                              mark_lastgood=mark_lastgood, check_mode=check)
+    except (StoreError, ManifestError, OSError) as exc:
+        raise RunError('taking checkpoint %s failed: %s' % (run.checkpoint, exc))
+    for warning in result.pop('warnings', []):
+        warn(warning)
+    for path in result.get('missing', []):
+        warn('%s does not exist; the checkpoint records it as absent' % path)
+    record_phase(run, host, 'checkpoint', {'checkpoint': run.checkpoint, 'lastgood': bool(mark_lastgood)},
+                 check=check)
+    return host, True, result
+
+
+def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
     """Audit ``run_end``, finish the run state, release the lock, read this run's audit events; returns ``(host, changed)``.
 
     The run ends on each host before the fleet's outcome is summed up, so ``run_end`` records the
@@ -281,6 +316,10 @@ def end(run, host, check=False, warn=None):
     host = run.new_host(host)
     outcome = host.get('outcome') or 'success'
     host['outcome'] = outcome
+    if last_phase and outcome == 'success' and 'attempt' in host:
+        # the run's last phase, recorded here so that it costs no step of its own; a failure to record it
+        # fails the step (the phase would be done again by a resumed run, nothing worse)
+        record_phase(run, host, last_phase, artifacts or {}, check=check)
     steps = [('recording the end of the run in the audit log', lambda: run.audit(
         'run_end', level='info' if outcome == 'success' else 'error', check=check, detail={
             'outcome': outcome, 'fleet_outcome': outcome,

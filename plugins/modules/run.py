@@ -22,17 +22,24 @@ description:
     O(keep_phases) always count.  When the host is in the C(stop) list of the latest fleet gate
     (C(lastgood_gate), see C(lastgood.rollback.fleet_gate)) it fails with the gate's message first, without
     touching the host.  When anything after taking the lock fails, the lock is released again.
+  - O(state=checkpoint) takes the run's checkpoint of O(paths) - a backup named O(checkpoint) in the store,
+    verified against its manifest before it is published (see M(lastgood.rollback.backup)) - and records the
+    C(checkpoint) phase in the same module run; the backup's result is RV(checkpoint_result).  A checkpoint an
+    earlier attempt completed is not taken again.
   - O(state=phase) records O(phase) as completed with its O(artifacts) and the attempt (run state and a
     C(run_phase_done) audit event), unless an earlier attempt completed it.  Then it fails the host when the
     phase's fleet gate (C(lastgood_gates[phase])) stopped it, with the gate's message.  A phase before
-    O(state=begin) (for example C(preflight)) and the phase C(start) record nothing, only the gate is checked.
+    O(state=begin) (for example C(preflight)) and the phase C(start) record nothing, only the gate is checked;
+    so does O(record=false), for a phase another step records (C(state=checkpoint), or C(state=end) with
+    O(phase)).
   - O(state=rescue) is for the rescue section.  It works out from the task variables where the run failed
     (C(ansible_failed_task), C(ansible_failed_result), and from the fleet gates whether a gate stopped this host
     because others failed), restores the checkpoint when the host got past the C(checkpoint) phase (verified
     after the swap, see M(lastgood.rollback.restore)), compares the live paths with it, runs O(apply_command)
     when the restore changed anything, and records C(run_failed) and C(run_checkpoint_restored) in the audit
     log and the failure in the run state.  It never fails on its own account.
-  - O(state=end) records C(run_end), marks the run state finished on a host that succeeded, releases the lock
+  - O(state=end) first records O(phase) with its O(artifacts) when given and the run did not fail on this host
+    (the run's last phase, so that it costs no step of its own), then records C(run_end), marks the run state finished on a host that succeeded, releases the lock
     (not on a host whose checkpoint could not be restored - it is in no known state, and a rerun with the
     same run id takes the lock again), then reads this run's events from the audit log and verifies its hash
     chain into C(lastgood_host.events) and C(lastgood_host.audit).  It never fails on its own account.
@@ -60,7 +67,7 @@ options:
   state:
     description: The step of the run.
     type: str
-    choices: [begin, phase, rescue, end, close]
+    choices: [begin, checkpoint, phase, rescue, end, close]
     required: true
   run_id:
     description:
@@ -122,8 +129,28 @@ options:
     type: dict
     default: {}
   phase:
-    description: O(state=phase) - the phase just completed.  Required with O(state=phase).
+    description:
+      - O(state=phase) - the phase just completed.  Required with O(state=phase).
+      - O(state=end) - the run's last phase, recorded first when the run did not fail on this host.
     type: str
+  record:
+    description: O(state=phase) - record the phase (V(false) - only check whether its fleet gate stopped this host).
+    type: bool
+    default: true
+  paths:
+    description: O(state=checkpoint) - the paths the checkpoint backs up.
+    type: list
+    elements: path
+    default: []
+  exclude:
+    description: O(state=checkpoint) - patterns left out of the checkpoint (see M(lastgood.rollback.backup)).
+    type: list
+    elements: str
+    default: []
+  mark_lastgood:
+    description: O(state=checkpoint) - mark the checkpoint as the set's last known good.
+    type: bool
+    default: false
   artifacts:
     description:
       - O(state=phase) - what the phase produced (ids, paths, counts); kept in the run state and the audit log.
@@ -244,9 +271,18 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+checkpoint_result:
+  description:
+    - O(state=checkpoint) - the backup's result as M(lastgood.rollback.backup) returns it (C(id), C(path),
+      C(manifest), C(files), C(bytes), C(new_backup), C(lastgood), C(verified), C(missing)); empty when an
+      earlier attempt took the checkpoint.
+  returned: O(state=checkpoint)
+  type: dict
+  sample: {id: run-20261207T200000Z-4f2a9c, files: 3, bytes: 912, new_backup: true, verified: true}
 ansible_facts:
   description: The fact C(lastgood_host), this host's record of the run after the step.
-  returned: O(state=begin), O(state=phase), O(state=rescue) and O(state=end), unless the step fails the host
+  returned: O(state=begin), O(state=checkpoint), O(state=phase), O(state=rescue) and O(state=end), unless the step
+    fails the host
   type: dict
   contains:
     lastgood_host:
@@ -277,7 +313,7 @@ from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _
 from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 ARGUMENT_SPEC = dict(
-    state=dict(type='str', required=True, choices=['begin', 'phase', 'rescue', 'end', 'close']),
+    state=dict(type='str', required=True, choices=['begin', 'checkpoint', 'phase', 'rescue', 'end', 'close']),
     run_id=dict(type='str', required=True),
     operation=dict(type='str', default='rollback'),
     level=dict(type='int', default=0),
@@ -294,6 +330,10 @@ ARGUMENT_SPEC = dict(
     user=dict(type='str', default=''),
     meta=dict(type='dict', default={}),
     phase=dict(type='str'),
+    record=dict(type='bool', default=True),
+    paths=dict(type='list', elements='path', default=[]),
+    exclude=dict(type='list', elements='str', default=[]),
+    mark_lastgood=dict(type='bool', default=False),
     artifacts=dict(type='dict', default={}),
     apply_command=dict(type='list', elements='str', default=[]),
     restore_on_failure=dict(type='bool', default=True),
@@ -321,6 +361,13 @@ def step(module):
         else:
             msg = 'Started run %s (attempt %s) on this host.' % (run.run_id, host['attempt'])
         return {'changed': changed, 'msg': msg, 'ansible_facts': {'lastgood_host': host}}
+    if state == 'checkpoint':
+        host, changed, taken = _run.checkpoint(run, params['host'], params['paths'], params['exclude'],
+                                               params['mark_lastgood'], check=check, warn=module.warn)
+        msg = ('Checkpoint %s taken and recorded.' % run.checkpoint if taken is not None
+               else 'Checkpoint %s was taken by an earlier attempt of the run.' % run.checkpoint)
+        return {'changed': changed, 'msg': msg, 'checkpoint_result': taken or {},
+                'ansible_facts': {'lastgood_host': host}}
     if state == 'phase':
         host = run.new_host(params['host'])
         changed = _run.record_phase(run, host, params['phase'], params['artifacts'], check=check)
@@ -333,7 +380,8 @@ def step(module):
                                     lambda argv: _run_command(module, argv), check=check, warn=module.warn)
         return {'changed': changed, 'msg': host['restore']['message'], 'ansible_facts': {'lastgood_host': host}}
     if state == 'end':
-        host, changed = _run.end(run, params['host'], check=check, warn=module.warn)
+        host, changed = _run.end(run, params['host'], check=check, warn=module.warn, last_phase=params['phase'],
+                                 artifacts=params['artifacts'])
         return {'changed': changed, 'msg': 'Run %s ended on this host: %s.' % (run.run_id, host['outcome']),
                 'ansible_facts': {'lastgood_host': host}}
     directory, changed = _run.write_report(params['report_dir'], run.run_id, params['report_documents'] or {},
