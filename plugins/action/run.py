@@ -49,6 +49,11 @@ def phase_gate(gates, latest, phase):
     return latest if (latest or {}).get('phase') == phase else None
 
 
+def gate_mark(gate):
+    """What a run step that stops a host puts in its failed result, for the rescue: the gate's phase and lagging hosts."""
+    return {'phase': gate.get('phase'), 'lagging': list(gate.get('lagging') or [])}
+
+
 def failure_record(gates, host_name, phases, failed_task, failed_result):
     """Where and why the run failed on ``host_name``, as the rescue records it.
 
@@ -56,8 +61,14 @@ def failure_record(gates, host_name, phases, failed_task, failed_result):
     A host a gate stopped got through its own phase: the phase is that gate's, the failed hosts are
     the ones the gate counted as lagging; otherwise the phase is the first one the host did not pass.
     """
-    place = _fleet.failure_place(gates, host_name, phases)
     result = failed_result or {}
+    stopped = result.get('stopped_by_gate')
+    if isinstance(stopped, dict) and stopped.get('phase'):
+        # the run step that failed this host said which gate stopped it (a gate whose entry a later gate of
+        # the same phase replaced, as deploy_staged takes one per stage, still names it here)
+        place = {'phase': stopped['phase'], 'stopped_by_fleet': True, 'failed_hosts': list(stopped.get('lagging') or [])}
+    else:
+        place = _fleet.failure_place(gates, host_name, phases)
     message = '' if result.get('msg') is None else str(result.get('msg'))
     stderr = str(result.get('stderr') or '').strip()
     if stderr:
@@ -154,7 +165,8 @@ class ActionModule(ActionBase):
     def _begin(self):
         gate = self._gates()[1]
         if stopped_by(gate, self._host_name):
-            return {'failed': True, 'changed': False, 'msg': stop_message(gate, self._host_name)}
+            return {'failed': True, 'changed': False, 'msg': stop_message(gate, self._host_name),
+                    'stopped_by_gate': gate_mark(gate)}
         result = self._module()
         if not result.get('failed'):
             result['ansible_facts']['lastgood_host']['started'] = utc_now()
@@ -171,7 +183,7 @@ class ActionModule(ActionBase):
                 return result
         gate = phase_gate(*self._gates(), phase=phase)
         if stopped_by(gate, self._host_name):
-            result.update(failed=True, msg=stop_message(gate, self._host_name))
+            result.update(failed=True, msg=stop_message(gate, self._host_name), stopped_by_gate=gate_mark(gate))
             result.pop('ansible_facts', None)
         return result
 
@@ -184,9 +196,13 @@ class ActionModule(ActionBase):
 
     def _checkpoint(self):
         result = self._module(host=self._host)
-        if not result.get('failed'):
-            # what the host recorded this attempt, for the phase step after the gate
-            self._host = result['ansible_facts']['lastgood_host']
+        taken = result.get('checkpoint_result')
+        if not result.get('failed') and taken:
+            # for AWX workflow nodes, as the checkpoint role publishes it
+            result['ansible_stats'] = {'data': {'lastgood_checkpoint': {
+                'id': taken.get('id'), 'hosts': {self._host_name: {
+                    'verified': taken.get('verified', False), 'files': taken.get('files'),
+                    'bytes': taken.get('bytes')}}}}, 'per_host': False, 'aggregate': True}
         return result
 
     def _end(self):

@@ -51,7 +51,7 @@ options:
     type: dict
     default:
       preflight: preflight_result
-      checkpoint: lastgood_checkpoint_result
+      checkpoint: lastgood_checkpoint_result.checkpoint_result
       action: lastgood_action_result
       verify: verify_result
   host_var:

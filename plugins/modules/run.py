@@ -24,8 +24,9 @@ description:
     touching the host.  When anything after taking the lock fails, the lock is released again.
   - O(state=checkpoint) takes the run's checkpoint of O(paths) - a backup named O(checkpoint) in the store,
     verified against its manifest before it is published (see M(lastgood.rollback.backup)) - and records the
-    C(checkpoint) phase in the same module run; the backup's result is RV(checkpoint_result).  A checkpoint an
-    earlier attempt completed is not taken again.
+    C(checkpoint) phase in the same module run; the backup's result is RV(checkpoint_result), and
+    C(lastgood_checkpoint) (id, and per host verified, files, bytes) goes to the run's custom stats for AWX
+    workflow nodes.  A checkpoint an earlier attempt completed is not taken again.
   - O(state=phase) records O(phase) as completed with its O(artifacts) and the attempt (run state and a
     C(run_phase_done) audit event), unless an earlier attempt completed it.  Then it fails the host when the
     phase's fleet gate (C(lastgood_gates[phase])) stopped it, with the gate's message.  A phase before
@@ -194,7 +195,7 @@ options:
     type: dict
     default:
       preflight: preflight_result
-      checkpoint: lastgood_checkpoint_result
+      checkpoint: lastgood_checkpoint_result.checkpoint_result
       action: lastgood_action_result
       verify: verify_result
   host:
@@ -340,7 +341,7 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type='path', default='/var/lib/lastgood/reports'),
     fleet=dict(type='dict', default={}),
     report_documents=dict(type='dict'),
-    result_vars=dict(type='dict', default={'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result',
+    result_vars=dict(type='dict', default={'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result.checkpoint_result',
                                            'action': 'lastgood_action_result', 'verify': 'verify_result'}),
     host=dict(type='dict', default={}),
     failure=dict(type='dict', default={}),

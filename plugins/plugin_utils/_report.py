@@ -25,7 +25,7 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
                          'roles', 'report', 'templates')
 DEFAULT_AUDIT_LOG = '/var/log/lastgood/audit.jsonl'
 # Where each phase's result is on a host, by phase: the name of the host's variable (``name.key`` reads a key).
-RESULT_VARS = {'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result',
+RESULT_VARS = {'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result.checkpoint_result',
                'action': 'lastgood_action_result', 'verify': 'verify_result'}
 EMPTY = {'hosts': {}, 'timeline': [], 'unchecked_hosts': []}
 

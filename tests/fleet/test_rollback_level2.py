@@ -127,7 +127,7 @@ def test_host_killed_mid_rollback_stops_the_fleet_and_a_rerun_with_the_same_run_
     rerun = fleet.ansible_playbook(PLAYBOOK, *rollback_args(tmp_path, 'kill-resume'), env=ENV)
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert 'Resuming run kill-resume' in rerun.stdout
+    assert 'Resuming run kill-resume' in rerun.stdout + rerun.stderr
     report = fleet_report(tmp_path)
     assert report['run']['outcome'] == 'success'
     for name in HOSTS:

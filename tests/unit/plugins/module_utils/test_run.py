@@ -354,3 +354,47 @@ def test_write_report_refuses_a_document_name_that_is_not_a_file_name(work, name
     with pytest.raises(_run.RunError, match='not a plain file name'):
         _run.write_report(str(work / 'reports'), RUN, {name: 'x'})
     assert not (work / 'reports').exists()
+
+
+def test_checkpoint_takes_a_verified_backup_and_records_the_phase_in_one_step(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    host, changed, taken = _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    assert changed and taken['id'] == 'cp-1' and taken['new_backup'] and taken['verified'] is True
+    assert Store(str(work / 'store'), 'app').resolve('cp-1')['complete']
+    recorded = _state.load(str(work / 'runs'), RUN)
+    assert 'checkpoint' in recorded['completed_phases']
+    assert recorded['artifacts']['checkpoint'] == {'checkpoint': 'cp-1', 'lastgood': False, 'attempt': 1}
+    assert [event['detail']['phase'] for event in events(work, 'run_phase_done')] == ['checkpoint']
+
+
+def test_checkpoint_an_earlier_attempt_took_is_not_taken_again(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    (work / 'app' / 'app.conf').write_text('changed by the failed attempt\n')
+    host = dict(host, completed=['checkpoint'])
+    host, changed, taken = _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    assert not changed and taken is None
+    assert len(events(work, 'run_phase_done')) == 1
+
+
+def test_checkpoint_in_check_mode_writes_nothing(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, check=True)
+    _run.checkpoint(run, host, [str(work / 'app')], [], False, check=True)
+    assert not (work / 'store').exists() and not (work / 'runs').exists() and not (work / 'log').exists()
+
+
+def test_end_records_the_last_phase_only_when_the_run_did_not_fail_on_the_host(work):
+    run, host = passed_checkpoint_run(work)
+    host, _changed = _run.end(run, host, last_phase='verify', artifacts={'verified': True})
+    recorded = _state.load(str(work / 'runs'), RUN)
+    assert recorded['status'] == 'finished' and recorded['artifacts']['verify'] == {'verified': True, 'attempt': 1}
+    assert [event['event'] for event in events(work)][-2:] == ['run_phase_done', 'run_end']
+
+    failed_run = settings(work, run_id='run-8')
+    failed, _changed = _run.begin(failed_run, {})
+    failed['outcome'] = 'failed'
+    _run.end(failed_run, failed, last_phase='verify', artifacts={'verified': False})
+    assert 'verify' not in _state.load(str(work / 'runs'), 'run-8')['completed_phases']
