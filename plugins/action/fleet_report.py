@@ -26,7 +26,6 @@ ARGUMENT_SPEC = {
     'controller_dir': {'type': 'path', 'default': '~/.lastgood/reports'},
     'report_dir': {'type': 'str', 'default': '/var/lib/lastgood/reports'},
     'audit_log': {'type': 'str', 'default': _report.DEFAULT_AUDIT_LOG},
-    'print': {'type': 'bool', 'default': True},
     'host_documents': {'type': 'bool', 'default': False},
 }
 # Writing the report takes a moment: a lock left by a play that died is taken over after this.
@@ -107,9 +106,9 @@ class ActionModule(ActionBase):
             _fsatomic.makedirs_durable(directory, mode=0o750)
             report, texts = _locked(directory, 'report-%s' % secrets.token_hex(6), write)
         outcome = _report.report_result(report, directory, args['report_dir'])
-        if args['print']:
-            self._display.display(texts['report.md'])
         result.update(
+            # shown by a debug task of the play: printing here would break a callback that writes JSON
+            report_md=texts['report.md'],
             changed=not self._task.check_mode,
             msg='Fleet report of run %s (%s) %s %s.' % (
                 outcome['run_id'], outcome['outcome'], 'would be written to' if self._task.check_mode else 'written to',

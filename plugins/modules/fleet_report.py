@@ -24,7 +24,8 @@ description:
     is replaced.
   - Sets the fact C(report_result), publishes C(lastgood_report) (run_id, outcome, file paths,
     checksums_verified, audit_chains_verified, per-host outcomes) for AWX workflow nodes as C(set_stats) would,
-    and prints the report (O(print)).
+    and returns the report's text (RV(report_md)) for a C(debug) task to show - printing it from the action
+    would break a stdout callback that writes JSON (AWX's, C(ansible.posix.json)).
   - Each host's own report (C(<report_dir>/<run_id>/report.md), C(report.json)) is written on the host by
     M(lastgood.rollback.run) with C(state=close), or by the role lastgood.rollback.report from RV(host_documents).
 author:
@@ -34,7 +35,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Check mode builds the report and prints it, and writes nothing.
+    details: Check mode builds the report and returns it, and writes nothing.
   diff_mode:
     support: none
   idempotent:
@@ -75,10 +76,6 @@ options:
     description: The audit log on each host, named in the post-mortem for hosts whose events could not be read.
     type: str
     default: /var/log/lastgood/audit.jsonl
-  print:
-    description: Print the fleet report.
-    type: bool
-    default: true
   host_documents:
     description: Also return each host's own report (RV(host_documents)), for a play that writes them itself.
     type: bool
@@ -99,6 +96,10 @@ EXAMPLES = r'''
 RETURN = r'''
 msg:
   description: Where the report was written.
+  returned: always
+  type: str
+report_md:
+  description: The fleet report in Markdown, as written to C(report.md).
   returned: always
   type: str
 ansible_facts:

@@ -60,8 +60,14 @@ PLAY = '''
       lastgood.rollback.fleet_report:
         controller_dir: "{{ out }}/controller"
         report_dir: /var/lib/lastgood/reports
-        print: "{{ print_it | default(false) }}"
+      register: written_report
       run_once: true
+
+    - name: Show the report
+      ansible.builtin.debug:
+        msg: "{{ written_report.report_md }}"
+      run_once: true
+      when: print_it | default(false)
 
     - name: Save what the hosts see
       ansible.builtin.copy:
