@@ -44,6 +44,7 @@ class ActionModule(ActionBase):
         # Only this run's gates: an earlier run's may come back from a fact cache.
         gates = _fleet.add_gate(_fleet.run_gates(plain(self._templar.template(task_vars.get('lastgood_gates'))), run_id),
                                 entry)
+        entry = gates[entry['phase']]
         result.update(changed=False, msg=entry['message'], gate=entry,
                       ansible_facts={'lastgood_gates': gates, 'lastgood_gate': entry})
         return result

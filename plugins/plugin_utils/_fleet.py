@@ -119,17 +119,37 @@ def run_gates(gates, run_id):
                 if isinstance(entry, dict) and entry.get('run_id') == run_id)
 
 
+def _passed(entry):
+    """The hosts through an entry's phase: the ones it records, else its population less the lagging ones."""
+    if 'passed' in entry:
+        return list(entry['passed'])
+    return [host for host in entry.get('population', ()) if host not in entry.get('lagging', ())]
+
+
 def add_gate(gates, entry):
-    """``gates`` (the run's gates so far, by phase; not changed) with ``entry`` added or replacing its phase."""
+    """``gates`` (the run's gates so far, by phase; not changed) with ``entry`` added or replacing its phase.
+
+    A phase gated more than once (deploy_staged gates each stage) keeps every host that got through it
+    at any of its gates in ``passed``: a host that passed ``deploy`` in its own stage and failed ``verify``
+    lags at a later stage's ``deploy`` gate, but it did get through ``deploy``.
+    """
     updated = dict(gates or {})
+    earlier = updated.get(entry['phase'])
+    through = _passed(earlier) if earlier else []
+    now = [host for host in entry.get('population', ()) if host not in entry.get('lagging', ())]
+    entry = dict(entry, passed=through + [host for host in now if host not in through])
     updated[entry['phase']] = entry
     return updated
 
 
 def passed(gates, host, phase):
-    """Whether ``host`` got through ``phase``: its gate was taken and the host was not lagging there."""
+    """Whether ``host`` got through ``phase``: at one of the phase's gates it was counted and not lagging."""
     entry = (gates or {}).get(phase)
-    return entry is not None and host not in entry.get('lagging', ())
+    if entry is None:
+        return False
+    if 'passed' in entry:
+        return host in entry['passed']
+    return host not in entry.get('lagging', ())
 
 
 def passed_phases(gates, host, phases):

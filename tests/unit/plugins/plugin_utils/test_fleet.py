@@ -198,3 +198,13 @@ def test_run_gates_keeps_only_the_gates_of_the_run():
              'start': {'phase': 'start'}}
     assert _fleet.run_gates(gates, 'now') == {'preflight': {'phase': 'preflight', 'run_id': 'now'}}
     assert _fleet.run_gates(None, 'now') == {}
+
+
+def test_a_phase_gated_per_stage_keeps_every_host_that_got_through_it():
+    first = {'phase': 'deploy', 'run_id': 'r', 'population': ['a', 'b'], 'lagging': [], 'stop': []}
+    gates = _fleet.add_gate({}, first)
+    # b then fails its verification; the next stage's deploy gate counts it as lagging
+    later = {'phase': 'deploy', 'run_id': 'r', 'population': ['a', 'b', 'c'], 'lagging': ['b'], 'stop': []}
+    gates = _fleet.add_gate(gates, later)
+    assert gates['deploy']['passed'] == ['a', 'b', 'c']
+    assert _fleet.passed(gates, 'b', 'deploy') and not _fleet.passed(gates, 'd', 'deploy')
