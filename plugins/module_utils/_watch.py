@@ -30,6 +30,7 @@ DEFAULT_METRIC_NAMES = {
     'session_success_rate': 'app_session_success_rate_percent',
     'quality_score': 'app_quality_score',
     'resource_usage': 'app_resource_usage_percent',
+    'integration_test_failure_rate': 'app_integration_test_failure_rate_percent',
     'latency_seconds': 'app_request_latency_seconds',
 }
 
@@ -133,6 +134,22 @@ def numeric_overrides(rule_overrides):
             fields['enabled'] = fields['enabled'].strip().lower() in ('1', 'true', 'yes', 'on')
         fixed[name] = fields
     return fixed
+
+
+def numeric_breaker(overrides):
+    """Circuit-breaker overrides with numbers as numbers (rulebook variables may arrive as text)."""
+    fixed = dict(overrides or {})
+    for key, value in fixed.items():
+        if isinstance(value, str) and key in _NUMERIC_BREAKER_FIELDS:
+            try:
+                fixed[key] = float(value)
+            except ValueError:
+                raise _decide.DecisionError('circuit_breaker.%s: %r is not a number' % (key, value))
+    return fixed
+
+
+_NUMERIC_BREAKER_FIELDS = ('violation_window_minutes', 'min_violations', 'session_window', 'success_rate_below',
+                           'intervention_wait_minutes')
 
 
 def summary(decision):

@@ -24,6 +24,8 @@ METRICS = {
     'session_success_rate': ('app_session_success_rate_percent', 'Share of sessions that ended well, percent.', 99),
     'quality_score': ('app_quality_score', 'Answer quality score, 0-100.', 92),
     'resource_usage': ('app_resource_usage_percent', 'CPU and memory use, percent of the limit.', 35),
+    'integration_test_failure_rate': ('app_integration_test_failure_rate_percent',
+                                      'Share of the integration tests failing against this host, percent.', 0),
     'latency_seconds': ('app_request_latency_seconds', 'Median request latency over the last minute.', 0.08),
 }
 

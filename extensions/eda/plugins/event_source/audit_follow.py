@@ -29,12 +29,17 @@ description:
     incident and puts one C(trigger) event on the queue.  Incidents are kept in O(state_dir).
   - A missing or unreadable log gives one C(target_error) event and is retried with a back-off; it never ends the rulebook.
 options:
+  logs:
+    description:
+      - The audit logs to follow, each C({host, path}); C(host) is the inventory name of the host the log
+        belongs to (the host a rollback acts on).  A log on another machine must be readable here (shipped,
+        or on a shared mount).
+    type: list
   path:
-    description: The audit log to follow.
+    description: One audit log to follow, instead of O(logs).
     type: str
-    required: true
   host:
-    description: Inventory name of the host the log belongs to (the host a rollback acts on).
+    description: Inventory name of the host O(path) belongs to.
     type: str
     default: localhost
   forward:
@@ -127,11 +132,11 @@ class LogFollower:
 
 
 class AuditWatch:
-    def __init__(self, settings, incidents):
-        self.settings = settings
-        self.host = settings['host']
+    def __init__(self, log, settings, incidents):
+        self.settings = dict(settings, path=log['path'])
+        self.host = log['host']
         self.incidents = incidents
-        self.follower = LogFollower(settings['path'])
+        self.follower = LogFollower(log['path'])
         self.records = collections.deque(maxlen=settings['keep'])
         self.failures = 0
         self.error = None
@@ -189,15 +194,19 @@ class AuditWatch:
 
 
 def settings_from(args):
-    if not args.get('path'):
-        raise ValueError('path (the audit log to follow) is required')
+    logs = args.get('logs') or ([{'path': args['path'], 'host': args.get('host') or 'localhost'}]
+                                if args.get('path') else [])
+    if not isinstance(logs, list) or not logs:
+        raise ValueError('logs (a list of {host, path}) or path is required')
+    for log in logs:
+        if not isinstance(log, dict) or not log.get('path') or not log.get('host'):
+            raise ValueError('every log needs host and path: %r' % (log,))
     overrides = _watch.numeric_overrides(args.get('rule_overrides') or {})
-    breaker = dict(args.get('circuit_breaker') or {})
+    breaker = _watch.numeric_breaker(args.get('circuit_breaker') or {})
     _decide.effective_rules(None, overrides)
     _decide.effective_breaker(breaker)
     return {
-        'path': os.path.expanduser(str(args['path'])),
-        'host': str(args.get('host') or 'localhost'),
+        'logs': [{'host': str(log['host']), 'path': os.path.expanduser(str(log['path']))} for log in logs],
         'forward': list(args.get('forward') or ['security_violation', 'session_end']),
         'rule_overrides': overrides,
         'circuit_breaker': breaker,
@@ -217,9 +226,11 @@ async def main(queue, args):
                                summary='%s cannot start: %s; nothing is watched' % (SOURCE, exc)))
         while True:
             await asyncio.sleep(3600)
-    incidents = _watch.Incidents(os.path.join(settings['state_dir'], '%s-%s.json' % (SOURCE, settings['host'])),
-                                 settings['clear_after'])
-    watch = AuditWatch(settings, incidents)
+    incidents = _watch.Incidents(os.path.join(settings['state_dir'], SOURCE + '.json'), settings['clear_after'])
+    await asyncio.gather(*[follow(queue, AuditWatch(log, settings, incidents)) for log in settings['logs']])
+
+
+async def follow(queue, watch):
     while True:
         try:
             events = watch.poll()
@@ -227,7 +238,8 @@ async def main(queue, args):
             # A source that raises ends the rulebook: anything unforeseen becomes an event instead.
             watch.failures += 1
             events = [_event('target_error', watch.host, error='%s: %s' % (type(exc).__name__, exc),
-                             summary='%s: unexpected error following %s: %s' % (watch.host, settings['path'], exc))]
+                             summary='%s: unexpected error following %s: %s'
+                                     % (watch.host, watch.settings['path'], exc))]
         for event in events:
             await queue.put(event)
         await asyncio.sleep(watch.delay())
