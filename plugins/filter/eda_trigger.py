@@ -13,8 +13,8 @@ description:
   - Takes the C(ansible_eda) variable that ansible-rulebook (or an EDA controller activation) passes to the
     playbook it starts and returns C({source, hosts, incident, metrics, conditions, summary, rule, ruleset}).
   - Understands the events of the collection's sources (C(lastgood.rollback.health_metrics),
-    C(lastgood.rollback.audit_follow)) and Alertmanager webhook payloads received by C(eda.builtin.webhook):
-    each firing alert contributes its C(lastgood_condition) label as a condition, or its C(lastgood_metric)
+    C(lastgood.rollback.audit_follow)) and Alertmanager webhook payloads received by C(eda.builtin.webhook).
+  - For Alertmanager, each firing alert contributes its C(lastgood_condition) label as a condition, or its C(lastgood_metric)
     label with the C(value) annotation (or label) as a metric; its C(host) label (else the host part of
     C(instance)) names the host; the incident is the alert group's key.
   - Fails with a message naming what is missing when the event is neither.

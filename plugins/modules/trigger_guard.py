@@ -18,7 +18,7 @@ description:
     O(cooldown_minutes) ago (a flapping metric).  Otherwise it is granted, recorded with O(record) and a
     new run id, and kept in O(state_file), so the decision survives restarts.
   - Every claim, granted or refused, is written to the O(audit_log) with the rule and the event that asked for it.
-  - Runs where the state file is (normally the controller, C(delegate_to: localhost)).
+  - Runs on the host that holds the state file, normally the controller (C(delegate_to) V(localhost)).
 author:
   - lastgood.rollback developers (@lastgood)
 extends_documentation_fragment:

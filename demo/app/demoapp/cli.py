@@ -133,7 +133,7 @@ def cmd_sessions(args):
 def cmd_simulate(args):
     document = {} if args.clear else metrics.read_simulation(args.root)
     for assignment in args.values:
-        name, _, value = assignment.partition('=')
+        name, value = assignment.partition('=')[::2]
         if name not in metrics.METRICS:
             raise ValueError('unknown metric %s (known: %s)' % (name, ', '.join(sorted(metrics.METRICS))))
         document.setdefault('values', {})[name] = float(value)

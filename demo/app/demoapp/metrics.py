@@ -70,6 +70,6 @@ def render(snap, simulation):
               '# HELP app_feature_enabled 1 when the feature is enabled.', '# TYPE app_feature_enabled gauge']
     for flag, enabled in sorted(snap.flags.items()):
         if flag.endswith('.enabled'):
-            lines.append('app_feature_enabled{host="%s",feature="%s"} %d' % (host, flag[:-len('.enabled')],
-                                                                           1 if enabled else 0))
+            feature = flag[:-len('.enabled')]
+            lines.append('app_feature_enabled{host="%s",feature="%s"} %d' % (host, feature, 1 if enabled else 0))
     return 'text/plain; version=0.0.4', '\n'.join(lines) + '\n'

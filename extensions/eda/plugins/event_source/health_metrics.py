@@ -118,7 +118,7 @@ async def _health(target, timeout):
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.STDOUT)
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+            output = (await asyncio.wait_for(process.communicate(), timeout))[0]
         except asyncio.TimeoutError:
             process.kill()
             await process.wait()
