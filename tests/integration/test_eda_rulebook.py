@@ -11,14 +11,13 @@ import http.server
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 
 import pytest
 import yaml
 
-from lib.eda import ROOT, Rulebook, demo_template, install_demo_app, jsonl, needs_rulebook, wait_for
+from lib.eda import Rulebook, demo_template, install_demo_app, jsonl, needs_level1, needs_rulebook, wait_for
 
 pytestmark = needs_rulebook
 
@@ -183,17 +182,7 @@ def test_pausing_refuses_the_automatic_action_and_says_who_paused(site):
     assert demo.calls() == []
 
 
-def _level1_playbook_runs():
-    """Whether lastgood.rollback.rollback_level1 parses here (it needs the run plugins of issue 14)."""
-    check = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '--syntax-check', '-i',
-                            'localhost,', 'lastgood.rollback.rollback_level1'], cwd=ROOT, capture_output=True,
-                           text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg')),
-                           check=False)
-    return check.returncode == 0
-
-
-@pytest.mark.skipif(not _level1_playbook_runs(), reason='lastgood.rollback.rollback_level1 does not parse here '
-                    '(the run, phase and fleet plugins of issue 14 are not merged yet)')
+@needs_level1
 def test_automatic_level1_end_to_end_turns_the_feature_off_and_the_report_names_the_rule(tmp_path, template):
     app, url = install_demo_app(template, str(tmp_path / 'app'), 'eda')
     rulebook = None

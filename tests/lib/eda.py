@@ -41,6 +41,20 @@ STUB_LEVEL = '''
 '''
 
 
+def level1_playbook_runs():
+    """Whether lastgood.rollback.rollback_level1 parses here (it needs the run plugins of issue 14)."""
+    check = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '--syntax-check', '-i',
+                            'localhost,', 'lastgood.rollback.rollback_level1'], cwd=ROOT, capture_output=True,
+                           text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg')),
+                           check=False)
+    return check.returncode == 0
+
+
+needs_level1 = pytest.mark.skipif(not level1_playbook_runs(), reason=(
+    'lastgood.rollback.rollback_level1 does not parse here (the run, phase and fleet plugins of issue 14 are not '
+    'merged yet)'))
+
+
 def rulebook_available():
     return os.path.exists(RULEBOOK) and shutil.which('java') is not None
 
@@ -112,7 +126,7 @@ def jsonl(path):
 class Rulebook:
     """ansible-rulebook on one of the collection's rulebooks, output in ``<base>/rulebook-<n>.log``."""
 
-    def __init__(self, base, rulebook, variables, inventory_hosts=('localhost',)):
+    def __init__(self, base, rulebook, variables, inventory_hosts=('localhost',), inventory=None):
         self.base = str(base)
         self.rulebook = rulebook
         self.runs = 0
@@ -121,11 +135,12 @@ class Rulebook:
         self.vars_file = os.path.join(self.base, 'rulebook-vars.yml')
         with open(self.vars_file, 'w') as handle:
             yaml.safe_dump(variables, handle)
-        self.inventory = os.path.join(self.base, 'inventory.yml')
-        hosts = dict((name, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable})
-                     for name in inventory_hosts)
-        with open(self.inventory, 'w') as handle:
-            yaml.safe_dump({'all': {'hosts': hosts}}, handle)
+        self.inventory = inventory or os.path.join(self.base, 'inventory.yml')
+        if not inventory:
+            hosts = dict((name, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable})
+                         for name in inventory_hosts)
+            with open(self.inventory, 'w') as handle:
+                yaml.safe_dump({'all': {'hosts': hosts}}, handle)
 
     def stub_level(self, level, calls):
         path = os.path.join(self.base, 'stub_level%d.yml' % level)
