@@ -42,5 +42,9 @@ def test_only_the_host_whose_error_rate_crossed_gets_the_automatic_level1(make_f
     assert not os.path.exists(fleet.host('host1').path('/srv/app/app.env')) or \
         'PARTY_MODE_ENABLED' not in open(fleet.host('host1').path('/srv/app/app.env')).read()
     with open(str(tmp_path / 'controller' / claimed['run_id'] / 'report.json')) as handle:
-        assert sorted(json.load(handle)['hosts']) == ['host2']
+        document = json.load(handle)
+    assert sorted(document['hosts']) == ['host2']
+    started = [event for event in document['timeline'] if event['event'] == 'auto_rollback_started']
+    assert [event['host'] for event in started] == ['host2']
+    assert started[0]['detail']['message'].startswith('started automatically by error_rate_high')
     assert [record['event'] for record in jsonl(str(tmp_path / 'auto' / 'audit.jsonl'))] == ['auto_action_claimed']

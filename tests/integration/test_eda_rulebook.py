@@ -35,12 +35,16 @@ class Site:
         self.app, self.url = install_demo_app(template, str(base / 'app'), 'eda')
         self.auto = base / 'auto'
         self.calls_file = str(base / 'calls.jsonl')
+        self.host_audit_log = str(base / 'log' / 'audit.jsonl')
         self.rulebook = Rulebook(base, rulebook, {})
+        site_vars = base / 'site.yml'
+        site_vars.write_text(yaml.safe_dump({'lastgood_audit_log': self.host_audit_log}))
         settings = {
             'lastgood_targets': [{'host': 'localhost', 'metrics_url': self.url + '/metrics',
                                   'health_url': self.url + '/health'}],
             'poll_interval': 0.5, 'poll_max_interval': 2, 'clear_after': 2,
             'lastgood_auto_dir': str(self.auto),
+            'site_vars_file': str(site_vars),
             'level1_playbook': self.rulebook.stub_level(1, self.calls_file),
             'level2_playbook': self.rulebook.stub_level(2, self.calls_file),
         }
@@ -89,6 +93,9 @@ def test_a_crossed_threshold_starts_exactly_one_level1_and_says_why(site):
         'error_rate_high', 'Roll back automatically (level 1 or 2)', 1, ['localhost'])
     assert detail['event'] == 'health_metrics event on localhost (error_rate is 25, > 10)'
     assert detail['incident'].startswith('localhost-error_rate_high-')
+    started = [record for record in jsonl(demo.host_audit_log) if record['event'] == 'auto_rollback_started']
+    assert [(record['run_id'], record['detail']['message']) for record in started] == [(calls[0]['run_id'],
+                                                                                      calls[0]['reason'])]
 
 
 def test_a_flapping_metric_starts_no_second_rollback_inside_the_cooldown(site):
@@ -215,6 +222,8 @@ def test_automatic_level1_end_to_end_turns_the_feature_off_and_the_report_names_
                                 glob.glob(str(tmp_path / 'controller' / run_id / 'notify-*-internal.txt')))
         assert 'Why: started automatically by error_rate_high' in notifications
         assert 'on health_metrics event on localhost (error_rate is 25, > 10)' in notifications
+        postmortem = open(os.path.join(os.path.dirname(report[0]), 'postmortem.md')).read()
+        assert 'auto_rollback_started message=started automatically by error_rate_high' in postmortem
         assert [record['event'] for record in jsonl(str(tmp_path / 'auto' / 'audit.jsonl'))] == ['auto_action_claimed']
     finally:
         if rulebook:
