@@ -13,10 +13,13 @@ import os
 import shutil
 import threading
 import time
+import urllib.request
 
 import pytest
 import yaml
 
+from ansible_collections.lastgood.rollback.plugins.module_utils import _audit
+from lib.demo_app import free_port
 from lib.eda import Rulebook, demo_template, install_demo_app, jsonl, needs_level1, needs_rulebook, wait_for
 
 pytestmark = needs_rulebook
@@ -229,3 +232,46 @@ def test_automatic_level1_end_to_end_turns_the_feature_off_and_the_report_names_
         if rulebook:
             rulebook.stop()
         app.run('stop')
+
+
+def test_a_sec_pm_004_violation_in_the_audit_log_starts_level1_at_once(site, tmp_path):
+    log = str(tmp_path / 'app-audit.jsonl')
+    _audit.append(log, 'session_end', detail={'session_id': 's1', 'status': 'success'})
+    demo = site(rulebook='lastgood.rollback.audit_breaker', audit_interval=0.3,
+                lastgood_audit_logs=[{'host': 'localhost', 'path': log}])
+    demo.rulebook.start()
+    demo.rulebook.wait_output('lastgood: localhost: session_end')
+    _audit.append(log, 'security_violation', level='critical', detail={'code': 'SEC-PM-004', 'session_id': 's2'})
+    wait_for(demo.calls, 60, 'the automatic Level 1')
+    claimed = demo.audit('auto_action_claimed')
+    assert len(claimed) == 1 and claimed[0]['detail']['rule'] == 'sec_pm_004_violation'
+    assert claimed[0]['detail']['event'] == \
+        'audit_follow event on localhost (condition sec_pm_004_violation is present)'
+    assert demo.calls()[0]['level'] == 1
+
+
+def _post(url, document):
+    request = urllib.request.Request(url, data=json.dumps(document).encode('utf-8'),
+                                     headers={'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except OSError:
+        return None
+
+
+def test_an_alertmanager_alert_is_decided_and_a_repeated_one_is_the_same_incident(site):
+    port = free_port()
+    demo = site(rulebook='lastgood.rollback.alertmanager', webhook_host='127.0.0.1', webhook_port=port)
+    demo.rulebook.start()
+    alert = {'status': 'firing', 'groupKey': '{}:{alertname="CriticalBug"}', 'alerts': [
+        {'status': 'firing', 'fingerprint': 'f1',
+         'labels': {'alertname': 'CriticalBug', 'host': 'localhost', 'lastgood_condition': 'critical_bug_in_code'}}]}
+    url = 'http://127.0.0.1:%d/endpoint' % port
+    wait_for(lambda: _post(url, alert), 60, 'the webhook to take the alert')
+    requested = wait_for(lambda: demo.audit('auto_approval_requested'), 60, 'the approval request')
+    assert (requested[0]['detail']['level'], requested[0]['detail']['rule']) == (3, 'critical_bug_in_code')
+    assert _post(url, alert)
+    suppressed = wait_for(lambda: demo.audit('auto_action_suppressed'), 60, 'the repeated alert refused')
+    assert 'once per incident' in suppressed[0]['detail']['reason']
+    assert demo.calls() == []
