@@ -76,6 +76,9 @@ def _from_alertmanager(payload):
         host = _alert_host(labels)
         if host and host not in hosts:
             hosts.append(host)
+    if not hosts:
+        raise AnsibleFilterError('no firing alert names a host (label host, or instance): nothing to act on (alerts: %s)'
+                                 % ', '.join(names))
     if not conditions and not metrics:
         raise AnsibleFilterError('no firing alert carries a lastgood_condition or lastgood_metric label (alerts: %s)'
                                  % ', '.join(names))

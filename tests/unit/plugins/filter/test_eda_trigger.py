@@ -46,8 +46,11 @@ def test_an_alertmanager_payload_gives_the_firing_alerts_metrics_conditions_and_
 @pytest.mark.parametrize('event, says', [
     ({'i': 1}, 'neither a lastgood.rollback source event'),
     ({'payload': {'status': 'resolved', 'alerts': [{'status': 'resolved', 'labels': {}}]}}, 'no firing alert'),
-    ({'payload': {'status': 'firing', 'alerts': [{'labels': {'alertname': 'Disk'}}]}}, 'no firing alert carries'),
-    ({'payload': {'status': 'firing', 'alerts': [{'labels': {'alertname': 'E', 'lastgood_metric': 'error_rate'},
+    ({'payload': {'status': 'firing', 'alerts': [{'labels': {'alertname': 'Disk', 'host': 'web1'}}]}},
+     'no firing alert carries'),
+    ({'payload': {'status': 'firing', 'alerts': [{'labels': {'alertname': 'E', 'lastgood_condition': 'x'}}]}},
+     'no firing alert names a host'),
+    ({'payload': {'status': 'firing', 'alerts': [{'labels': {'alertname': 'E', 'lastgood_metric': 'error_rate', 'host': 'h'},
                                                   'annotations': {'value': 'high'}}]}}, 'numeric value annotation'),
 ])
 def test_an_event_that_asks_for_nothing_known_is_refused_with_the_reason(event, says):
