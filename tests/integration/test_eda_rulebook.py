@@ -115,6 +115,15 @@ def test_a_flapping_metric_starts_no_second_rollback_inside_the_cooldown(site):
     assert len(demo.calls()) == 1
 
 
+def test_a_level2_metric_starts_the_level2_playbook(site):
+    demo = site()
+    demo.rulebook.start()
+    demo.app.run('simulate', 'quality_score=40')
+    calls = wait_for(demo.calls, 60, 'the automatic Level 2')
+    assert (calls[0]['level'], calls[0]['hosts']) == (2, ['localhost'])
+    assert calls[0]['reason'].startswith('started automatically by quality_score_low')
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     received = []
 
