@@ -35,10 +35,14 @@ def _types(events):
     return [event['type'] for event in events]
 
 
+def _seen(kind):
+    return lambda events: kind in _types(events)
+
+
 def test_a_crossed_threshold_opens_one_incident_with_the_decision_and_the_readings(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'error_rate=25')
-    events = collect(HEALTH_METRICS, _args(tmp_path, url), 2)
+    events = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('trigger'), settle=1)
     triggers = [event for event in events if event['type'] == 'trigger']
     assert len(triggers) == 1, events
     trigger = triggers[0]
@@ -54,26 +58,28 @@ def test_a_crossed_threshold_opens_one_incident_with_the_decision_and_the_readin
 def test_thresholds_are_the_rulebooks_variables(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'error_rate=25')
-    events = collect(HEALTH_METRICS, _args(tmp_path, url, rule_overrides={'error_rate_high': {'threshold': '30'}}), 1.5)
-    assert 'trigger' not in _types(events)
+    events = collect(HEALTH_METRICS, _args(tmp_path, url, rule_overrides={'error_rate_high': {'threshold': '30'}}), 10,
+                     until=_seen('health'), settle=1)
+    assert 'health' in _types(events) and 'trigger' not in _types(events)
 
 
 def test_a_restarted_source_goes_on_with_the_open_incident_and_announces_nothing_new(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'error_rate=25')
-    first = collect(HEALTH_METRICS, _args(tmp_path, url), 5, until=lambda events: 'trigger' in _types(events))
+    first = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('trigger'))
     assert _types(first).count('trigger') == 1
-    assert 'trigger' not in _types(collect(HEALTH_METRICS, _args(tmp_path, url), 1.5))
+    again = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('health'), settle=1)
+    assert 'health' in _types(again) and 'trigger' not in _types(again)
 
 
 def test_a_flapping_metric_resolves_and_opens_a_new_incident_each_time(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'error_rate=25')
-    first = collect(HEALTH_METRICS, _args(tmp_path, url), 5, until=lambda events: 'trigger' in _types(events))
+    first = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('trigger'))
     app.run('simulate', '--clear')
-    calm = collect(HEALTH_METRICS, _args(tmp_path, url), 5, until=lambda events: 'resolved' in _types(events))
+    calm = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('resolved'))
     app.run('simulate', 'error_rate=25')
-    second = collect(HEALTH_METRICS, _args(tmp_path, url), 5, until=lambda events: 'trigger' in _types(events))
+    second = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('trigger'))
     assert 'resolved' in _types(calm)
     ids = [event['incident'] for event in first + second if event['type'] == 'trigger']
     assert len(ids) == 2 and ids[0] != ids[1]
@@ -82,7 +88,7 @@ def test_a_flapping_metric_resolves_and_opens_a_new_incident_each_time(tmp_path,
 def test_a_level3_metric_opens_an_incident_at_level3(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'integration_test_failure_rate=60')
-    events = collect(HEALTH_METRICS, _args(tmp_path, url), 5, until=lambda events: 'trigger' in _types(events))
+    events = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('trigger'))
     decision = [event for event in events if event['type'] == 'trigger'][0]['decision']
     assert (decision['level'], decision['rule'], decision['authority']) == (3, 'integration_test_failure_rate_high',
                                                                             ['engineering_lead'])
@@ -91,7 +97,7 @@ def test_a_level3_metric_opens_an_incident_at_level3(tmp_path, demo):
 def test_garbage_from_the_endpoint_is_one_clear_event_no_trigger_and_a_back_off(tmp_path, demo):
     app, url = demo
     app.run('simulate', 'error_rate=25', '--garbage')
-    events = collect(HEALTH_METRICS, _args(tmp_path, url), 1.5)
+    events = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('target_error'), settle=1.2)
     assert _types(events) == ['target_error'], events
     assert 'is not a Prometheus sample' in events[0]['error'] and 'no action taken' in events[0]['summary']
     assert events[0]['retry_in'] == 0.4
@@ -100,7 +106,7 @@ def test_garbage_from_the_endpoint_is_one_clear_event_no_trigger_and_a_back_off(
 def test_an_endpoint_that_is_down_is_one_clear_event_then_recovered_when_it_answers(tmp_path, demo):
     app, url = demo
     app.run('stop')
-    down = collect(HEALTH_METRICS, _args(tmp_path, url), 1.2)
+    down = collect(HEALTH_METRICS, _args(tmp_path, url), 10, until=_seen('target_error'), settle=1)
     assert _types(down) == ['target_error']
     assert 'does not answer' in down[0]['error'] and url in down[0]['error']
 
@@ -108,18 +114,19 @@ def test_an_endpoint_that_is_down_is_one_clear_event_then_recovered_when_it_answ
         if events and app.run('status').returncode != 0:
             app.run('start')
         return 'target_recovered' in _types(events)
-    events = collect(HEALTH_METRICS, _args(tmp_path, url), 8, until=restart_once)
+    events = collect(HEALTH_METRICS, _args(tmp_path, url), 15, until=restart_once)
     assert _types(events)[:2] == ['target_error', 'target_recovered']
 
 
 def test_bad_arguments_are_an_event_and_the_source_keeps_running(tmp_path):
-    events = collect(HEALTH_METRICS, {'targets': [{'host': 'web1'}]}, 0.5)
+    events = collect(HEALTH_METRICS, {'targets': [{'host': 'web1'}]}, 10, until=_seen('source_error'), settle=0.3)
     assert _types(events) == ['source_error'] and 'metrics_url' in events[0]['error']
 
 
 def test_a_host_without_the_watched_metrics_is_an_error_not_a_quiet_host(tmp_path, demo):
     _app, url = demo
-    events = collect(HEALTH_METRICS, _args(tmp_path, url, metrics={'error_rate': 'http_errors_total'}), 1)
+    events = collect(HEALTH_METRICS, _args(tmp_path, url, metrics={'error_rate': 'http_errors_total'}), 10,
+                     until=_seen('target_error'), settle=0.5)
     assert _types(events) == ['target_error'] and 'none of the watched metrics' in events[0]['error']
 
 
@@ -131,14 +138,15 @@ def test_the_audit_follower_turns_a_sec_pm_004_violation_into_one_level1_trigger
     log = str(tmp_path / 'audit.jsonl')
     _audit.append(log, 'session_end', detail={'session_id': 's1', 'status': 'success'})
     args = {'logs': [{'host': 'web1', 'path': log}], 'interval': 0.2, 'state_dir': str(tmp_path / 'sources')}
-    quiet = collect(AUDIT_FOLLOW, args, 1)
+    quiet = collect(AUDIT_FOLLOW, args, 10, until=_seen('audit'), settle=0.5)
     assert _types(quiet) == ['audit']
     _violation(log, 'SEC-PM-004', 's2')
-    events = collect(AUDIT_FOLLOW, args, 5, until=lambda events: 'trigger' in _types(events))
+    events = collect(AUDIT_FOLLOW, args, 10, until=_seen('trigger'))
     trigger = [event for event in events if event['type'] == 'trigger'][0]
     assert (trigger['decision']['level'], trigger['decision']['rule']) == (1, 'sec_pm_004_violation')
     assert trigger['conditions'] == ['sec_pm_004_violation'] and trigger['metrics']['security_violations'] == 1
-    assert 'trigger' not in _types(collect(AUDIT_FOLLOW, args, 1)), 'a restart announced the incident again'
+    again = collect(AUDIT_FOLLOW, args, 10, until=_seen('audit'), settle=0.5)
+    assert 'trigger' not in _types(again), 'a restart announced the incident again'
 
 
 def test_the_audit_follower_reports_a_missing_log_once_and_reads_it_when_it_appears(tmp_path):
@@ -149,7 +157,7 @@ def test_the_audit_follower_reports_a_missing_log_once_and_reads_it_when_it_appe
         if events and not os.path.exists(log):
             _violation(log, 'SEC-PM-006', 's1')
         return 'trigger' in _types(events)
-    events = collect(AUDIT_FOLLOW, args, 6, until=appear)
+    events = collect(AUDIT_FOLLOW, args, 15, until=appear)
     assert _types(events)[0] == 'target_error' and 'cannot be read' in events[0]['error']
     assert 'target_recovered' in _types(events) and 'trigger' in _types(events)
 
@@ -157,7 +165,8 @@ def test_the_audit_follower_reports_a_missing_log_once_and_reads_it_when_it_appe
 def test_the_audit_follower_skips_a_line_that_is_not_json_and_says_so(tmp_path):
     log = tmp_path / 'audit.jsonl'
     log.write_text('not json\n')
-    events = collect(AUDIT_FOLLOW, {'path': str(log), 'interval': 0.2, 'state_dir': str(tmp_path / 's')}, 0.6)
+    events = collect(AUDIT_FOLLOW, {'path': str(log), 'interval': 0.2, 'state_dir': str(tmp_path / 's')}, 10,
+                     until=_seen('target_error'), settle=0.5)
     assert _types(events) == ['target_error'] and 'not a JSON object' in events[0]['error']
 
 

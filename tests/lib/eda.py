@@ -67,8 +67,9 @@ def load_source(name):
     return runpy.run_path(os.path.join(SOURCES, name + '.py'))
 
 
-def collect(source, args, seconds, until=None):
-    """Run a source's main for ``seconds`` (or until ``until(events)`` holds) and return its events."""
+def collect(source, args, seconds, until=None, settle=0):
+    """Run a source's main and return its events: for ``seconds``, or until ``until(events)`` holds and then
+    ``settle`` seconds more (to see that nothing else comes)."""
     events = []
 
     class Queue:
@@ -81,6 +82,8 @@ def collect(source, args, seconds, until=None):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not task.done() and not (until and until(events)):
             await asyncio.sleep(0.05)
+        if until and until(events):
+            await asyncio.sleep(settle)
         assert not task.done() or task.cancelled(), 'the source ended, which ends the rulebook: %r' % task.exception()
         task.cancel()
 
