@@ -30,6 +30,8 @@ command -v setfattr >/dev/null 2>&1 || need_apt+=(attr)
 command -v getfattr >/dev/null 2>&1 || need_apt+=(attr)
 command -v setcap >/dev/null 2>&1 || [ -x /usr/sbin/setcap ] || [ -x /sbin/setcap ] || need_apt+=(libcap2-bin)
 command -v getcap >/dev/null 2>&1 || [ -x /usr/sbin/getcap ] || [ -x /sbin/getcap ] || need_apt+=(libcap2-bin)
+# ansible-rulebook (the Event-Driven Ansible tests, extensions/eda) runs its rules engine on Java 17
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 # without it ansible-test skips its shellcheck sanity test with only a warning
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -219,19 +219,35 @@ def _tasks(tasks):
 _IMPORT_PLAYBOOK = ('import_playbook', 'ansible.builtin.import_playbook')
 
 
+_DEFAULT_IMPORT = re.compile(r"^\{\{\s*\w+\s*\|\s*default\('([^']+)'\)\s*\}\}$")
+
+
 def _imports(entry):
-    return [entry[key] for key in _IMPORT_PLAYBOOK if key in entry]
+    """The playbooks an entry imports; a templated name (a site may pass another playbook) by its default."""
+    found = []
+    for key in _IMPORT_PLAYBOOK:
+        if key in entry:
+            match = _DEFAULT_IMPORT.match(entry[key].strip())
+            found.append(match.group(1) if match else entry[key])
+    return found
+
+
+def _import_path(path, target):
+    """The file an import names: relative to the importing playbook, or a collection playbook by FQCN."""
+    if target.startswith(COLLECTION + '.'):
+        return os.path.join(PLAYBOOK_DIR, target[len(COLLECTION) + 1:] + '.yml')
+    return os.path.join(os.path.dirname(path), target)
 
 
 def plays(path):
-    """The plays of a playbook, with those of the playbooks it imports by relative path."""
+    """The plays of a playbook, with those of the playbooks it imports (in the collection when a collection playbook)."""
     found = []
     for entry in load_yaml(path) or []:
         if 'hosts' in entry:
             found.append(entry)
         for target in _imports(entry):
-            if not target.startswith(COLLECTION + '.'):
-                found += plays(os.path.join(os.path.dirname(path), target))
+            if path.startswith(PLAYBOOK_DIR) or not target.startswith(COLLECTION + '.'):
+                found += plays(_import_path(path, target))
     return found
 
 
@@ -239,8 +255,8 @@ def _playbook_files(path):
     files = [path]
     for entry in load_yaml(path) or []:
         for target in _imports(entry):
-            if not target.startswith(COLLECTION + '.'):
-                files += _playbook_files(os.path.join(os.path.dirname(path), target))
+            if path.startswith(PLAYBOOK_DIR) or not target.startswith(COLLECTION + '.'):
+                files += _playbook_files(_import_path(path, target))
     return files
 
 

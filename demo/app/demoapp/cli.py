@@ -8,6 +8,8 @@
   appctl [--root ROOT] selftest        run the running release's smoke test
   appctl [--root ROOT] deploy REF      export a git ref as a new release and make it current
   appctl [--root ROOT] session start | sessions [list] | sessions end [--id ID] --reason WHY
+  appctl [--root ROOT] simulate [METRIC=VALUE ...] [--while-enabled FEATURE] [--garbage] [--clear]
+                                       change what /metrics reports (demoapp/metrics.py)
 
 ROOT defaults to $DEMO_APP_ROOT, else the root this copy is installed in
 (ROOT/bin/appctl), else /srv/app.  Status exit codes follow LSB: 0 running, 3 stopped.
@@ -20,7 +22,7 @@ import os
 import subprocess
 import sys
 
-from . import audit, install, layout, server, snapshot
+from . import audit, install, layout, metrics, server, snapshot
 
 EXIT_UNHEALTHY = 1
 EXIT_UNREACHABLE = 2
@@ -128,6 +130,22 @@ def cmd_sessions(args):
     return 0
 
 
+def cmd_simulate(args):
+    document = {} if args.clear else metrics.read_simulation(args.root)
+    for assignment in args.values:
+        name, value = assignment.partition('=')[::2]
+        if name not in metrics.METRICS:
+            raise ValueError('unknown metric %s (known: %s)' % (name, ', '.join(sorted(metrics.METRICS))))
+        document.setdefault('values', {})[name] = float(value)
+    if args.while_enabled is not None:
+        document['while_enabled'] = args.while_enabled
+    if args.garbage:
+        document['garbage'] = True
+    metrics.write_simulation(args.root, document)
+    emit(document)
+    return 0
+
+
 def parser():
     top = argparse.ArgumentParser(prog='appctl', description='Control the demo application.')
     top.add_argument('--root', default=None, help='app root (default: $DEMO_APP_ROOT, the root this copy is installed in, or /srv/app)')
@@ -154,6 +172,12 @@ def parser():
     sess.add_argument('--id')
     sess.add_argument('--reason')
     sess.set_defaults(func=cmd_sessions)
+    sim = sub.add_parser('simulate', help='change what /metrics reports')
+    sim.add_argument('values', nargs='*', metavar='METRIC=VALUE')
+    sim.add_argument('--while-enabled', metavar='FEATURE', help='the values hold only while FEATURE is enabled')
+    sim.add_argument('--garbage', action='store_true', help='answer /metrics with something that is not metrics')
+    sim.add_argument('--clear', action='store_true', help='start from the baseline')
+    sim.set_defaults(func=cmd_simulate)
     return top
 
 

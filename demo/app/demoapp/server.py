@@ -3,6 +3,7 @@
 Endpoints (JSON):
   GET  /health    200 when healthy, 503 with the problems otherwise
   GET  /flags     the effective feature flags and where each value came from
+  GET  /metrics   the application's numbers in the Prometheus text format (see metrics.py)
   POST /sessions  start a Party Mode session (403 while partyMode.enabled is false)
 
 The server answers from the Snapshot taken at start or at the last reload
@@ -20,7 +21,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import audit, layout, snapshot
+from . import audit, layout, metrics, snapshot
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -55,8 +56,11 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200 if snap.healthy else 503, snap.health_document())
         elif self.path == '/flags':
             self._reply(200, snap.flags_document())
+        elif self.path == '/metrics':
+            content_type, body = metrics.render(snap, metrics.read_simulation(self.server.root))
+            self._send(200, content_type, body.encode('utf-8'))
         else:
-            self._reply(404, {'error': 'unknown path %s; try /health or /flags' % self.path})
+            self._reply(404, {'error': 'unknown path %s; try /health, /flags or /metrics' % self.path})
 
     def do_POST(self):
         snap = self.server.current()
@@ -68,9 +72,11 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(201, {'sessionId': audit.start_session(self.server.root)})
 
     def _reply(self, status, document):
-        body = (json.dumps(document, sort_keys=True) + '\n').encode('utf-8')
+        self._send(status, 'application/json', (json.dumps(document, sort_keys=True) + '\n').encode('utf-8'))
+
+    def _send(self, status, content_type, body):
         self.send_response(status)
-        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
         self.wfile.write(body)
