@@ -59,6 +59,9 @@ play lastgood.rollback.rollback_level3 -e lastgood_run_id="$level3_run"
 act "6. Verify the host: configuration, checksums against the known good backup, health, tests"
 play lastgood.rollback.verify
 
+act "7. Automatic rollback: ansible-rulebook watches /metrics, the error rate rises, Level 1 runs by itself"
+bash scripts/demo_automatic.sh
+
 act "The reports"
 for run in "$level2_run" "$level3_run"; do
   echo
