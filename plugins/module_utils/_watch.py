@@ -15,6 +15,7 @@ none; it is kept on disk, so a restarted source goes on with the same incident
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import os
@@ -200,8 +201,10 @@ class Incidents:
         level = decision.get('level') or 0
         if level > 0:
             if current is None:
+                # seconds are not enough: an incident may resolve and the next open within one second
                 stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))
-                current = {'id': '%s-%s-%s' % (target, decision.get('rule'), stamp), 'target': target,
+                current = {'id': '%s-%s-%s-%s' % (target, decision.get('rule'), stamp, binascii.hexlify(os.urandom(3)).decode()),
+                           'target': target,
                            'opened': _audit.format_ts(now), 'level': level, 'rule': decision.get('rule'),
                            'clear_streak': 0}
                 self.open[target] = current

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 
@@ -72,7 +73,7 @@ def _decision(level, rule='error_rate_high'):
 def test_an_incident_opens_once_escalates_once_and_resolves_after_clear_after_quiet_readings(tmp_path):
     incidents = _watch.Incidents(str(tmp_path / 'state.json'), clear_after=2)
     change, opened = incidents.observe('web1', _decision(1), now=1000)
-    assert change == 'opened' and opened['id'] == 'web1-error_rate_high-19700101T001640Z'
+    assert change == 'opened' and re.match(r'^web1-error_rate_high-19700101T001640Z-[0-9a-f]{6}$', opened['id'])
     assert incidents.observe('web1', _decision(1), now=1010)[0] is None
     assert incidents.observe('web1', _decision(0), now=1020)[0] is None
     assert incidents.observe('web1', _decision(1), now=1030)[0] is None  # one quiet reading is not the end
