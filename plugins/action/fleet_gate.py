@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet
@@ -20,6 +22,14 @@ ARGUMENT_SPEC = {
 }
 
 
+def _failed_on_its_own(variables):
+    """Whether a host's vars show it failed in the run's block, other than by being stopped by a fleet gate."""
+    if 'ansible_failed_result' not in variables:
+        return False
+    failed = variables['ansible_failed_result']
+    return not (isinstance(failed, Mapping) and failed.get('stopped_by_gate'))
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -31,8 +41,9 @@ class ActionModule(ActionBase):
         dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         everyone, running = play_hosts(task_vars)
         population = args['hosts'] or everyone
-        # A host being rescued is still in ansible_play_hosts; Ansible has given it ansible_failed_result.
-        failed = [host for host in population if host in running and 'ansible_failed_result' in host_vars(task_vars, host)]
+        # A host being rescued is still in ansible_play_hosts; Ansible has given it ansible_failed_result.  A host
+        # a gate stopped (its run step says so) got through its own phase: it did not fail, the others did.
+        failed = [host for host in population if host in running and _failed_on_its_own(host_vars(task_vars, host))]
         run_id = args['run_id'] or self._templar.template(task_vars.get('lastgood_run_id'))
         if not run_id:
             result.update(failed=True, msg='fleet_gate needs the run id: set lastgood_run_id first (run_once set_fact) '
