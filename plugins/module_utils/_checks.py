@@ -16,7 +16,8 @@ import re
 import subprocess
 import time
 from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
+
+from ansible.module_utils.urls import open_url
 
 OUTPUT_SHOWN = 400
 COMMAND_TIMEOUT = 600
@@ -93,8 +94,11 @@ def _command_try(argv):
 def fetch_status(url):
     """``(status, reason)`` of a GET of ``url``; status None when nothing answered."""
     try:
-        with urlopen(Request(url, method='GET'), timeout=URL_TIMEOUT) as response:  # nosec - the operator's URL
+        response = open_url(url, method='GET', timeout=URL_TIMEOUT, follow_redirects='safe')
+        try:
             return response.status, response.reason
+        finally:
+            response.close()
     except HTTPError as exc:
         return exc.code, str(exc.reason)
     except (URLError, OSError, ValueError) as exc:

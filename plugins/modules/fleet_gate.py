@@ -13,9 +13,9 @@ description:
   - An action plugin that runs on the controller only; use it with C(run_once=true) right after a phase.
   - Counts the hosts of the population that did not get through the phase (the I(lagging) hosts) - those no
     longer in C(ansible_play_hosts) (unreachable, or removed) and those Ansible gave C(ansible_failed_result)
-    (they failed in the block and are being rescued) - except a host a gate stopped (M(lastgood.rollback.run)
-    marks its failed result C(stopped_by_gate)): it got through its own phase, the others failed.  Each
-    host's variables are read once.
+    (they failed in the block and are being rescued) - except a host a gate stopped, whose failed result
+    M(lastgood.rollback.run) marks C(stopped_by_gate) - it got through its own phase, the others failed.
+    Each host's variables are read once.
   - The gate is I(closed) when the lagging hosts are more than O(max_fail_percentage) of the population;
     every host still running is then in the gate's C(stop) list.  When a host of O(required_hosts) lags (the
     staging hosts of a staged rollout), every running host that is not required is stopped too.

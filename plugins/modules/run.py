@@ -40,9 +40,10 @@ description:
     when the restore changed anything, and records C(run_failed) and C(run_checkpoint_restored) in the audit
     log and the failure in the run state.  It never fails on its own account.
   - O(state=end) first records O(phase) with its O(artifacts) when given and the run did not fail on this host
-    (the run's last phase, so that it costs no step of its own), then records C(run_end), marks the run state finished on a host that succeeded, releases the lock
-    (not on a host whose checkpoint could not be restored - it is in no known state, and a rerun with the
-    same run id takes the lock again), then reads this run's events from the audit log and verifies its hash
+    (the run's last phase, so that it costs no step of its own), then records C(run_end), marks the run state
+    finished on a host that succeeded, releases the lock (not on a host whose checkpoint could not be
+    restored - it is in no known state, and a rerun with the same run id takes the lock again), then reads
+    this run's events from the audit log and verifies its hash
     chain into C(lastgood_host.events) and C(lastgood_host.audit).  It never fails on its own account.
   - O(state=close) writes this host's C(report.json) and C(report.md) into C(<report_dir>/<run_id>/) on the
     host (directory mode C(0750), files C(0640), each replaced atomically), then fails a host whose run
