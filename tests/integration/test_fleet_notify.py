@@ -1,13 +1,12 @@
 """The notification (lastgood.rollback.fleet_notify and the notify role over it) in real plays, with a webhook
 on 127.0.0.1 that records what is posted to it."""
 
-import http.server
 import json
 import os
-import threading
 
 import pytest
 
+from lib.webhook import Receiver
 from lib.fleet_play import ANSIBLE_PLAYBOOK, play
 
 pytestmark = pytest.mark.skipif(not os.access(ANSIBLE_PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
@@ -52,36 +51,6 @@ PLAY = '''
         dest: "{{ out }}/{{ inventory_hostname }}.json"
         mode: "0600"
 '''
-
-
-class Receiver:
-    """A webhook that answers ``status`` and records each post."""
-
-    def __init__(self, status=204):
-        self.posts = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers['Content-Length']))
-                receiver.posts.append({'authorization': self.headers.get('Authorization'), 'body': json.loads(body)})
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/hooks/rollback' % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def notify(tmp_path, status=204, **variables):

@@ -4,15 +4,14 @@ Every run-wide path (store, run state, audit log, reports) lives below the test'
 passed as extra vars, as docs/dev/roles.md says a site does.
 """
 
-import http.server
 import json
 import os
 import re
 import subprocess
-import threading
 
 import pytest
 
+from lib.webhook import Receiver
 from lib import trees
 from lib.demo_site import PLAYBOOK, ROOT, Site
 
@@ -40,37 +39,6 @@ def break_config(site):
     assert site.app.run('reload').returncode == 0
     assert site.app.run('health').returncode == 1
     return site.app.read('config.yaml')
-
-
-class Receiver:
-    """A webhook on 127.0.0.1 that records what is posted to it."""
-
-    def __init__(self):
-        self.posts = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers['Content-Length']))
-                receiver.posts.append({'path': self.path, 'authorization': self.headers.get('Authorization'),
-                                       'body': json.loads(body)})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/hooks/rollback' % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_run_id_completes(site):
