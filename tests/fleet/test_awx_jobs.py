@@ -42,6 +42,8 @@ ANSWERS = {
 }
 # Templates the tests before the sweep run for real with their survey defaults.
 RUN_ABOVE = ('start-workflow', 'preflight', 'rollback-level2')
+# Templates an Event-Driven Ansible rulebook launches with its event (docs/automatic.md).
+EVENT_DRIVEN = ('auto-rollback',)
 # Templates that change nothing, so the sweep runs them for real too; the others in check mode.
 READ_ONLY = ('verify',)
 SWEPT = sorted(key for key in job_templates() if key not in RUN_ABOVE)
@@ -229,6 +231,11 @@ def test_a_following_play_reads_the_checkpoint_run_and_report_artifacts(awx_flee
     playbook.write_text(FOLLOWING_PLAY)
     job = run_job(awx_fleet.inventory_path, str(playbook), artifacts, prepared['work'])
     assert job.returncode == 0, job.explain()
+    if key in EVENT_DRIVEN:
+        # Launched without a rulebook's event it only says so, on its guard host, and changes nothing.
+        assert 'No event: lastgood.rollback.auto_rollback acts on the event' in json.dumps(job.report), job.explain()
+        assert all(counts['changed'] == 0 for counts in job.stats.values()), job.stats
+        return
     assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
 
 
@@ -330,4 +337,9 @@ def test_template_runs_with_its_survey_defaults(awx_fleet, sweep, key):
     assert set(required) <= set(variables), 'a required question has no default and no answer here'
     assert set(survey_defaults(spec)) <= set(variables)
     assert job.returncode == 0, job.explain()
+    if key in EVENT_DRIVEN:
+        # Launched without a rulebook's event it only says so, on its guard host, and changes nothing.
+        assert 'No event: lastgood.rollback.auto_rollback acts on the event' in json.dumps(job.report), job.explain()
+        assert all(counts['changed'] == 0 for counts in job.stats.values()), job.stats
+        return
     assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
