@@ -119,8 +119,9 @@ def _command(argv, what, cwd=None, state=''):
     rc, out, err = _run(argv, cwd=cwd)
     if rc != 0:
         output = ' '.join((out + ' ' + err).split())[:_checks.OUTPUT_SHOWN]
-        raise CodeError('%s: %s %s%s.%s' % (what, ' '.join(argv), 'exited %s' % rc if rc is not None else '',
-                                             ': ' + output if output else '', (' ' + state) if state else ''))
+        how = ('exited %s' % rc) if rc is not None else 'did not run'
+        message = '%s: %s %s%s.' % (what, ' '.join(argv), how, ': ' + output if output else '')
+        raise CodeError(message + (' ' + state if state else ''))
 
 
 # -- release strategy -------------------------------------------------------------------------
@@ -202,11 +203,13 @@ def _git(params, *args):
     return _run(['git'] + list(args), cwd=params['repo'], env=_git_env(params))
 
 
-def _git_out(params, *args):
+def _git_out(params, *args, **kwargs):
+    """The output of ``git <args>``; CodeError naming the state (``state=``, by default nothing changed) if it fails."""
     rc, out, err = _git(params, *args)
     if rc != 0:
-        raise CodeError('git %s failed in %s: %s. Nothing was changed.' % (' '.join(args), params['repo'],
-                                                                            (err or out).strip()))
+        why = (err or out).strip()
+        state = kwargs.get('state', 'Nothing was changed.')
+        raise CodeError('git %s failed in %s: %s.  %s' % (' '.join(args), params['repo'], why, state))
     return out.strip()
 
 
@@ -251,19 +254,19 @@ def git_rollback(params, before, check_mode):
         raise CodeError('cannot look for the branch %s in %s.  Nothing was changed.' % (branch, repo))
     created = existing_rc != 0
     staged = []
+    state = 'The work tree is on the rollback branch %s; the running code is unchanged.' % branch
     if not check_mode:
         if created:
             _make_branch(params, branch, start, original)
         elif original != branch:
             _git_out(params, 'checkout', '--quiet', branch)
         if params['remove_paths']:
-            _git_out(params, 'rm', '-r', '--quiet', '--ignore-unmatch', '--', *params['remove_paths'])
-        staged = _git_out(params, 'diff', '--cached', '--name-only').splitlines()
+            _git_out(params, 'rm', '-r', '--quiet', '--ignore-unmatch', '--', *params['remove_paths'], state=state)
+        staged = _git_out(params, 'diff', '--cached', '--name-only', state=state).splitlines()
         if staged:
             _git_out(params, 'commit', '--quiet', '-m',
-                     'rollback: remove feature files (%s)' % ', '.join(params['remove_paths']))
-    tip = _git_out(params, 'rev-parse', 'HEAD')
-    state = 'The rollback branch %s is ready in %s; the running code is unchanged.' % (branch, repo)
+                     'rollback: remove feature files (%s)' % ', '.join(params['remove_paths']), state=state)
+    tip = _git_out(params, 'rev-parse', 'HEAD', state=state)
     if params['test_command'] and not check_mode:
         _command(params['test_command'], 'The tests on the rollback branch failed', cwd=repo, state=state)
     deploy = bool(params['deploy_command']) and before['commit'] != tip
