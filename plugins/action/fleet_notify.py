@@ -82,9 +82,10 @@ class ActionModule(ActionBase):
             _fsatomic.makedirs_durable(directory, mode=0o750)
             for path, text in files:
                 _fsatomic.atomic_write_text(path, text, mode=0o640)
-        attempted = bool(args['webhook_url']) and not self._task.check_mode
-        status = post(args['webhook_url'], args['webhook_token'], document, args['webhook_timeout'],
-                      args['webhook_validate_certs']) if attempted else None
+        # The controller's environment: where AWX injects the webhook credential (plugin_utils/_notify.py).
+        url, token = _notify.webhook_target(args['webhook_url'], args['webhook_token'], os.environ)
+        attempted = bool(url) and not self._task.check_mode
+        status = post(url, token, document, args['webhook_timeout'], args['webhook_validate_certs']) if attempted else None
         posted = status in _notify.POSTED
         answer = 'none: nothing answered' if status is None else status
         notify_result = {'status': context['status'], 'internal': internal, 'user': user,

@@ -83,11 +83,19 @@ options:
     type: str
     default: ''
   webhook_url:
-    description: URL the JSON document is posted to.  Empty posts nothing.
+    description:
+      - URL the JSON document is posted to.
+      - Empty takes the environment variable E(LASTGOOD_WEBHOOK_URL) of the controller (what the AWX credential
+        type C(Notification webhook) injects, see the AWX guide); empty there too posts nothing.
     type: str
     default: ''
   webhook_token:
-    description: "Sent as C(Authorization: Bearer <token>)."
+    description:
+      - "Sent as C(Authorization: Bearer <token>)."
+      - Empty takes the environment variable E(LASTGOOD_WEBHOOK_TOKEN) of the controller, but only when the post
+        goes to E(LASTGOOD_WEBHOOK_URL) - a credential's token is sent to the credential's endpoint and nowhere
+        else.  On AWX, inject both with the credential rather than passing a token as an extra variable, which
+        the job's details show to everyone who can see the job.
     type: str
     default: ''
   webhook_timeout:
@@ -116,6 +124,13 @@ EXAMPLES = r'''
     dir: "{{ lastgood_controller_dir }}"
     webhook_url: "{{ vault_chat_webhook_url }}"
     webhook_token: "{{ vault_chat_webhook_token }}"
+  run_once: true
+
+# On AWX, with the credential "Notification webhook" attached to the job template: the URL and the token
+# come from the job's environment (LASTGOOD_WEBHOOK_URL, LASTGOOD_WEBHOOK_TOKEN).
+- name: Tell the people who need to know, through the webhook of the job's credential
+  lastgood.rollback.fleet_notify:
+    dir: "{{ lastgood_controller_dir }}"
   run_once: true
 '''
 

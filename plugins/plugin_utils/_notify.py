@@ -22,6 +22,10 @@ ROLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.absp
 TEMPLATES = os.path.join(ROLE, 'templates')
 STATUSES = ('started', 'in_progress', 'complete', 'failed')
 POSTED = (200, 201, 202, 204)
+# What the AWX credential type "Notification webhook" (awx/vars/notifications.yml) injects into a job's
+# environment: environment variables, unlike extra variables, are not shown in the job's details.
+URL_ENV = 'LASTGOOD_WEBHOOK_URL'
+TOKEN_ENV = 'LASTGOOD_WEBHOOK_TOKEN'
 
 
 def role_vars(role=ROLE):
@@ -118,6 +122,20 @@ def message_files(directory, context, internal, user, document):
     base = os.path.join(directory, 'notify-%s' % context['status'])
     return [(base + '-internal.txt', internal + '\n'), (base + '-user.txt', user + '\n'),
             (base + '.json', json.dumps(document, indent=4, sort_keys=True, separators=(',', ': ')) + '\n')]
+
+
+def webhook_target(url, token, environ):
+    """``(url, token)`` to post to: the options given, else the controller's environment.
+
+    An empty ``url`` is ``environ``'s LASTGOOD_WEBHOOK_URL.  An empty ``token`` is its LASTGOOD_WEBHOOK_TOKEN, but
+    only for a post to that same URL: the token of the credential goes to the credential's endpoint and nowhere
+    else.
+    """
+    env_url = environ.get(URL_ENV, '')
+    url = url or env_url
+    if not token and url and url == env_url:
+        token = environ.get(TOKEN_ENV, '')
+    return url, token
 
 
 def webhook_request(document, token=''):

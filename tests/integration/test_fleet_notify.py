@@ -93,3 +93,46 @@ def test_the_role_is_the_action_with_its_options(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert posts[0]['body']['status'] == 'in_progress'
     assert 'Next update:' in (tmp_path / 'notes' / 'notify-in_progress-internal.txt').read_text()
+
+
+AWX_PLAY = '''
+- name: Tell people about a run, as an AWX job with the webhook credential attached
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Tell the people who need to know
+      ansible.builtin.include_role:
+        name: lastgood.rollback.notify
+      vars:
+        notify_run: "{{ run }}"
+        notify_dir: "{{ out }}/notes"
+
+    - name: Save what the hosts see
+      ansible.builtin.copy:
+        content: "{{ {'result': notify_result} | to_json }}"
+        dest: "{{ out }}/{{ inventory_hostname }}.json"
+        mode: "0600"
+'''
+
+
+def test_the_webhook_and_token_injected_into_the_environment_are_used_and_never_printed(tmp_path, monkeypatch):
+    with Receiver(204) as hook:
+        monkeypatch.setenv('LASTGOOD_WEBHOOK_URL', hook.url)
+        monkeypatch.setenv('LASTGOOD_WEBHOOK_TOKEN', TOKEN)
+        run, dummy = play(tmp_path, AWX_PLAY, {'run': RUN}, '-vvv', inventory=INVENTORY)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(hook.posts) == 1 and hook.posts[0]['authorization'] == 'Bearer ' + TOKEN
+    assert hook.posts[0]['body']['run_id'] == RUN['run_id']
+    seen = json.loads((tmp_path / 'h1.json').read_text())
+    assert seen['result']['webhook'] == {'attempted': True, 'posted': True, 'status': 204}
+    output = run.stdout + run.stderr
+    assert TOKEN not in output and hook.url not in output, 'a secret reached the output'
+    assert TOKEN not in json.dumps(seen) and not any(TOKEN in path.read_text() for path in (tmp_path / 'notes').iterdir())
+
+
+def test_a_token_in_the_environment_is_not_sent_to_a_webhook_given_as_a_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv('LASTGOOD_WEBHOOK_URL', 'http://127.0.0.1:9/credential-endpoint')
+    monkeypatch.setenv('LASTGOOD_WEBHOOK_TOKEN', TOKEN)
+    run, dummy, posts = notify(tmp_path, token='')
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(posts) == 1 and posts[0]['authorization'] is None

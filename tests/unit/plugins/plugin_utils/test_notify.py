@@ -77,3 +77,27 @@ def test_the_webhook_token_goes_in_a_bearer_header_only_when_given():
     body, headers = _notify.webhook_request({'status': 'failed'}, 's3cr3t')
     assert json.loads(body) == {'status': 'failed'} and headers['Authorization'] == 'Bearer s3cr3t'
     assert 'Authorization' not in _notify.webhook_request({}, '')[1]
+
+
+ENV = {_notify.URL_ENV: 'https://hooks.example.com/rollback', _notify.TOKEN_ENV: 'from-the-credential'}
+
+
+@pytest.mark.parametrize('url, token, expected', [
+    ('', '', ('https://hooks.example.com/rollback', 'from-the-credential')),
+    ('https://hooks.example.com/rollback', '', ('https://hooks.example.com/rollback', 'from-the-credential')),
+    ('', 'given', ('https://hooks.example.com/rollback', 'given')),
+    ('https://other.example.com/', 'given', ('https://other.example.com/', 'given')),
+])
+def test_the_webhook_options_given_win_over_the_controller_environment(url, token, expected):
+    assert _notify.webhook_target(url, token, ENV) == expected
+
+
+def test_the_environment_token_is_never_sent_to_another_url():
+    assert _notify.webhook_target('https://other.example.com/', '', ENV) == ('https://other.example.com/', '')
+    assert _notify.webhook_target('https://other.example.com/', '', {_notify.TOKEN_ENV: 'loose'}) == \
+        ('https://other.example.com/', '')
+
+
+def test_without_options_or_environment_nothing_is_posted():
+    assert _notify.webhook_target('', '', {}) == ('', '')
+    assert _notify.webhook_target('', '', {_notify.TOKEN_ENV: 'loose'}) == ('', '')
