@@ -269,12 +269,13 @@ def append(path, event, run_id=None, level='info', detail=None, host=None, user=
                 rotated = _rotate(path)
                 continue
             if note is None:
-                repaired, size = size, _cut_torn_tail(fd, size)
-                repaired -= size
+                # checked before a torn tail is cut, so a quarantined file keeps every byte it had
                 problem = _live_problem(path, fd, size)
                 if problem:
                     note = _set_aside(path, fd, size, problem, record)
                     continue
+                repaired, size = size, _cut_torn_tail(fd, size)
+                repaired -= size
             if note is not None and size == 0:
                 _append_locked(path, fd, size, note, rotated, mode)
                 size = os.fstat(fd).st_size
@@ -315,12 +316,19 @@ def line_problem(raw, prev, first):
 
 
 def _live_problem(path, fd, size):
-    """Why the live file (open as ``fd``, ``size`` bytes of complete lines) must not be extended, or None."""
-    if size == 0:
-        return None
+    """Why the live file (open as ``fd``, ``size`` bytes) must not be extended, or None.
+
+    A fragment after the last newline is an interrupted append, not damage: it is not looked at.
+    """
     lines, _torn = _split_lines(os.pread(fd, size, 0))
     prev = _prev_for_empty_file(path)
     start = prev
+    if not lines:
+        head = _read_head(path)
+        if head is None or head.get('sha256') == start:
+            return None
+        # a new or freshly rotated live file: the head is absent, or records the last rotated line
+        return 'the live file holds no line, but its head %s records one' % head_path(path)
     seen = set()
     rotated = bool(rotated_files(path))
     for line_no, raw in enumerate(lines, 1):
