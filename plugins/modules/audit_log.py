@@ -17,7 +17,7 @@ description:
     C(event), C(detail)) with C(O_APPEND) and C(fsync), under an exclusive C(flock) so that
     concurrent writers never break the chain.
   - Before every append the live file is checked (each line a record chained to the one before it,
-    the first to the rotated files, the head file among them).  A live file that fails is never extended:
+    the first to the rotated files, the head file among them).  A live file that fails is never extended;
     it is moved aside read-only with its head as C(<path>.corrupt-<UTC time>), and a new live file starts
     with an C(audit_log_quarantined) record that chains to the rotated files and pins the quarantined file
     by its SHA-256 (RV(quarantined), and a warning).  A break inside a rotated file is reported by verify only.
