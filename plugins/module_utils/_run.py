@@ -339,8 +339,8 @@ def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
             'outcome': outcome, 'fleet_outcome': outcome,
             'restored': bool((host.get('restore') or {}).get('restored', False))}))]
     if outcome == 'success' and not check:
-        steps.append(('marking the run finished', lambda: _state.finish(run.state_dir, run.run_id,
-                                                                          audit_log=run.audit_log)))
+        steps.append(('marking the run finished',
+                      lambda: _state.finish(run.state_dir, run.run_id, audit_log=run.audit_log)))
     _run_steps(steps, warn)
     # A host whose checkpoint could not be put back is in no known state: the lock stays, so no other
     # run starts on it before someone has looked.  A rerun with the same run_id takes it.
