@@ -320,11 +320,22 @@ def _live_problem(path, fd, size):
 
     A fragment after the last newline is an interrupted append, not damage: it is not looked at.
     """
-    lines, _torn = _split_lines(os.pread(fd, size, 0))
+    data = os.pread(fd, size, 0)
+    head = _read_head(path)
+    proven = _proven_bytes(data, head)
+    if proven:
+        # the head pins the file as the last append left it: only the lines after that need a look
+        prev = head['sha256']
+        for raw in _split_lines(data[proven:])[0]:
+            reason, _body = line_problem(raw, prev, False)
+            if reason:
+                return 'the line after byte %d: %s' % (proven, reason)
+            prev = line_digest(raw)
+        return None
+    lines, _torn = _split_lines(data)
     prev = _prev_for_empty_file(path)
     start = prev
     if not lines:
-        head = _read_head(path)
         if head is None or head.get('sha256') == start:
             return None
         # a new or freshly rotated live file: the head is absent, or records the last rotated line
@@ -337,7 +348,6 @@ def _live_problem(path, fd, size):
             return 'line %d: %s' % (line_no, reason)
         prev = line_digest(raw)
         seen.add(prev)
-    head = _read_head(path)
     if head is None:
         # an append that died between its line and its head leaves one line of a new log without a head
         return None if len(lines) == 1 and not rotated else 'the head file %s is missing' % head_path(path)
@@ -347,6 +357,23 @@ def _live_problem(path, fd, size):
         return ('the head %s records line %s, which is not in the log (lines were removed from the end or the last '
                 'line was edited)' % (head_path(path), head['sha256'][:16]))
     return None
+
+
+def _proven_bytes(data, head):
+    """How many leading bytes of ``data`` the head pins (its ``bytes`` and ``file_sha256``), or 0.
+
+    Every append checks the file before it writes and then records the whole file's digest in the
+    head, so bytes that still hash to it are a chain already checked, and reading them once (one
+    SHA-256 pass, not a JSON parse per line) is enough.  Anything else gets the full check.
+    """
+    if head is None or 'invalid' in head:
+        return 0
+    length = head.get('bytes')
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= len(data):
+        return 0
+    if data[length - 1:length] != b'\n' or hashlib.sha256(data[:length]).hexdigest() != head.get('file_sha256'):
+        return 0
+    return length
 
 
 def _set_aside(path, fd, size, problem, record):
@@ -390,8 +417,11 @@ def _append_locked(path, fd, size, record, rotated, mode, repaired=0):
     digest = line_digest(raw)
     result = {'sha256': digest, 'prev': prev, 'record': record, 'rotated': rotated,
               'repaired_bytes': repaired, 'head_updated': True, 'warning': None}
+    length = size + len(raw)
     try:
-        atomic_write_json(head_path(path), {'sha256': digest, 'updated': record['ts']}, mode=mode)
+        atomic_write_json(head_path(path), {'sha256': digest, 'updated': record['ts'], 'bytes': length,
+                                            'file_sha256': hashlib.sha256(os.pread(fd, length, 0)).hexdigest()},
+                          mode=mode)
     except OSError as exc:
         result['head_updated'] = False
         result['warning'] = ('event recorded and fsynced in %s, but its head file %s was not updated (%s); '

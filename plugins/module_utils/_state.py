@@ -105,7 +105,7 @@ def load(state_dir, run_id):
     return validate(state, path, run_id)
 
 
-def _update(state_dir, run_id, change, check, audit_log=None):
+def _update(state_dir, run_id, change, check, audit_log=None, create=True):
     """Apply ``change(state or None) -> new state or None (no change)`` under the directory lock.
 
     Returns ``{changed, state, before, previous_status, repair}``; ``repair`` (or None) is what
@@ -113,7 +113,7 @@ def _update(state_dir, run_id, change, check, audit_log=None):
     """
     path = state_path(state_dir, run_id)
     # read-modify-write of the state files is serialised by a flock on <state_dir>/.lock
-    with FlockFile(os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock'), create=not check):
+    with FlockFile(os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock'), create=create and not check):
         try:
             before, repaired = load(state_dir, run_id), None
         except StateCorrupt as exc:
@@ -323,8 +323,11 @@ def finish(state_dir, run_id, check=False, audit_log=None):
 
 
 def get(state_dir, run_id, check=False, audit_log=None):
-    """The state of ``run_id`` (None when it has none), repairing a corrupt file outside check mode."""
-    return _update(state_dir, run_id, lambda state: None, check, audit_log)
+    """The state of ``run_id`` (None when it has none), repairing a corrupt file outside check mode.
+
+    A read creates nothing: without the directory's lock file no state was ever written there.
+    """
+    return _update(state_dir, run_id, lambda state: None, check, audit_log, create=False)
 
 
 def start_state(run_id, meta=None):

@@ -1,5 +1,6 @@
 """Corrupt bookkeeping files: moved aside read-only with their bytes, named, never written; the run state rebuilt."""
 
+import hashlib
 import json
 import os
 
@@ -365,3 +366,14 @@ def test_the_run_state_directory_and_lock_listing_ignore_quarantined_copies(tmp_
     _state.start(state_dir, 'other')
     assert _state.running_runs(state_dir) == ['other']
     assert json.loads(read(_state.state_path(state_dir, 'other')))['status'] == 'running'
+
+
+def test_the_head_pins_the_live_file_so_the_next_append_reads_it_in_one_pass(tmp_path):
+    path = a_log(tmp_path, lines=3)
+    head = json.loads(read(_audit.head_path(path)))
+    assert head['bytes'] == len(read(path))
+    assert head['file_sha256'] == hashlib.sha256(read(path)).hexdigest()
+    # a line edited inside the pinned bytes no longer hashes to the pin: the full check finds it
+    write(path, read(path).replace(b'"n":1', b'"n":7'))
+    assert _audit.append(path, 'after')['quarantined']
+    assert 'line 3' in _audit.records(path)[0]['detail']['reason']
