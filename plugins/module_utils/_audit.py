@@ -17,6 +17,13 @@ removed; it cannot see the last lines vanish.  The sidecar ``<log>.head`` holds
 the SHA-256 of the last appended line (replaced atomically after each append),
 so removing or editing lines at the end is detected too.
 
+A log that fails these checks is never extended.  Before each append the live file is
+checked (every line a record chained to the one before it, the first to the rotated
+files, the head among them); a live file that fails is moved aside read-only as
+``<log>.corrupt-<UTC time>`` (its head too) and a new live file starts with an
+``audit_log_quarantined`` record that chains to the rotated files and pins the
+quarantined file by its SHA-256, so the break stays on record and provable.
+
 Appends from several processes are serialised with an exclusive ``flock`` on
 the live file, taken before the last line is read and held until the new line
 is written and fsynced.  Readers take a shared ``flock`` so that they see a
@@ -35,6 +42,7 @@ import re
 import socket
 import time
 
+from . import _quarantine
 from ._fsatomic import (
     atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, remove_stale_temps, write_all,
 )
@@ -46,6 +54,7 @@ HEAD_SUFFIX = '.head'
 ROTATED_DIGITS = 6
 SESSION_START = 'session_start'
 SESSION_END = 'session_end'
+QUARANTINED = 'audit_log_quarantined'
 _TAIL_CHUNK = 4096
 
 
@@ -238,17 +247,20 @@ def _rotate(path):
 
 def append(path, event, run_id=None, level='info', detail=None, host=None, user=None, ts=None,
            rotate_bytes=None, mode=0o640):
-    """Append one event; returns ``{sha256, prev, record, rotated, repaired_bytes, head_updated, warning}``.
+    """Append one event; returns ``{sha256, prev, record, rotated, repaired_bytes, head_updated, warning, quarantined}``.
 
-    Raises AuditError (or OSError) when the event was not recorded; the log is then
-    unchanged apart from a torn tail that a failed write may leave and that the next
-    append removes.
+    ``quarantined``: the live file (and head) moved aside because they failed the check,
+    before this event started a new live file.  Raises AuditError (or OSError) when the
+    event was not recorded; the log is then unchanged apart from a torn tail that a failed
+    write may leave and that the next append removes.
     """
     record = build_record(event, run_id=run_id, level=level, detail=detail, host=host, user=user, ts=ts)
     line_size = len(encode_line(record, GENESIS))
     path = os.path.abspath(os.fspath(path))
     makedirs_durable(os.path.dirname(path), mode=0o750)
     rotated = None
+    note = None
+    repaired = 0
     while True:
         fd = _open_current(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, fcntl.LOCK_EX, mode)
         try:
@@ -256,22 +268,135 @@ def append(path, event, run_id=None, level='info', detail=None, host=None, user=
             if rotate_bytes and rotated is None and size > 0 and size + line_size > rotate_bytes:
                 rotated = _rotate(path)
                 continue
-            return _append_locked(path, fd, size, record, rotated, mode)
+            if note is None:
+                # checked before a torn tail is cut, so a quarantined file keeps every byte it had
+                problem = _live_problem(path, fd, size)
+                if problem:
+                    note = _set_aside(path, fd, size, problem, record)
+                    continue
+                repaired, size = size, _cut_torn_tail(fd, size)
+                repaired -= size
+            if note is not None and size == 0:
+                _append_locked(path, fd, size, note, rotated, mode)
+                size = os.fstat(fd).st_size
+            result = _append_locked(path, fd, size, record, rotated, mode, repaired)
+            result['quarantined'] = [] if note is None else [
+                name for name in (note['detail']['quarantined'], note['detail']['head_quarantined']) if name]
+            return result
         finally:
             close_quietly(fd)
 
 
-def _append_locked(path, fd, size, record, rotated, mode):
+def _cut_torn_tail(fd, size):
+    """Remove the fragment a previous append left when it died after writing part of its line.
+
+    That line was never acknowledged, so it is cut before anything is chained to it.
+    """
+    _last, end = _tail(fd, size)
+    if end != size:
+        os.ftruncate(fd, end)
+    return end
+
+
+def line_problem(raw, prev, first):
+    """Why the line ``raw`` does not continue a chain ending in ``prev``: ``(reason, None)`` or ``(None, record)``."""
+    try:
+        body = json.loads(raw.decode('utf-8'))
+    except ValueError:
+        return 'not a JSON record', None
+    if not isinstance(body, dict) or 'prev' not in body:
+        return 'record has no prev field', None
+    if body['prev'] != prev:
+        if first:
+            return ('prev is not the genesis value: the first line of the log was removed or edited, '
+                    'or older rotated files are missing'), None
+        return ('prev does not match the SHA-256 of the line before it: that line was edited, '
+                'or lines between them were removed or inserted'), None
+    return None, body
+
+
+def _live_problem(path, fd, size):
+    """Why the live file (open as ``fd``, ``size`` bytes) must not be extended, or None.
+
+    A fragment after the last newline is an interrupted append, not damage: it is not looked at.
+    """
+    data = os.pread(fd, size, 0)
+    head = _read_head(path)
+    proven = _proven_bytes(data, head)
+    if proven:
+        # the head pins the file as the last append left it: only the lines after that need a look
+        prev = head['sha256']
+        for raw in _split_lines(data[proven:])[0]:
+            reason, _body = line_problem(raw, prev, False)
+            if reason:
+                return 'the line after byte %d: %s' % (proven, reason)
+            prev = line_digest(raw)
+        return None
+    lines, _torn = _split_lines(data)
+    prev = _prev_for_empty_file(path)
+    start = prev
+    if not lines:
+        if head is None or head.get('sha256') == start:
+            return None
+        # a new or freshly rotated live file: the head is absent, or records the last rotated line
+        return 'the live file holds no line, but its head %s records one' % head_path(path)
+    seen = set()
+    rotated = bool(rotated_files(path))
+    for line_no, raw in enumerate(lines, 1):
+        reason, _body = line_problem(raw, prev, not rotated and line_no == 1)
+        if reason:
+            return 'line %d: %s' % (line_no, reason)
+        prev = line_digest(raw)
+        seen.add(prev)
+    if head is None:
+        # an append that died between its line and its head leaves one line of a new log without a head
+        return None if len(lines) == 1 and not rotated else 'the head file %s is missing' % head_path(path)
+    if 'invalid' in head:
+        return head['invalid']
+    if head['sha256'] not in seen and head['sha256'] != start:
+        return ('the head %s records line %s, which is not in the log (lines were removed from the end or the last '
+                'line was edited)' % (head_path(path), head['sha256'][:16]))
+    return None
+
+
+def _proven_bytes(data, head):
+    """How many leading bytes of ``data`` the head pins (its ``bytes`` and ``file_sha256``), or 0.
+
+    Every append checks the file before it writes and then records the whole file's digest in the
+    head, so bytes that still hash to it are a chain already checked, and reading them once (one
+    SHA-256 pass, not a JSON parse per line) is enough.  Anything else gets the full check.
+    """
+    if head is None or 'invalid' in head:
+        return 0
+    length = head.get('bytes')
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= len(data):
+        return 0
+    if data[length - 1:length] != b'\n' or hashlib.sha256(data[:length]).hexdigest() != head.get('file_sha256'):
+        return 0
+    return length
+
+
+def _set_aside(path, fd, size, problem, record):
+    """Quarantine the live file and its head; returns the record that opens the new live file."""
+    digest = hashlib.sha256(os.pread(fd, size, 0)).hexdigest()
+    try:
+        quarantined = _quarantine.quarantine(path)
+        head_quarantined = _quarantine.quarantine(head_path(path)) if os.path.lexists(head_path(path)) else None
+    except OSError as exc:
+        raise AuditError('audit log %s is corrupt (%s) and moving it aside failed (%s); the event %r was not '
+                         'recorded and nothing was written to the log' % (path, problem, exc, record['event']))
+    # the event that found the damage carries the time: the two records stay in time order
+    return build_record(QUARANTINED, run_id=record['run_id'], level='critical', host=record['host'],
+                        user=record['user'], ts=record['ts'], detail={
+                            'file': path, 'quarantined': quarantined, 'sha256': digest, 'bytes': size,
+                            'head_quarantined': head_quarantined, 'reason': problem})
+
+
+def _append_locked(path, fd, size, record, rotated, mode, repaired=0):
     # the head is only ever written under this lock, so any temporary file of it is
     # left by an append that died; nothing else would remove it
     remove_stale_temps(head_path(path))
-    last, end = _tail(fd, size)
-    repaired = size - end
-    if repaired:
-        # a previous append died after writing part of its line; that line was never
-        # acknowledged, so the fragment is cut before anything is chained to it
-        os.ftruncate(fd, end)
-        size = end
+    last, _end = _tail(fd, size)
     if size == 0:
         os.fchmod(fd, mode)
         # the new file's name must be durable before a line in it is acknowledged
@@ -292,8 +417,11 @@ def _append_locked(path, fd, size, record, rotated, mode):
     digest = line_digest(raw)
     result = {'sha256': digest, 'prev': prev, 'record': record, 'rotated': rotated,
               'repaired_bytes': repaired, 'head_updated': True, 'warning': None}
+    length = size + len(raw)
     try:
-        atomic_write_json(head_path(path), {'sha256': digest, 'updated': record['ts']}, mode=mode)
+        atomic_write_json(head_path(path), {'sha256': digest, 'updated': record['ts'], 'bytes': length,
+                                            'file_sha256': hashlib.sha256(os.pread(fd, length, 0)).hexdigest()},
+                          mode=mode)
     except OSError as exc:
         result['head_updated'] = False
         result['warning'] = ('event recorded and fsynced in %s, but its head file %s was not updated (%s); '
@@ -339,14 +467,14 @@ def _split_lines(data):
 def verify(path):
     """Prove the chain of ``path`` and its rotated files.
 
-    Returns ``{ok, files, lines, first_broken, head, unanchored_lines, torn_tail_bytes, message}``;
+    Returns ``{ok, files, lines, first_broken, head, unanchored_lines, torn_tail_bytes, quarantined, message}``;
     ``first_broken`` is ``{file, line, number, reason}`` (``line`` is 1-based within
     ``file``, ``number`` across the whole chain) or None.
     """
     path = os.path.abspath(os.fspath(path))
     files, head = _read_locked_snapshot(path)
     result = {'ok': True, 'files': [name for name, _data in files], 'lines': 0, 'first_broken': None,
-              'head': None, 'unanchored_lines': 0, 'torn_tail_bytes': 0, 'message': ''}
+              'head': None, 'unanchored_lines': 0, 'torn_tail_bytes': 0, 'quarantined': [], 'message': ''}
     prev = GENESIS
     number = 0
     head_at = None
@@ -367,19 +495,10 @@ def verify(path):
             result['torn_tail_bytes'] = len(torn)
         for line_no, raw in enumerate(lines, 1):
             number += 1
-            try:
-                body = json.loads(raw.decode('utf-8'))
-            except ValueError:
-                return broken(name, line_no, 'not a JSON record')
-            if not isinstance(body, dict) or 'prev' not in body:
-                return broken(name, line_no, 'record has no prev field')
-            if body['prev'] != prev:
-                if number == 1:
-                    reason = ('prev is not the genesis value: the first line of the log was removed or edited, '
-                              'or older rotated files are missing')
-                else:
-                    reason = ('prev does not match the SHA-256 of the line before it: that line was edited, '
-                              'or lines between them were removed or inserted')
+            reason, body = line_problem(raw, prev, number == 1)
+            if reason is None and body.get('event') == QUARANTINED:
+                reason = _check_quarantined(body, result)
+            if reason:
                 return broken(name, line_no, reason)
             prev = line_digest(raw)
             last = (name, line_no)
@@ -387,6 +506,22 @@ def verify(path):
                 head_at = number
         result['lines'] = number
     return _check_head(result, head, head_at, last, number, path)
+
+
+def _check_quarantined(body, result):
+    """A quarantine record holds when the file it moved aside is still there, byte for byte."""
+    detail = body.get('detail') if isinstance(body.get('detail'), dict) else {}
+    name = detail.get('quarantined')
+    if not isinstance(name, str):
+        return 'a quarantine record names no quarantined file'
+    try:
+        digest = hashlib.sha256(read_bytes(name)).hexdigest()
+    except OSError as exc:
+        return 'the quarantined file %s it records cannot be read (%s)' % (name, exc.strerror or exc)
+    if digest != detail.get('sha256'):
+        return 'the quarantined file %s it records was changed since it was moved aside' % name
+    result['quarantined'].append({'file': name, 'ts': body.get('ts'), 'reason': detail.get('reason')})
+    return None
 
 
 def _check_head(result, head, head_at, last, number, path):
@@ -416,6 +551,9 @@ def _check_head(result, head, head_at, last, number, path):
     result['head'] = 'ok'
     result['unanchored_lines'] = number - head_at
     result['message'] = 'audit chain intact: %d lines in %d files' % (number, len(result['files']))
+    for quarantined in result['quarantined']:
+        result['message'] += ('; a corrupt live file was moved aside to %s at %s (%s), its bytes pinned by SHA-256'
+                              % (quarantined['file'], quarantined['ts'], quarantined['reason']))
     if result['unanchored_lines']:
         result['message'] += '; %d line(s) after the head are chained but not anchored' % result['unanchored_lines']
     if result['torn_tail_bytes']:

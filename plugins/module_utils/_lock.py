@@ -12,6 +12,13 @@ process, or from before a reboot); a stale lock is taken over.  ``force``
 breaks a live lock, and only after an audit event recording who broke whose
 lock has been written.
 
+A lock file whose content cannot be read (damaged bytes, or an acquire killed
+between creating and writing it) names no holder, so nobody can tell whether a
+run still holds it.  It is never taken over: acquire and release move it aside
+read-only (``<lock>.corrupt-<UTC time>``) and put in its place a lock held by an
+unknown run, which never goes stale.  Only ``force`` (audited) takes it, once an
+operator has made sure no rollback is running.
+
 Every inspection and change happens under an exclusive ``flock`` on the guard
 file ``<lock>.guard``, so deciding that a lock is stale and replacing it is one
 step: two processes can never both take over the same stale lock.
@@ -27,7 +34,7 @@ import re
 import socket
 import time
 
-from . import _audit
+from . import _audit, _quarantine
 from ._fsatomic import (
     atomic_write_json, fsync_dir, fsync_fd, makedirs_durable, read_bytes, remove_stale_temps, write_all,
 )
@@ -35,6 +42,8 @@ from ._fsatomic import (
 DEFAULT_TTL = 4 * 3600
 GUARD_SUFFIX = '.guard'
 RUN_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
+# no valid run id looks like this, so no run but a forced one releases the lock it marks
+UNKNOWN_HOLDER = '(unknown: the lock file was corrupt)'
 _BOOT_ID = '/proc/sys/kernel/random/boot_id'
 
 
@@ -48,6 +57,14 @@ class LockHeld(LockError):
     def __init__(self, message, holder):
         super().__init__(message)
         self.holder = holder
+
+
+class LockCorrupt(LockHeld):
+    """The lock file was unreadable; it was moved aside and the lock is held by an unknown run."""
+
+    def __init__(self, message, holder, quarantined):
+        super().__init__(message, holder)
+        self.quarantined = [quarantined]
 
 
 def check_run_id(run_id):
@@ -102,6 +119,8 @@ def pid_alive(pid):
 
 def stale_reason(holder, now=None, host=None):
     """Why ``holder`` no longer holds the lock, or None while it does."""
+    if 'corrupt_copy' in holder or 'unreadable' in holder:
+        return None
     now = time.time() if now is None else now
     try:
         created = _audit.parse_ts(holder['created'])
@@ -124,6 +143,11 @@ def stale_reason(holder, now=None, host=None):
 
 
 def describe(holder):
+    if 'unreadable' in holder:
+        return 'an unknown run (the lock file is unreadable: %s)' % holder['unreadable']
+    if 'corrupt_copy' in holder:
+        return ('an unknown run (the lock file was unreadable, %s; it was moved aside to %s at %s)'
+                % (holder.get('reason'), holder['corrupt_copy'], holder.get('created')))
     return ('run %s (pid %s on %s, user %s, since %s, ttl %ss)'
             % (holder.get('run_id'), holder.get('pid'), holder.get('host'), holder.get('user'),
                holder.get('created'), holder.get('ttl')))
@@ -195,11 +219,28 @@ def _inspect(path, now):
     holder = _read(path)
     if holder is None:
         return None, None
-    if 'unreadable' in holder:
-        # under the guard nobody is half-way through writing it: an acquire that died
-        # before its write was fsynced never returned success, so nobody holds this lock
-        return holder, 'the lock file is unreadable (%s), left by an acquire that did not finish' % holder['unreadable']
     return holder, stale_reason(holder, now)
+
+
+def _corrupt_holder(quarantined, why, now):
+    return {'run_id': UNKNOWN_HOLDER, 'host': socket.gethostname(), 'pid': None, 'pid_start': None, 'boot_id': None,
+            'user': None, 'created': _audit.format_ts(time.time() if now is None else now), 'ttl': None,
+            'corrupt_copy': quarantined, 'reason': why}
+
+
+def _set_aside(path, holder, now):
+    """Move the unreadable lock file aside, leaving a lock held by an unknown run; returns that holder."""
+    marker = {}
+
+    def replacement(quarantined):
+        marker.update(_corrupt_holder(quarantined, holder['unreadable'], now))
+        return (json.dumps(marker, indent=2, sort_keys=True) + '\n').encode('utf-8')
+    try:
+        _quarantine.quarantine(path, replacement=replacement, mode=0o644, now=now)
+    except OSError as exc:
+        raise LockError('lock %s is unreadable (%s) and moving it aside failed (%s); no run takes it. Make sure no '
+                        'rollback is running, then move it aside by hand' % (path, holder['unreadable'], exc))
+    return marker
 
 
 def status(path, now=None):
@@ -257,18 +298,36 @@ def _audit_break(audit_log, event, level, run_id, path, previous, why):
                         '(held by %s)' % (path, exc, describe(previous)))
 
 
+def _settle_unreadable(path, holder, run_id, force, check, now, action, result):
+    """Move an unreadable lock file aside (not in check mode); unless ``force``, refuse with LockCorrupt."""
+    if holder is None or 'unreadable' not in holder or check:
+        return holder
+    marker = _set_aside(path, holder, now)
+    result['quarantined'] = [marker['corrupt_copy']]
+    if force:
+        return marker
+    raise LockCorrupt(
+        'lock %s is unreadable (%s): it names no holder, so a run may still hold it. It was moved aside to %s '
+        '(read-only, as it was) and the lock is now held by an unknown run; not %s for run %s. Make sure no '
+        'rollback is running on %s (its AWX jobs; run states with status running), then take the lock with force '
+        '(recorded in the audit log)' % (path, holder['unreadable'], marker['corrupt_copy'], action, run_id,
+                                         marker['host']), marker, marker['corrupt_copy'])
+
+
 def acquire(path, run_id, ttl=DEFAULT_TTL, pid=None, user=None, force=False, audit_log=None, check=False, now=None):
     """Take the lock for ``run_id``.
 
-    Returns ``{changed, holder, previous, took_over}``: ``previous`` is the holder that
-    was replaced (stale or forced), ``took_over`` says why.  Raises LockHeld naming
-    the holder when another live run holds it and ``force`` is false.
+    Returns ``{changed, holder, previous, took_over, quarantined}``: ``previous`` is the holder
+    that was replaced (stale or forced), ``took_over`` says why, ``quarantined`` lists the
+    unreadable lock file moved aside.  Raises LockHeld naming the holder when another live run
+    holds it and ``force`` is false (LockCorrupt when that holder is unknown: the file was unreadable).
     """
     path = os.path.abspath(os.fspath(path))
     mine = new_holder(run_id, ttl, pid=pid, user=user, now=now)
-    result = {'changed': False, 'holder': mine, 'previous': None, 'took_over': None}
+    result = {'changed': False, 'holder': mine, 'previous': None, 'took_over': None, 'quarantined': []}
     with FlockFile(path + GUARD_SUFFIX, create=not check):
         holder, reason = _inspect(path, now)
+        holder = _settle_unreadable(path, holder, run_id, force, check, now, 'acquired', result)
         if holder is not None and holder.get('run_id') == run_id and reason is None:
             result['holder'] = holder
             return result
@@ -311,12 +370,14 @@ def release(path, run_id, force=False, audit_log=None, check=False, now=None):
 
     A lock held by another run is left alone (LockHeld) unless ``force``, which
     writes an audit event first.  Releasing a lock nobody holds changes nothing.
+    An unreadable lock file is moved aside first (``quarantined``, as for acquire).
     """
     path = os.path.abspath(os.fspath(path))
     check_run_id(run_id)
-    result = {'changed': False, 'previous': None}
+    result = {'changed': False, 'previous': None, 'quarantined': []}
     with FlockFile(path + GUARD_SUFFIX, create=False):
         holder, reason = _inspect(path, now)
+        holder = _settle_unreadable(path, holder, run_id, force, check, now, 'released', result)
         if holder is None:
             return result
         if holder.get('run_id') != run_id and not force:

@@ -45,6 +45,7 @@ import stat
 import threading
 import time
 
+from . import _quarantine
 from ._fsatomic import (
     EXCHANGE_UNSUPPORTED, TMP_PREFIX, DurabilityError, atomic_write_json, exchange, fsync_dir, fsync_fd,
     makedirs_durable, read_bytes,
@@ -88,14 +89,15 @@ class RestoreError(Exception):
 
     ``paths``: per target ``{path, state}``; ``journal``: the journal left for
     recovery (None when none was left); ``displaced_backup``: where the version
-    the restore displaced is kept.
+    the restore displaced is kept; ``quarantined``: corrupt journals moved aside.
     """
 
-    def __init__(self, message, paths=None, journal=None, displaced_backup=None):
+    def __init__(self, message, paths=None, journal=None, displaced_backup=None, quarantined=None):
         super().__init__(message)
         self.paths = paths or []
         self.journal = journal
         self.displaced_backup = displaced_backup
+        self.quarantined = quarantined or []
 
 
 class JournalError(RestoreError):
@@ -488,13 +490,45 @@ def _check_item(item, token):
         _check_unit(unit, os.path.join(containers[0], name), os.path.join(containers[1], name))
 
 
+class JournalCorrupt(JournalError):
+    """A journal record cannot be trusted: unreadable, or naming paths this engine never writes."""
+
+    def __init__(self, message, why):
+        super().__init__(message)
+        self.why = why
+
+
 def load_record(path):
     try:
         raw = read_bytes(path, limit=MAX_JOURNAL_BYTES)
         record = json.loads(raw.decode('utf-8'))
         return check_record(record)
     except (ValueError, ManifestError) as exc:
-        raise JournalError('journal %s cannot be trusted (%s); nothing was touched. %s' % (path, exc, _HERE))
+        raise JournalCorrupt('journal %s cannot be trusted (%s); nothing was touched. %s' % (path, exc, _HERE), str(exc))
+
+
+def quarantine_journal(path, corrupt):
+    """Move a journal that cannot be trusted aside (read-only) and say what that means; returns JournalError.
+
+    Recovery never moves anything on a record it cannot trust, so the restore it recorded
+    stays where it stopped.  The record is moved out of the way so that later runs are not
+    blocked by it, and the error tells the operator where things may be.
+    """
+    token = os.path.basename(path)[:-len('.json')]
+    try:
+        quarantined = _quarantine.quarantine(path)
+    except OSError as exc:
+        return JournalError('%s Moving it aside failed too (%s); it is unchanged.' % (corrupt, exc), journal=path)
+    return JournalError(
+        'restore journal %s cannot be trusted (%s). It was moved aside to %s (read-only, as it was); recovery neither '
+        'rolled forward nor back from it, nothing was moved. The backups in the store were not touched: recovery never '
+        'writes into a backup, and every restore verifies its backup first. The restore it recorded (token %s) may '
+        'have stopped half-way: each path it restored holds its old version, its restored version or nothing, with '
+        'the other version beside it as .restore-<name>-%s or .displaced-<name>-%s (list them: find / -xdev -name '
+        "'.*-%s'). Compare the live paths with the backup (restore in check "
+        'mode shows the difference), then run the restore again: the journal no longer blocks it. See docs/restore.md, '
+        '"A corrupt journal".' % (path, corrupt.why, quarantined, token, token, token, token),
+        journal=None, quarantined=[quarantined])
 
 
 def swap_paths(target, token):
@@ -622,7 +656,12 @@ def recover_journal(set_dir, check_mode=False):
         for path in pending_journals(set_dir):
             if os.path.basename(path)[:-len('.json')] in _IN_FLIGHT:
                 continue
-            record = load_record(path)
+            try:
+                record = load_record(path)
+            except JournalCorrupt as exc:
+                if check_mode:
+                    raise
+                raise quarantine_journal(path, exc) from None
             host = socket.gethostname()
             if record.get('host') != host:
                 raise JournalError('journal %s was written on host %r, this is %r; it names paths on that host '

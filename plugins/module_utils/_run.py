@@ -29,7 +29,14 @@ _SET_RE = re.compile(r'^[A-Za-z0-9._-]+$')
 
 
 class RunError(Exception):
-    """A step of the run could not be done; the message says what state the host is in."""
+    """A step of the run could not be done; the message says what state the host is in.
+
+    ``quarantined``: corrupt bookkeeping files the step moved aside (named in the message too).
+    """
+
+    def __init__(self, message, quarantined=None):
+        super().__init__(message)
+        self.quarantined = list(quarantined or [])
 
 
 class RunSettings:
@@ -105,8 +112,11 @@ def begin(run, meta, check=False, warn=None):
     if lock['took_over'] and warn:
         warn('lock %s taken over from %s: %s' % (path, _lock.describe(lock['previous']), lock['took_over']))
     try:
-        started = _state.start(run.state_dir, run.run_id, check=check, meta=dict(
+        started = _state.start(run.state_dir, run.run_id, check=check, audit_log=run.audit_log, meta=dict(
             meta, operation=run.operation, level=run.level, checkpoint=run.checkpoint))
+        if started['repair'] and warn:
+            for warning in started['repair']['warnings']:
+                warn(warning)
         state = started['state']
         completed = completed_phases(state, run.keep_phases)
         run.audit('run_resume' if started['resumed'] else 'run_start', level='notice', check=check, detail={
@@ -114,7 +124,8 @@ def begin(run, meta, check=False, warn=None):
             'checkpoint': run.checkpoint, 'skipping': completed,
         })
     except (_state.StateError, _audit.AuditError, OSError) as exc:
-        raise RunError('%s. %s' % (exc, _release_after_failed_begin(run, path, check)))
+        raise RunError('%s. %s' % (exc, _release_after_failed_begin(run, path, check)),
+                       getattr(exc, 'quarantined', None))
     host = run.new_host({
         'attempt': state['attempts'], 'resumed': started['resumed'], 'completed': completed,
         'recorded': state['artifacts'], 'lock_file': path, 'lock_held': True,
@@ -147,10 +158,12 @@ def record_phase(run, host, phase, artifacts, check=False):
     try:
         if not check:
             # in check mode a new run has no state to record into (begin wrote none)
-            _state.phase_done(run.state_dir, run.run_id, phase, artifacts=dict(artifacts, attempt=attempt))
+            _state.phase_done(run.state_dir, run.run_id, phase, artifacts=dict(artifacts, attempt=attempt),
+                              audit_log=run.audit_log)
         run.audit('run_phase_done', check=check, detail={'phase': phase, 'attempt': attempt, 'artifacts': artifacts})
     except (_state.StateError, _audit.AuditError, OSError) as exc:
-        raise RunError('recording phase %s of run %s failed: %s' % (phase, run.run_id, exc))
+        raise RunError('recording phase %s of run %s failed: %s' % (phase, run.run_id, exc),
+                       getattr(exc, 'quarantined', None))
     return True
 
 
@@ -181,13 +194,14 @@ def rescue(run, host, failure, passed, apply_command, restore_on_failure, run_co
     if restored['attempted'] and 'attempt' in host:
         # a later attempt redoes every phase this restore undid (see completed_phases)
         steps.append(('recording the restore in the run state', lambda: _state.phase_done(
-            run.state_dir, run.run_id, 'rescue', artifacts={
+            run.state_dir, run.run_id, 'rescue', audit_log=run.audit_log, artifacts={
                 'attempt': int(host['attempt']), 'checkpoint': run.checkpoint,
                 'restored': restored['restored'], 'verified': restored['verified']})))
     if not check:
         # in check mode a new run has no state, and nothing ran that could have failed for real
         steps.append(('recording the failure in the run state', lambda: _state.fail(
-            run.state_dir, run.run_id, message or 'failed in %s' % failure['phase'], phase=failure['phase'])))
+            run.state_dir, run.run_id, message or 'failed in %s' % failure['phase'], phase=failure['phase'],
+            audit_log=run.audit_log)))
     steps.append(('recording the failure in the audit log', lambda: run.audit('run_failed', level='error', check=check, detail={
         'phase': failure['phase'], 'task': failure['task'], 'message': message,
         'stopped_by_fleet': failure['stopped_by_fleet'], 'failed_hosts': failure['failed_hosts']})))
@@ -325,7 +339,8 @@ def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
             'outcome': outcome, 'fleet_outcome': outcome,
             'restored': bool((host.get('restore') or {}).get('restored', False))}))]
     if outcome == 'success' and not check:
-        steps.append(('marking the run finished', lambda: _state.finish(run.state_dir, run.run_id)))
+        steps.append(('marking the run finished',
+                      lambda: _state.finish(run.state_dir, run.run_id, audit_log=run.audit_log)))
     _run_steps(steps, warn)
     # A host whose checkpoint could not be put back is in no known state: the lock stays, so no other
     # run starts on it before someone has looked.  A rerun with the same run_id takes it.
@@ -348,9 +363,9 @@ def run_events(audit_log, run_id, warn):
         chain = _audit.verify(audit_log)
     except (_audit.AuditError, OSError) as exc:
         warn('reading the audit log %s failed: %s' % (audit_log, exc))
-        return [], {'chain_ok': False, 'lines': 0, 'first_broken': None, 'events': 0}
+        return [], {'chain_ok': False, 'lines': 0, 'first_broken': None, 'events': 0, 'quarantined': []}
     return events, {'chain_ok': chain['ok'], 'lines': chain['lines'], 'first_broken': chain['first_broken'],
-                    'events': len(events)}
+                    'events': len(events), 'quarantined': chain['quarantined']}
 
 
 def write_report(report_dir, run_id, documents, check=False):

@@ -6,9 +6,15 @@
 
 A run moves ``running`` -> ``failed`` or ``finished``; a failed run is resumed
 by starting it again with the same run_id, and the phases it completed before
-stay completed so that roles can skip them.  A state file that cannot be read
-or does not have the expected shape is reported (StateCorrupt) and left exactly
-as it is: resetting it would silently forget which phases already ran.
+stay completed so that roles can skip them.
+
+A state file that cannot be read or does not have the expected shape is never
+written to or reset.  An operation that meets one (outside check mode) moves it
+aside read-only (``<run_id>.json.corrupt-<UTC time>``) and rebuilds the state from
+the run's events in the audit log (``rebuild``), but only when that log's hash
+chain verifies; what the audit log does not hold is named in the result.  When
+it cannot be rebuilt the operation fails (StateCorrupt) naming the quarantined
+file, and the run has no state: starting it again starts it over.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import _audit, _quarantine
 from ._audit import utc_now
 from ._fsatomic import atomic_write_json, read_bytes, remove_stale_temps
 from ._lock import RUN_ID_RE, FlockFile
@@ -33,7 +40,21 @@ class StateError(Exception):
 
 
 class StateCorrupt(StateError):
-    """The state file exists but cannot be trusted; it is left untouched."""
+    """The state file exists but cannot be trusted; ``quarantined``: where it was moved aside (empty: it was not)."""
+
+    def __init__(self, message, path, why, quarantined=None):
+        super().__init__(message)
+        self.path = path
+        self.why = why
+        self.quarantined = [quarantined] if quarantined else []
+
+
+# what the run module records in the audit log, which is all a rebuild can know
+NOT_IN_AUDIT = [
+    'meta other than operation, level and checkpoint (run_start does not record it)',
+    'phases recorded with the run_state module alone (only the run module audits its phases)',
+    'changes whose audit event could not be written (the run warned about each one then)',
+]
 
 
 def state_path(state_dir, run_id):
@@ -44,9 +65,9 @@ def state_path(state_dir, run_id):
 
 
 def _corrupt(path, why):
-    return StateCorrupt('run state %s is corrupt: %s. It was left untouched. Inspect it; restore it from a backup '
-                        'or fix it by hand to resume the run, or move it aside to start the run over '
-                        '(its completed phases would then run again)' % (path, why))
+    return StateCorrupt('run state %s is corrupt: %s. It was left untouched (check mode, or a read that changes '
+                        'nothing); the next operation on the run moves it aside and rebuilds the state from the audit '
+                        'log' % (path, why), path, why)
 
 
 def validate(state, path, run_id):
@@ -84,20 +105,156 @@ def load(state_dir, run_id):
     return validate(state, path, run_id)
 
 
-def _update(state_dir, run_id, change, check):
-    """Apply ``change(state or None) -> new state or None (no change)`` under the directory lock."""
+def _update(state_dir, run_id, change, check, audit_log=None, create=True):
+    """Apply ``change(state or None) -> new state or None (no change)`` under the directory lock.
+
+    Returns ``{changed, state, before, previous_status, repair}``; ``repair`` (or None) is what
+    ``repair`` did to a corrupt state file first.
+    """
     path = state_path(state_dir, run_id)
     # read-modify-write of the state files is serialised by a flock on <state_dir>/.lock
-    with FlockFile(os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock'), create=not check):
-        before = load(state_dir, run_id)
+    with FlockFile(os.path.join(os.path.abspath(os.fspath(state_dir)), '.lock'), create=create and not check):
+        try:
+            before, repaired = load(state_dir, run_id), None
+        except StateCorrupt as exc:
+            if check:
+                raise
+            before, repaired = repair(exc, run_id, audit_log)
         after = change(json.loads(json.dumps(before)) if before is not None else None)
+        result = {'changed': repaired is not None, 'state': before, 'before': before,
+                  'previous_status': before and before['status'], 'repair': repaired}
         if after is None or after == before:
-            return {'changed': False, 'state': before, 'before': before, 'previous_status': before and before['status']}
+            return result
         after['updated'] = utc_now()
         if not check:
             remove_stale_temps(path)
             atomic_write_json(path, after, mode=0o600)
-        return {'changed': True, 'state': after, 'before': before, 'previous_status': before and before['status']}
+        return dict(result, changed=True, state=after)
+
+
+def repair(corrupt, run_id, audit_log):
+    """Quarantine the corrupt state file, then rebuild it from ``audit_log``; returns ``(state, report)``.
+
+    ``report``: ``{quarantined: [path], rebuilt_from, not_rebuilt: [what], warnings}``.  Raises
+    StateCorrupt naming the quarantined file when the state cannot be rebuilt.  The caller holds
+    the state directory's lock.
+    """
+    try:
+        quarantined = _quarantine.quarantine(corrupt.path)
+    except OSError as exc:
+        raise StateCorrupt('run state %s is corrupt: %s. Moving it aside failed (%s); it is unchanged and nothing was '
+                           'written' % (corrupt.path, corrupt.why, exc), corrupt.path, corrupt.why)
+    found = 'run state %s is corrupt: %s. It was moved aside to %s (read-only, as it was)' % (
+        corrupt.path, corrupt.why, quarantined)
+    try:
+        state = rebuild(audit_log, run_id)
+    except StateError as exc:
+        _audit_repair(audit_log, run_id, corrupt, quarantined, None)
+        raise StateCorrupt('%s and could not be rebuilt: %s. The run has no state now: starting it again starts it '
+                           'over (its completed phases run again); to resume it instead, repair the quarantined copy '
+                           'by hand and move it back to %s' % (found, exc, corrupt.path),
+                           corrupt.path, corrupt.why, quarantined)
+    state['rebuilt'] = {'from': audit_log, 'quarantined': quarantined, 'at': utc_now()}
+    atomic_write_json(corrupt.path, state, mode=0o600)
+    report = {'quarantined': [quarantined], 'rebuilt_from': audit_log, 'not_rebuilt': list(NOT_IN_AUDIT),
+              'warnings': []}
+    warning = _audit_repair(audit_log, run_id, corrupt, quarantined, state)
+    report['warnings'].append('%s and was rebuilt from the audit log %s (completed phases: %s). Not in the audit log, '
+                              'so not rebuilt: %s' % (found, audit_log, ', '.join(state['completed_phases']) or 'none',
+                                                      '; '.join(NOT_IN_AUDIT)))
+    if warning:
+        report['warnings'].append(warning)
+    return state, report
+
+
+def _audit_repair(audit_log, run_id, corrupt, quarantined, state):
+    """Record the quarantine (and the rebuild) in the audit log; returns a warning when that failed."""
+    if not audit_log:
+        return None
+    try:
+        _audit.append(audit_log, 'run_state_quarantined', run_id=run_id, level='error', detail={
+            'state_file': corrupt.path, 'quarantined': quarantined, 'reason': corrupt.why, 'rebuilt': state is not None,
+            'completed_phases': state['completed_phases'] if state else None})
+    except (_audit.AuditError, OSError) as exc:
+        return 'recording the quarantine of %s in the audit log %s failed: %s' % (corrupt.path, audit_log, exc)
+    return None
+
+
+def rebuild(audit_log, run_id):
+    """The state of ``run_id`` as the run module's events in ``audit_log`` record it.
+
+    Only a log whose whole hash chain verifies is used.  Raises StateError saying why not.
+    """
+    if not audit_log:
+        raise StateError('no audit log was given to rebuild it from')
+    try:
+        chain = _audit.verify(audit_log)
+        events = _audit.query(audit_log, run_id=run_id)
+    except (_audit.AuditError, OSError) as exc:
+        raise StateError('the audit log %s cannot be read (%s)' % (audit_log, exc))
+    if not chain['ok']:
+        raise StateError('the audit log %s fails its chain check (%s), so it is not trusted to rebuild from'
+                         % (audit_log, chain['message']))
+    state = None
+    for record in events:
+        detail = record.get('detail') if isinstance(record.get('detail'), dict) else {}
+        if record.get('event') == 'run_start':
+            state = start_state(run_id, {key: detail.get(key) for key in ('operation', 'level', 'checkpoint')})
+            state['created'] = record.get('ts')
+        elif state is None or not _replay(state, record.get('event'), detail):
+            continue
+        state['attempts'] = _attempt(detail, state['attempts'])
+        state['updated'] = record.get('ts')
+    if state is None:
+        raise StateError('the audit log %s has no run_start event of run %s' % (audit_log, run_id))
+    try:
+        return validate(state, '(rebuilt)', run_id)
+    except StateCorrupt as exc:
+        raise StateError('the events of run %s in %s do not make a valid state (%s)' % (run_id, audit_log, exc.why))
+
+
+def _attempt(detail, current):
+    attempt = detail.get('attempt')
+    return attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0 else current
+
+
+def _replay(state, event, detail):
+    """Apply one of the run module's events to ``state``, as the run module changed the state then."""
+    if event == 'run_resume':
+        if state['status'] == 'failed':
+            _resume(state)
+    elif event == 'run_phase_done' and isinstance(detail.get('phase'), str):
+        artifacts = detail.get('artifacts') if isinstance(detail.get('artifacts'), dict) else {}
+        _record_phase(state, detail['phase'], dict(artifacts, attempt=_attempt(detail, state['attempts'])))
+    elif event == 'run_checkpoint_restored':
+        _record_phase(state, 'rescue', {'attempt': state['attempts'], 'checkpoint': detail.get('checkpoint'),
+                                        'restored': detail.get('restored'), 'verified': detail.get('verified')})
+    elif event == 'run_failed':
+        _mark_failed(state, detail.get('message') or 'failed in %s' % detail.get('phase'), detail.get('phase'))
+    elif event == 'run_end' and detail.get('outcome') == 'success':
+        state['status'] = 'finished'
+    else:
+        return False
+    return True
+
+
+def _resume(state):
+    state.update(status='running', attempts=state['attempts'] + 1, failure_reason=None, failed_phase=None)
+    return state
+
+
+def _mark_failed(state, reason, phase):
+    state.update(status='failed', failure_reason=reason, failed_phase=phase)
+    return state
+
+
+def _record_phase(state, phase, artifacts):
+    if phase not in state['completed_phases']:
+        state['completed_phases'].append(phase)
+    state['phase'] = phase
+    merged = dict(state['artifacts'].get(phase) or {})
+    merged.update(artifacts)
+    state['artifacts'][phase] = merged
 
 
 def _require(state, run_id, state_dir, what):
@@ -106,28 +263,25 @@ def _require(state, run_id, state_dir, what):
     return state
 
 
-def start(state_dir, run_id, meta=None, check=False):
+def start(state_dir, run_id, meta=None, check=False, audit_log=None):
     """Start ``run_id`` or resume it; ``state['completed_phases']`` lists what to skip.
 
     A failed run goes back to ``running`` (its attempts counted); a finished or
-    running run is reported unchanged.
+    running run is reported unchanged.  ``audit_log``: where a corrupt state file is
+    rebuilt from (see ``repair``), in every operation.
     """
     def change(state):
         if state is None:
             return start_state(run_id, meta)
         if state['status'] == 'failed':
-            state['status'] = 'running'
-            state['attempts'] += 1
-            state['failure_reason'] = None
-            state['failed_phase'] = None
-            return state
+            return _resume(state)
         return None
-    result = _update(state_dir, run_id, change, check)
+    result = _update(state_dir, run_id, change, check, audit_log)
     result['resumed'] = result['previous_status'] is not None
     return result
 
 
-def phase_done(state_dir, run_id, phase, artifacts=None, check=False):
+def phase_done(state_dir, run_id, phase, artifacts=None, check=False, audit_log=None):
     """Record ``phase`` as completed with its ``artifacts`` (merged over earlier ones)."""
     if not isinstance(phase, str) or not phase:
         raise StateError('phase_done needs a phase name')
@@ -137,17 +291,12 @@ def phase_done(state_dir, run_id, phase, artifacts=None, check=False):
         if state['status'] != 'running':
             raise StateError('run %s is %s; start it again before recording phase %s (state unchanged)'
                              % (run_id, state['status'], phase))
-        if phase not in state['completed_phases']:
-            state['completed_phases'].append(phase)
-        state['phase'] = phase
-        merged = dict(state['artifacts'].get(phase) or {})
-        merged.update(artifacts or {})
-        state['artifacts'][phase] = merged
+        _record_phase(state, phase, artifacts or {})
         return state
-    return _update(state_dir, run_id, change, check)
+    return _update(state_dir, run_id, change, check, audit_log)
 
 
-def fail(state_dir, run_id, reason, phase=None, check=False):
+def fail(state_dir, run_id, reason, phase=None, check=False, audit_log=None):
     """Mark ``run_id`` failed with ``reason`` (creating its state if the run never started)."""
     if not isinstance(reason, str) or not reason:
         raise StateError('fail needs a failure_reason')
@@ -157,14 +306,11 @@ def fail(state_dir, run_id, reason, phase=None, check=False):
             state = start_state(run_id)
         if state['status'] == 'finished':
             raise StateError('run %s already finished; it cannot be marked failed (state unchanged)' % run_id)
-        state['status'] = 'failed'
-        state['failure_reason'] = reason
-        state['failed_phase'] = phase
-        return state
-    return _update(state_dir, run_id, change, check)
+        return _mark_failed(state, reason, phase)
+    return _update(state_dir, run_id, change, check, audit_log)
 
 
-def finish(state_dir, run_id, check=False):
+def finish(state_dir, run_id, check=False, audit_log=None):
     """Mark ``run_id`` finished."""
     def change(state):
         _require(state, run_id, state_dir, 'finish')
@@ -173,7 +319,15 @@ def finish(state_dir, run_id, check=False):
                              '(state unchanged)' % (run_id, state.get('failure_reason')))
         state['status'] = 'finished'
         return state
-    return _update(state_dir, run_id, change, check)
+    return _update(state_dir, run_id, change, check, audit_log)
+
+
+def get(state_dir, run_id, check=False, audit_log=None):
+    """The state of ``run_id`` (None when it has none), repairing a corrupt file outside check mode.
+
+    A read creates nothing: without the directory's lock file no state was ever written there.
+    """
+    return _update(state_dir, run_id, lambda state: None, check, audit_log, create=False)
 
 
 def start_state(run_id, meta=None):

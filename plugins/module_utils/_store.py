@@ -471,8 +471,8 @@ class Store:
         """Settle and remove what interrupted runs left behind; returns what it did.
 
         First the journal of a restore that was interrupted (rolled forward or
-        back to exactly-old or exactly-new; a record that cannot be trusted stops
-        everything with the journal kept), then staging and half-deleted backups,
+        back to exactly-old or exactly-new; a record that cannot be trusted is moved
+        aside read-only and stops everything), then staging and half-deleted backups,
         temporary files of atomic writes, and pins of backups that do not exist.
         Also fsyncs the set directory, so a publish whose final fsync failed
         becomes durable.  Everything done is also added to ``self.recovered``.

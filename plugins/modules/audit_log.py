@@ -16,6 +16,11 @@ description:
   - O(operation=append) writes one event (C(ts) in UTC, C(run_id), C(host), C(user), C(level),
     C(event), C(detail)) with C(O_APPEND) and C(fsync), under an exclusive C(flock) so that
     concurrent writers never break the chain.
+  - Before every append the live file is checked (each line a record chained to the one before it,
+    the first to the rotated files, the head file among them).  A live file that fails is never extended;
+    it is moved aside read-only with its head as C(<path>.corrupt-<UTC time>), and a new live file starts
+    with an C(audit_log_quarantined) record that chains to the rotated files and pins the quarantined file
+    by its SHA-256 (RV(quarantined), and a warning).  A break inside a rotated file is reported by verify only.
   - O(operation=verify) proves the chain across the live file and its rotated files and
     reports the first broken line.
   - O(operation=query) returns the events matching a run ID, event names, levels and a time window.
@@ -160,6 +165,16 @@ rotated:
   description: Name the live file was rotated to before this append, or null.
   returned: O(operation=append) and not in check mode
   type: str
+quarantined:
+  description:
+    - O(operation=append) - the live file (and its head file) moved aside read-only as C(<path>.corrupt-<UTC time>)
+      because it failed the check made before every append; the new live file begins with an
+      C(audit_log_quarantined) record naming it, chained to the rotated files. Empty when the log was sound.
+    - O(operation=verify) - the C(audit_log_quarantined) records met on the chain (C(file), C(ts), C(reason)); each
+      is checked against the SHA-256 of the quarantined file it records.
+  returned: O(operation=append) and not in check mode, or O(operation=verify)
+  type: list
+  elements: raw
 ok:
   description: Whether the chain is intact.
   returned: O(operation=verify)
@@ -226,8 +241,11 @@ def run(module):
                                rotate_bytes=params['rotate_bytes'] or None)
         if result['warning']:
             module.warn(result['warning'])
+        for quarantined in result['quarantined']:
+            module.warn('the audit log was corrupt, so it was not extended: %s was moved aside read-only and a new '
+                        'log begins with an %s record naming it' % (quarantined, _audit.QUARANTINED))
         return {'changed': True, 'record': result['record'], 'sha256': result['sha256'], 'prev': result['prev'],
-                'rotated': result['rotated']}
+                'rotated': result['rotated'], 'quarantined': result['quarantined']}
     if operation == 'verify':
         result = _audit.verify(path)
         if not result['ok'] and params['fail_on_broken']:

@@ -21,6 +21,11 @@ description:
   - Only the run that holds the lock releases it.  O(force=true) breaks a lock held by
     another run, after writing a C(lock_forced) event to O(audit_log); without that record
     nothing is broken.
+  - A lock file that cannot be read names no holder, so a run may still hold it; it is never taken
+    over.  Acquire and release (outside check mode) move it aside read-only as C(<lock>.corrupt-<UTC time>)
+    and leave a lock held by an unknown run in its place, which never goes stale; the task fails naming
+    the quarantined file.  Once no rollback is running, O(force=true) takes or removes it (audited).
+    O(operation=status) reports an unreadable lock file as held and moves nothing.
 author:
   - lastgood.rollback developers (@lastgood)
 extends_documentation_fragment:
@@ -131,6 +136,14 @@ stale_reason:
   description: Why the lock is stale, or null.
   returned: O(operation=status)
   type: str
+quarantined:
+  description:
+    - The unreadable lock file moved aside read-only (C(<lock>.corrupt-<UTC time>)), or empty. Without
+      O(force) the task then fails, and the lock is held by an unknown run (the holder's C(corrupt_copy)
+      names the quarantined file).
+  returned: O(operation=acquire) or O(operation=release)
+  type: list
+  elements: str
 '''
 
 import os
@@ -178,7 +191,7 @@ def main():
     try:
         module.exit_json(**run(module))
     except _lock.LockHeld as exc:
-        module.fail_json(msg=str(exc), holder=exc.holder)
+        module.fail_json(msg=str(exc), holder=exc.holder, quarantined=getattr(exc, 'quarantined', []))
     except (_lock.LockError, _audit.AuditError, OSError) as exc:
         module.fail_json(msg='lock %s: %s' % (module.params['path'] or module.params['set'], exc))
 

@@ -225,6 +225,14 @@ journal:
   description: On failure, the journal left for recovery (null when the failure left none).
   returned: failure
   type: str
+quarantined:
+  description:
+    - On failure, the restore journals that could not be trusted (unreadable, or naming paths this engine never
+      writes) and were moved aside read-only as C(<journal>.corrupt-<UTC time>). Recovery did not act on them;
+      the message says where the paths they recorded may be (see docs/restore.md, "A corrupt journal").
+  returned: failure
+  type: list
+  elements: str
 msg:
   description: What happened to which path and where the replaced version is, or on failure what state
     everything is in and what to do next.
@@ -293,7 +301,8 @@ def run_restore(module, store):
                          keep_displaced=params['keep_displaced'], verify_after=params['verify_after'],
                          undo=params['undo'], check_mode=module.check_mode, diff=module._diff)
     except RestoreError as exc:
-        module.fail_json(msg=str(exc), paths=exc.paths, journal=exc.journal, displaced_backup=exc.displaced_backup)
+        module.fail_json(msg=str(exc), paths=exc.paths, journal=exc.journal, displaced_backup=exc.displaced_backup,
+                         quarantined=exc.quarantined)
     for warning in result.pop('warnings', []):
         module.warn(warning)
     result['validated_documents'] = validated

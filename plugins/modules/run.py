@@ -111,7 +111,9 @@ options:
     type: path
     default: /var/lib/lastgood/runs
   audit_log:
-    description: The audit log (see M(lastgood.rollback.audit_log)).
+    description:
+      - The audit log (see M(lastgood.rollback.audit_log)).
+      - A corrupt run state is rebuilt from this run's events in it (see M(lastgood.rollback.run_state)).
     type: path
     default: /var/log/lastgood/audit.jsonl
   lock_path:
@@ -297,7 +299,8 @@ ansible_facts:
           C(verified), C(reapplied), C(checkpoint), C(changed), C(drift), C(message)).
         - From O(state=end) C(outcome) (C(success) unless the rescue set it), C(finished), C(lock_released),
           C(events) (this run's audit events on this host) and C(audit) (C(chain_ok), C(lines),
-          C(first_broken), C(events) - the number of events).
+          C(first_broken), C(events) - the number of events, C(quarantined) - corrupt live files of the audit log
+          moved aside, each C(file), C(ts), C(reason)).
       type: dict
       returned: always
 report:
@@ -305,6 +308,14 @@ report:
   returned: O(state=close)
   type: dict
   sample: {dir: /var/lib/lastgood/reports/20261207T200000Z-1a2b3c, changed: [report.json, report.md]}
+quarantined:
+  description:
+    - When the step fails, the corrupt bookkeeping files it moved aside read-only as C(<file>.corrupt-<UTC time>)
+      - an unreadable lock file (the lock is then held by an unknown run, see M(lastgood.rollback.lock)), or a run
+      state that could not be rebuilt from the audit log (see M(lastgood.rollback.run_state)). The message names them.
+  returned: failure
+  type: list
+  elements: str
 msg:
   description: What the step did; for O(state=close) how the run ended on this host.
   returned: always
@@ -406,9 +417,9 @@ def main():
     try:
         module.exit_json(**step(module))
     except _lock.LockHeld as exc:
-        module.fail_json(msg=str(exc), holder=exc.holder)
+        module.fail_json(msg=str(exc), holder=exc.holder, quarantined=getattr(exc, 'quarantined', []))
     except (_run.RunError, _lock.LockError, _state.StateError, _audit.AuditError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=str(exc), quarantined=getattr(exc, 'quarantined', []))
     except OSError as exc:
         module.fail_json(msg='run %s, step %s: %s' % (module.params['run_id'], module.params['state'], exc))
 

@@ -16,8 +16,12 @@ description:
   - Every change replaces the file atomically (temporary file, C(fsync), rename, directory C(fsync)).
   - O(operation=start) on a run that already has state reports its completed phases so that roles
     can skip them; a failed run goes back to C(running) and its attempts are counted.
-  - A state file that cannot be read or does not have the expected shape is reported with its path
-    and left untouched; it is never reset silently.
+  - A state file that cannot be read or does not have the expected shape is never written to. Outside check
+    mode it is moved aside read-only as C(<run_id>.json.corrupt-<UTC time>) and the state is rebuilt from the
+    run's events in O(audit_log) (those M(lastgood.rollback.run) records), but only when the log's hash chain
+    verifies; the warning and RV(rebuilt) say what the audit log does not hold. When it cannot be rebuilt the
+    task fails naming the quarantined file, and the run has no state (starting it again starts it over).
+  - In check mode a corrupt state file is reported and left where it is.
 author:
   - lastgood.rollback developers (@lastgood)
 extends_documentation_fragment:
@@ -65,6 +69,13 @@ options:
     description: Data recorded when the run is first started (level, requested by, ...).
     type: dict
     default: {}
+  audit_log:
+    description:
+      - The audit log a corrupt state file is rebuilt from (the run's C(run_start), C(run_resume),
+        C(run_phase_done), C(run_failed), C(run_checkpoint_restored) and C(run_end) events).
+      - V('') rebuilds nothing; a corrupt state file is then only moved aside.
+    type: path
+    default: /var/log/lastgood/audit.jsonl
 seealso:
   - module: lastgood.rollback.lock
   - module: lastgood.rollback.audit_log
@@ -131,6 +142,19 @@ state_file:
   description: The state file of the run.
   returned: always
   type: str
+quarantined:
+  description: The corrupt state file moved aside read-only (C(<run_id>.json.corrupt-<UTC time>)); empty when
+    the state file was sound.
+  returned: always
+  type: list
+  elements: str
+rebuilt:
+  description:
+    - When the state was rebuilt from the audit log - C(from) (the audit log) and C(not_rebuilt) (what the audit
+      log does not hold, so the rebuilt state lacks); null otherwise.
+    - The rebuilt state also carries C(rebuilt) (C(from), C(quarantined), C(at)).
+  returned: always
+  type: dict
 '''
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _state
@@ -141,23 +165,30 @@ def run(module):
     params = module.params
     state_dir, run_id, check = params['state_dir'], params['run_id'], module.check_mode
     operation = params['operation']
+    audit_log = params['audit_log'] or None
     if operation == 'get':
-        state = _state.load(state_dir, run_id)
-        result = {'changed': False, 'state': state}
+        result = _state.get(state_dir, run_id, check=check, audit_log=audit_log)
     elif operation == 'start':
-        result = _state.start(state_dir, run_id, meta=params['meta'], check=check)
+        result = _state.start(state_dir, run_id, meta=params['meta'], check=check, audit_log=audit_log)
     elif operation == 'phase_done':
-        result = _state.phase_done(state_dir, run_id, params['phase'], artifacts=params['artifacts'], check=check)
+        result = _state.phase_done(state_dir, run_id, params['phase'], artifacts=params['artifacts'], check=check,
+                                   audit_log=audit_log)
     elif operation == 'fail':
-        result = _state.fail(state_dir, run_id, params['failure_reason'], phase=params['phase'], check=check)
+        result = _state.fail(state_dir, run_id, params['failure_reason'], phase=params['phase'], check=check,
+                             audit_log=audit_log)
     else:
-        result = _state.finish(state_dir, run_id, check=check)
+        result = _state.finish(state_dir, run_id, check=check, audit_log=audit_log)
     state = result['state']
+    repair = result['repair']
+    for warning in repair['warnings'] if repair else []:
+        module.warn(warning)
     output = {
         'changed': result['changed'], 'state': state, 'exists': state is not None,
         'status': state['status'] if state else None,
         'completed_phases': list(state['completed_phases']) if state else [],
         'state_file': _state.state_path(state_dir, run_id),
+        'quarantined': repair['quarantined'] if repair else [],
+        'rebuilt': {'from': repair['rebuilt_from'], 'not_rebuilt': repair['not_rebuilt']} if repair else None,
     }
     if operation == 'start':
         output['resumed'] = result['resumed']
@@ -176,6 +207,7 @@ def main():
             artifacts=dict(type='dict', default={}),
             failure_reason=dict(type='str'),
             meta=dict(type='dict', default={}),
+            audit_log=dict(type='path', default='/var/log/lastgood/audit.jsonl'),
         ),
         required_if=[('operation', 'phase_done', ('phase',)), ('operation', 'fail', ('failure_reason',))],
         supports_check_mode=True,
@@ -183,7 +215,7 @@ def main():
     try:
         module.exit_json(**run(module))
     except _state.StateCorrupt as exc:
-        module.fail_json(msg=str(exc), corrupt=True)
+        module.fail_json(msg=str(exc), corrupt=True, quarantined=exc.quarantined)
     except (_state.StateError, OSError) as exc:
         module.fail_json(msg='run state of %s: %s' % (module.params['run_id'], exc))
 

@@ -210,7 +210,8 @@ def test_a_run_that_succeeds_records_each_phase_finishes_and_releases_the_lock(s
         events = site.events(host, 'it-ok')
         assert [event['event'] for event in events] == ['run_start', 'run_phase_done', 'run_phase_done', 'run_end']
         assert [event['detail']['phase'] for event in events[1:3]] == ['checkpoint', 'act']
-        assert record['audit'] == {'chain_ok': True, 'lines': 4, 'first_broken': None, 'events': 4}
+        assert record['audit'] == {'chain_ok': True, 'lines': 4, 'first_broken': None, 'events': 4,
+                                   'quarantined': []}
         assert [event['event'] for event in record['events']] == [event['event'] for event in events]
         state = site.state(host, 'it-ok')
         assert state['status'] == 'finished' and state['completed_phases'] == ['checkpoint', 'act']

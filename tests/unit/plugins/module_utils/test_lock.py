@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,14 +112,19 @@ def test_a_live_pid_on_another_host_is_left_to_the_ttl(tmp_path):
     assert _lock.status(path)['held'] is True
 
 
-def test_an_unreadable_lock_file_left_by_a_crashed_acquire_is_taken_over(tmp_path):
+def test_an_unreadable_lock_file_is_moved_aside_and_never_taken_over(tmp_path):
     path = _lock_path(tmp_path)
     os.makedirs(os.path.dirname(path))
     with open(path, 'w') as handle:
         handle.write('{"run_id": "half')
-    result = _lock.acquire(path, 'run-a')
-    assert 'unreadable' in result['took_over']
-    assert _lock.status(path)['holder']['run_id'] == 'run-a'
+    with pytest.raises(_lock.LockCorrupt) as raised:
+        _lock.acquire(path, 'run-a')
+    [quarantined] = raised.value.quarantined
+    assert quarantined in str(raised.value) and open(quarantined).read() == '{"run_id": "half'
+    status = _lock.status(path)
+    assert status['held'] is True and status['holder']['corrupt_copy'] == quarantined
+    with pytest.raises(_lock.LockHeld, match='unknown run'):
+        _lock.acquire(path, 'run-b', now=time.time() + 10 * _lock.DEFAULT_TTL)
 
 
 def test_force_breaks_a_live_lock_only_after_writing_the_audit_event(tmp_path):

@@ -681,10 +681,46 @@ def test_recovery_refuses_a_journal_that_names_paths_the_engine_never_uses(world
     state = world.state()
     with pytest.raises(_restore.JournalError) as info:
         world.recover()
-    assert 'cannot be trusted' in str(info.value) and 'nothing was touched' in str(info.value)
+    [quarantined] = info.value.quarantined
+    assert 'cannot be trusted' in str(info.value) and 'nothing was moved' in str(info.value)
+    assert quarantined in str(info.value) and json.load(open(quarantined)) == record
     with open(sentinel, 'rb') as handle:
         assert handle.read() == b'keep me\n'
-    assert world.state() == state and os.path.isfile(path)
+    assert world.state() == state and not os.path.exists(path)
+
+
+JOURNAL_DAMAGE = [
+    ('empty', lambda data: b''),
+    ('truncated', lambda data: data[:len(data) // 2]),
+    ('flipped byte', lambda data: bytes([data[0] ^ 0x20]) + data[1:]),
+    ('garbage', lambda data: b'\x8f\x00 not a journal \x01' * 8),
+    ('invalid utf-8', lambda data: data.replace(b'"ready"', b'"re\xffdy"')),
+]
+
+
+@pytest.mark.parametrize('name, damage', JOURNAL_DAMAGE, ids=[case[0] for case in JOURNAL_DAMAGE])
+def test_a_corrupt_journal_is_moved_aside_read_only_and_recovery_moves_nothing(world, name, damage):
+    path = _ready_journal(world)
+    token = os.path.basename(path)[:-len('.json')]
+    with open(path, 'rb') as handle:
+        data = damage(handle.read())
+    with open(path, 'wb') as handle:
+        handle.write(data)
+    state = world.state()
+    beside = sorted(os.listdir(os.path.dirname(world.app)))
+    with pytest.raises(_restore.JournalError) as info:
+        world.recover()
+    [quarantined] = info.value.quarantined
+    message = str(info.value)
+    assert quarantined in message and 'nothing was moved' in message and token in message
+    with open(quarantined, 'rb') as handle:
+        assert handle.read() == data
+    assert os.stat(quarantined).st_mode & 0o777 == 0o444 and not os.path.exists(path)
+    assert world.state() == state and sorted(os.listdir(os.path.dirname(world.app))) == beside
+    assert world.store().verify(world.backup_id)['ok'], 'the backup is intact'
+    # moved aside, the record no longer blocks: the restore run again puts the backup back
+    world.restore()
+    assert world.state() == world.new
 
 
 def test_recovery_leaves_a_journal_written_on_another_host_alone(world):

@@ -115,13 +115,15 @@ def test_begin_refuses_a_lock_another_run_holds_and_starts_nothing(work):
     assert events(work) == []
 
 
-def test_begin_releases_the_lock_again_when_the_run_state_is_corrupt(work):
+def test_begin_releases_the_lock_again_when_the_run_state_is_corrupt_and_cannot_be_rebuilt(work):
     (work / 'runs').mkdir()
     (work / 'runs' / (RUN + '.json')).write_text('{not json')
-    with pytest.raises(_run.RunError, match='corrupt.*was released again'):
+    with pytest.raises(_run.RunError, match='corrupt.*could not be rebuilt.*was released again') as raised:
         _run.begin(settings(work), {})
     assert not (work / 'store' / 'app' / '.lock').exists()
-    assert (work / 'runs' / (RUN + '.json')).read_text() == '{not json'
+    assert not (work / 'runs' / (RUN + '.json')).exists()
+    [quarantined] = raised.value.quarantined
+    assert quarantined in str(raised.value) and open(quarantined).read() == '{not json'
 
 
 def test_begin_in_check_mode_writes_nothing(work):
@@ -296,7 +298,7 @@ def test_end_of_a_successful_run_finishes_it_releases_the_lock_and_reads_its_eve
     assert end['level'] == 'info' and end['detail'] == {'outcome': 'success', 'fleet_outcome': 'success',
                                                         'restored': False}
     assert [event['event'] for event in ended['events']] == ['run_start', 'run_end']
-    assert ended['audit'] == {'chain_ok': True, 'lines': 2, 'first_broken': None, 'events': 2}
+    assert ended['audit'] == {'chain_ok': True, 'lines': 2, 'first_broken': None, 'events': 2, 'quarantined': []}
 
 
 def test_end_of_a_host_whose_checkpoint_is_not_back_keeps_the_lock(work):
@@ -316,11 +318,27 @@ def test_end_reports_a_broken_audit_chain_without_failing(work):
     run = settings(work)
     host, _changed = _run.begin(run, {})
     _run.record_phase(run, host, 'act', {})
-    log = work / 'log' / 'audit.jsonl'
-    log.write_text(log.read_text().replace('"notice"', '"info"'))
+    # a rotated file is never written again: a break in it is reported, the live file goes on
+    rotated = work / 'log' / 'audit.jsonl.000001'
+    (work / 'log' / 'audit.jsonl').rename(rotated)
+    rotated.write_text(rotated.read_text().replace('"notice"', '"info"'))
     ended, _changed = _run.end(run, host)
     assert ended['audit']['chain_ok'] is False and ended['audit']['first_broken']['line'] == 2
     assert ended['audit']['events'] == 3
+
+
+def test_end_moves_a_corrupt_live_audit_log_aside_and_records_the_end_in_a_new_one(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {})
+    _run.record_phase(run, host, 'act', {})
+    log = work / 'log' / 'audit.jsonl'
+    edited = log.read_text().replace('"notice"', '"info"')
+    log.write_text(edited)
+    ended, _changed = _run.end(run, host)
+    [quarantined] = ended['audit']['quarantined']
+    assert ended['audit']['chain_ok'] is True and 'line 2' in quarantined['reason']
+    assert open(quarantined['file']).read() == edited and os.stat(quarantined['file']).st_mode & 0o777 == 0o444
+    assert [event['event'] for event in ended['events']] == ['audit_log_quarantined', 'run_end']
 
 
 def test_end_in_check_mode_writes_nothing(work):

@@ -118,22 +118,41 @@ CORRUPTIONS = [
 ]
 
 
-@pytest.mark.parametrize('operation', ['get', 'start', 'phase_done', 'fail', 'finish'])
-@pytest.mark.parametrize('name, corrupt', CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
-def test_a_corrupt_state_file_is_reported_and_left_untouched(tmp_path, operation, name, corrupt):
+def _corrupt_state(tmp_path, corrupt):
     text = _valid_state_text(tmp_path)
     path = _state.state_path(str(tmp_path), RUN)
     data = corrupt(text).encode('utf-8', 'surrogateescape')
     assert data != text.encode()
     with open(path, 'wb') as handle:
         handle.write(data)
-    run = {'get': lambda d: _state.load(d, RUN)}.get(operation) or OPERATIONS[operation]
+    return path, data
+
+
+@pytest.mark.parametrize('operation', ['start', 'phase_done', 'fail', 'finish'])
+@pytest.mark.parametrize('name, corrupt', CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_a_corrupt_state_file_is_moved_aside_read_only_and_named(tmp_path, operation, name, corrupt):
+    path, data = _corrupt_state(tmp_path, corrupt)
     with pytest.raises(_state.StateCorrupt) as raised:
-        run(str(tmp_path))
+        OPERATIONS[operation](str(tmp_path))
     message = str(raised.value)
-    assert path in message and 'left untouched' in message
+    [quarantined] = raised.value.quarantined
+    assert path in message and quarantined in message and 'no audit log was given' in message
+    assert open(quarantined, 'rb').read() == data and os.stat(quarantined).st_mode & 0o777 == 0o444
+    assert sorted(os.listdir(tmp_path)) == sorted(['.lock', os.path.basename(quarantined)])
+
+
+@pytest.mark.parametrize('read', [
+    lambda d: _state.load(d, RUN),
+    lambda d: _state.get(d, RUN, check=True),
+    lambda d: _state.start(d, RUN, check=True),
+], ids=['load', 'get in check mode', 'start in check mode'])
+@pytest.mark.parametrize('name, corrupt', CORRUPTIONS[:3], ids=[c[0] for c in CORRUPTIONS[:3]])
+def test_a_read_or_check_mode_reports_a_corrupt_state_file_and_leaves_it(tmp_path, read, name, corrupt):
+    path, data = _corrupt_state(tmp_path, corrupt)
+    with pytest.raises(_state.StateCorrupt) as raised:
+        read(str(tmp_path))
+    assert path in str(raised.value) and 'left untouched' in str(raised.value) and raised.value.quarantined == []
     assert open(path, 'rb').read() == data
-    assert sorted(os.listdir(tmp_path)) == sorted(['.lock', RUN + '.json'])
 
 
 @pytest.mark.parametrize('run_id', ['../escape', '.hidden', '', 'a/b', 'x' * 129])

@@ -1,4 +1,6 @@
-from ansible_collections.lastgood.rollback.plugins.module_utils import _state
+import os
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _state
 from ansible_collections.lastgood.rollback.plugins.modules import run_state
 from lib.module_runner import run_module
 
@@ -26,13 +28,33 @@ def test_diff_shows_the_state_before_and_after(tmp_path):
     assert not failed and result['diff']['before']['status'] == 'running' and result['diff']['after']['status'] == 'finished'
 
 
-def test_a_corrupt_state_file_fails_clearly_and_stays(tmp_path):
+def test_a_corrupt_state_file_that_cannot_be_rebuilt_fails_naming_its_quarantined_copy(tmp_path):
     path = _state.state_path(str(tmp_path), 'run-1')
     with open(path, 'w') as handle:
         handle.write('{"version": 1, "run_id": "run-1"')
-    failed, result = run_module(run_state, {'state_dir': str(tmp_path), 'run_id': 'run-1', 'operation': 'start'})
-    assert failed and result['corrupt'] is True and path in result['msg'] and 'left untouched' in result['msg']
-    assert open(path).read() == '{"version": 1, "run_id": "run-1"'
+    failed, result = run_module(run_state, {'state_dir': str(tmp_path), 'run_id': 'run-1', 'operation': 'start',
+                                            'audit_log': str(tmp_path / 'audit.jsonl')})
+    [quarantined] = result['quarantined']
+    assert failed and result['corrupt'] is True and path in result['msg'] and quarantined in result['msg']
+    assert 'could not be rebuilt' in result['msg'] and 'no run_start event' in result['msg']
+    assert open(quarantined).read() == '{"version": 1, "run_id": "run-1"' and not os.path.exists(path)
+
+
+def test_a_corrupt_state_file_is_rebuilt_from_the_run_modules_audit_events(tmp_path):
+    audit_log = str(tmp_path / 'audit.jsonl')
+    _audit.append(audit_log, 'run_start', run_id='run-1', detail={'operation': 'rollback', 'level': 2, 'attempt': 1,
+                                                                  'checkpoint': 'cp', 'skipping': []})
+    _audit.append(audit_log, 'run_phase_done', run_id='run-1', detail={'phase': 'checkpoint', 'attempt': 1,
+                                                                       'artifacts': {'checkpoint': 'cp'}})
+    path = _state.state_path(str(tmp_path), 'run-1')
+    with open(path, 'wb') as handle:
+        handle.write(b'\xff\xfe garbage')
+    failed, result = run_module(run_state, {'state_dir': str(tmp_path), 'run_id': 'run-1', 'operation': 'get',
+                                            'audit_log': audit_log})
+    assert not failed and result['changed'] is True and result['completed_phases'] == ['checkpoint']
+    assert result['rebuilt']['from'] == audit_log and result['rebuilt']['not_rebuilt']
+    assert result['quarantined'][0] in str(result['warnings'])
+    assert open(result['quarantined'][0], 'rb').read() == b'\xff\xfe garbage'
 
 
 def test_phase_done_needs_a_phase_and_fail_a_reason(tmp_path):
