@@ -12,6 +12,14 @@ SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwa
   survey defaults that pass that check, then the node's prompted extra data, then the artifacts
   of the workflow nodes before it, then the workflow's own extra vars -- or, for a job launched
   on its own, the extra vars given at launch (each wins over the ones before).
+
+and one writes them as AWX hands them to Ansible (awx/main/tasks/jobs.py, RunJob.build_extra_vars_file;
+awx/main/utils/safe_yaml.py, safe_dump):
+
+- ``awx_extravars`` -- the ``env/extravars`` file of the job: every string ``!unsafe`` except the
+  template's own extra vars, which stay plain;
+- ``loaded_job_vars`` -- those variables as Ansible loads that file (under ansible-core 2.19 an
+  ``!unsafe ''`` loads as None: ansible/awx#16205).
 """
 
 import copy
@@ -194,6 +202,40 @@ def job_extra_vars(key, node=None, artifacts=None, workflow_vars=None, awx_vars=
     result.update(workflow_vars or {})
     result.update(awx_vars or {})
     return result
+
+
+class _UnsafeStringDumper(yaml.SafeDumper):  # pylint: disable=too-many-ancestors
+    """AWX's SafeStringDumper (awx/main/utils/safe_yaml.py at ansible/awx@e21dd0a0, lines 8-12): every str is !unsafe."""
+
+    def represent_data(self, data):
+        if isinstance(data, str):
+            return self.represent_scalar('!unsafe', data)
+        return super().represent_data(data)
+
+
+def awx_extravars(extra_vars, template_vars):
+    """The env/extravars file AWX writes for a job with ``extra_vars``, of a template with ``template_vars``.
+
+    AWX's safe_dump (awx/main/utils/safe_yaml.py at ansible/awx@e21dd0a0, lines 28-66) with the
+    template's extra vars as its safe_dict (awx/main/tasks/jobs.py, RunJob.build_extra_vars_file,
+    lines 1027-1046, under the default ALLOW_JINJA_IN_EXTRA_VARS = 'template',
+    awx/settings/defaults.py line 492): one YAML document per top-level key, dumped plain when the
+    template has that key with that same value, else with every string -- keys too, at any depth
+    -- tagged !unsafe.  Survey answers, workflow node data, artifacts of earlier nodes and
+    variables given at launch are all tagged.
+    """
+    parts = []
+    for name, value in extra_vars.items():
+        plain = name in template_vars and template_vars[name] == value
+        parts.append(yaml.dump_all([{name: value}], None, Dumper=yaml.SafeDumper if plain else _UnsafeStringDumper,
+                                   default_flow_style=False))
+    return ''.join(parts)
+
+
+def loaded_job_vars(key, **kwargs):
+    """The extra vars of a job (job_extra_vars' arguments) as Ansible loads AWX's extravars file of it."""
+    text = awx_extravars(job_extra_vars(key, **kwargs), template_extra_vars(key))
+    return DataLoader().load(text) or {}
 
 
 # -- wrapper playbook -> collection playbook -> roles --------------------------------------------
