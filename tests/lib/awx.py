@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import re
+import tempfile
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
@@ -233,9 +234,17 @@ def awx_extravars(extra_vars, template_vars):
 
 
 def loaded_job_vars(key, **kwargs):
-    """The extra vars of a job (job_extra_vars' arguments) as Ansible loads AWX's extravars file of it."""
+    """The extra vars of a job (job_extra_vars' arguments) as Ansible loads AWX's extravars file of it.
+
+    ansible-runner passes the file as ``-e @env/extravars``, which Ansible loads trusted as
+    templates (ansible.utils.vars.load_extra_vars) -- except what is tagged !unsafe.
+    """
     text = awx_extravars(job_extra_vars(key, **kwargs), template_extra_vars(key))
-    return DataLoader().load(text) or {}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, 'extravars')
+        with open(path, 'w') as handle:
+            handle.write(text)
+        return DataLoader().load_from_file(path, cache='none', trusted_as_template=True) or {}
 
 
 # -- wrapper playbook -> collection playbook -> roles --------------------------------------------
