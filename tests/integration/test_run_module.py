@@ -94,9 +94,12 @@ PLAY = '''
             mode: "0644"
           when: "'act' not in lastgood_host.completed"
 
+        # Its arguments read a variable of the task alone: the rescue must not need it.
         - name: Fail the change on the host told to
           ansible.builtin.command:
-            argv: [sh, -c, "echo the change broke it >&2; exit 4"]
+            argv: [sh, -c, "echo {{ failure_text }} >&2; exit 4"]
+          vars:
+            failure_text: the change broke it
           when: inventory_hostname == fail_on | default('')
           changed_when: false
 
