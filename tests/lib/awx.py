@@ -100,15 +100,18 @@ def template_key(node):
     return _template_keys_by_name().get(name)
 
 
+def trusted(value):
+    """``value`` with every string trusted as a template, as Ansible trusts the values of vars files."""
+    # Plain Python strings are not templates to Ansible.
+    if isinstance(value, dict):
+        return dict((key, trusted(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [trusted(item) for item in value]
+    return trust_as_template(value) if isinstance(value, str) else value
+
+
 @functools.lru_cache(maxsize=None)
 def _settings_templar():
-    def trusted(value):
-        # Values from vars files are templates to Ansible; plain Python strings are not.
-        if isinstance(value, dict):
-            return dict((key, trusted(item)) for key, item in value.items())
-        if isinstance(value, list):
-            return [trusted(item) for item in value]
-        return trust_as_template(value) if isinstance(value, str) else value
     return Templar(loader=DataLoader(), variables=trusted(awx_settings()))
 
 

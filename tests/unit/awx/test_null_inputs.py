@@ -16,10 +16,10 @@ import pytest
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
 from lib.awx import (PLAYBOOK_DIR, job_templates, load_yaml, loaded_job_vars, plays, referenced_lastgood_vars,
-                     role_calls, role_options, survey, targets, template_key, workflow)
+                     role_calls, role_options, survey, targets, template_key, trusted, workflow)
 
 
 # Questions whose answer is a string (a multiselect answers with a list of its choices, an integer
@@ -49,20 +49,12 @@ def _inputs():
 INPUTS = _inputs()
 
 
-def _trusted(value):
-    if isinstance(value, dict):
-        return dict((key, _trusted(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return [_trusted(item) for item in value]
-    return trust_as_template(value) if isinstance(value, str) else value
-
-
 def _play_variables(play, playbook):
     """What a play of a collection playbook defines before its roles run: its vars files, then its vars."""
     variables = {}
     for vars_file in play.get('vars_files') or []:
-        variables.update(_trusted(load_yaml(os.path.join(os.path.dirname(playbook), vars_file)) or {}))
-    variables.update(_trusted(play.get('vars') or {}))
+        variables.update(trusted(load_yaml(os.path.join(os.path.dirname(playbook), vars_file)) or {}))
+    variables.update(trusted(play.get('vars') or {}))
     return variables
 
 
@@ -79,7 +71,7 @@ def _defaults():
     for name in ('run_defaults.yml', 'level_defaults.yml'):
         path = os.path.join(PLAYBOOK_DIR, 'vars', name)
         if os.path.exists(path):
-            variables.update(_trusted(load_yaml(path) or {}))
+            variables.update(trusted(load_yaml(path) or {}))
     return variables
 
 
@@ -103,7 +95,7 @@ def _option_errors(key, name, source, job_vars):
                     continue
                 checked.append('%s.%s' % (role, option))
                 try:
-                    rendered = Templar(loader=DataLoader(), variables=variables).template(_trusted(value))
+                    rendered = Templar(loader=DataLoader(), variables=variables).template(trusted(value))
                 except AnsibleError as exc:
                     errors.append('%s %s: %s = %r does not render: %s' % (role, entry_point, option, value, exc))
                     continue

@@ -6,7 +6,7 @@ the variables AWX would start the job with (tests/lib/awx.py).
 """
 
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
 from lib.awx import loaded_job_vars, survey, survey_defaults, template_extra_vars
 

@@ -8,10 +8,10 @@ import re
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
-from lib.awx import (AWX_DIR, job_extra_vars, job_templates, load_yaml, loaded_job_vars, playbook_inputs, role_entry_points,
-                     role_options, run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
+from lib.awx import (AWX_DIR, job_templates, load_yaml, loaded_job_vars, playbook_inputs, role_entry_points, role_options,
+                     run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # checkpoint names are at most 100 characters: "run-" + the run id
@@ -33,10 +33,6 @@ def _success_chain():
         following = _edges(node, 'success_nodes')
         node = _nodes()[following[0]] if following else None
     return chain
-
-
-def _render(value, variables):
-    return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(value))
 
 
 def _rendered_run_id(variables):
