@@ -270,8 +270,7 @@ def test_preflight_template_passes_with_its_survey_defaults(awx_fleet, context, 
     assert all(result['ok'] for result in job.artifacts['lastgood_preflight'].values())
 
 
-def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_one_report(awx_fleet, context,
-                                                                                          prepared):
+def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_one_report(awx_fleet, context, prepared):
     node = _node('rollback-level2')
     slices = [['host1'], ['host2']]
     controller_dir = prepared['controller_dir'] / 'level2'

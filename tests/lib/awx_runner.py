@@ -81,8 +81,8 @@ class Job:
         stats = [event for event in self.events if event.get('event') == 'playbook_on_stats']
         data = stats[-1]['event_data'] if stats else {}
         self.artifacts = data.get('artifact_data') or {}
-        self.counts = dict((kind, data.get(kind) or {}) for kind in ('ok', 'changed', 'failures', 'dark', 'skipped',
-                                                                       'processed'))
+        kinds = ('ok', 'changed', 'failures', 'dark', 'skipped', 'processed')
+        self.counts = dict((kind, data.get(kind) or {}) for kind in kinds)
 
     @property
     def hosts(self):
@@ -181,4 +181,3 @@ def _ansible_cfg_value(path, name):
     parser = configparser.ConfigParser()
     parser.read(path)
     return parser.get('defaults', name, fallback=None)
-
