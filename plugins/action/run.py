@@ -151,8 +151,8 @@ class ActionModule(ActionBase):
         return plain(self._templar.template(self._task_vars[name]))
 
     def _failed_task(self):
-        """The failed task's name.  Only the name: the task's arguments may read variables of a role that is no
-        longer in scope here (an include_role's vars), and templating them would fail the rescue."""
+        """The failed task's name.  Only the name: a task that failed in its condition still has its arguments as
+        templates, which may read variables of the task or of an included role alone, not in scope here."""
         task = self._task_vars.get('ansible_failed_task') or {}
         try:
             return {'name': plain(self._templar.template(task.get('name')))}
