@@ -17,6 +17,7 @@ import json
 import re
 import time
 
+from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.lastgood.rollback.plugins.modules.run import ARGUMENT_SPEC
@@ -149,6 +150,15 @@ class ActionModule(ActionBase):
             return None
         return plain(self._templar.template(self._task_vars[name]))
 
+    def _failed_task(self):
+        """The failed task's name.  Only the name: a task that failed in its condition still has its arguments as
+        templates, which may read variables of the task or of an included role alone, not in scope here."""
+        task = self._task_vars.get('ansible_failed_task') or {}
+        try:
+            return {'name': plain(self._templar.template(task.get('name')))}
+        except AnsibleError:
+            return {'name': str(task.get('name'))}
+
     def _gates(self):
         """This run's gates (an earlier run's may come back from a fact cache), and the latest of them."""
         run_id = self._task.args.get('run_id') or self._var('lastgood_run_id')
@@ -189,7 +199,7 @@ class ActionModule(ActionBase):
 
     def _rescue(self, args):
         gates = self._gates()[0]
-        failure = failure_record(gates, self._host_name, args['phases'], self._var('ansible_failed_task'),
+        failure = failure_record(gates, self._host_name, args['phases'], self._failed_task(),
                                  self._var('ansible_failed_result'))
         return self._module(host=self._host, failure=failure,
                             passed_phases=_fleet.passed_phases(gates, self._host_name, args['phases']))

@@ -1,30 +1,36 @@
-"""AWX jobs on the SSH fleet: each job template's wrapper playbook, run the way AWX would run it.
+"""AWX jobs on the SSH fleet: each job template's wrapper playbook, run as AWX runs it, through ansible-runner.
 
-There is no AWX here.  A job is its wrapper playbook (awx/project) run with ansible-playbook and
-the extra vars AWX would start it with (tests/lib/awx.py: the template's extra vars, the survey's
-defaults, the workflow node's data, the artifacts of earlier nodes); set_stats artifacts are
-read back from the json callback, as AWX reads them from ansible-runner.
+There is no AWX here.  A job is a private data dir laid out as AWX's RunJob lays it out
+(tests/lib/awx_runner.py: the project, the collection installed from its built tarball into
+requirements_collections, the inventory script, env/extravars with AWX's !unsafe tagging,
+env/envvars, env/cmdline) and run with ansible_runner; the extra vars are those AWX would start
+it with (tests/lib/awx.py: the template's extra vars, the survey's defaults, the workflow node's
+data, the artifacts of earlier nodes); the artifacts are the set_stats data ansible-runner
+reports, passed on to the following nodes tagged as AWX passes them.
 
-One private fleet of two hosts (one per slice; staging and production) serves the module: a
-workflow start and a checkpoint node (marked last known good, as in the "safe change" workflow)
-prepare it; then preflight and a level 2 rollback run for real -- level 2 as two slices of one
+One private fleet of two hosts (one per slice; staging and production) serves the module.  The
+"safe change" workflow's success path runs first, node after node, for real: start, preflight,
+verify the current state, checkpoint (marked last known good), deploy to staging, verify it,
+deploy to production, verify it.  Then a level 2 rollback runs for real as two slices of one
 job, started together as AWX starts them, writing one fleet report -- and then every other
-template at once: verify for real, the others in check mode.
+template at once, in check mode (verify, which changes nothing, for real).
 """
 
+import itertools
 import json
 import os
 import subprocess
 
 import pytest
+import yaml
 
 import fleet as harness
-from lib.awx import (PROJECT_DIR, REPO_ROOT, job_extra_vars, job_templates, survey, survey_defaults, workflow,
-                     wrapper_path)
+from lib.awx import (job_extra_vars, job_templates, survey, survey_defaults, template_extra_vars, template_key,
+                     workflow)
+from lib.awx_runner import VENV_BIN, CollectionCache, RunningJob
 
 pytestmark = [pytest.mark.fleet, pytest.mark.root]
 
-ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
 BACKUP_ROOT = '/var/backups/lastgood/app'
 STATE_DIR = '/var/lib/lastgood/runs'
 REPORT_DIR = '/var/lib/lastgood/reports'
@@ -40,74 +46,38 @@ ANSWERS = {
         'lastgood_approval_security_architect_when': prepared['now'],
     },
 }
-# Templates the tests before the sweep run for real with their survey defaults.
-RUN_ABOVE = ('start-workflow', 'preflight', 'rollback-level2')
+# The "safe change" workflow's success path, in order (a test checks it against the workflow).
+WORKFLOW_PATH = ('start', 'preflight', 'verify-current', 'checkpoint', 'deploy-staging', 'verify-staging',
+                 'deploy-canary', 'verify-production')
+# Templates run above the sweep: in the workflow, and the level 2 rollback as two slices.
+RUN_ABOVE = ('start-workflow', 'preflight', 'verify', 'checkpoint', 'deploy-staged', 'rollback-level2')
 # Templates an Event-Driven Ansible rulebook launches with its event (docs/automatic.md).
 EVENT_DRIVEN = ('auto-rollback',)
-# Templates that change nothing, so the sweep runs them for real too; the others in check mode.
+# Templates that change nothing, so the sweep runs them for real; the others in check mode.
 READ_ONLY = ('verify',)
 SWEPT = sorted(key for key in job_templates() if key not in RUN_ABOVE)
+# AWX's job ids: one per job of this module.
+_JOB_IDS = itertools.count(1)
+# SSH compression and new connections only cost CPU on loopback (AWX passes its ANSIBLE_*
+# settings in env/envvars the same way).
+ENVVARS = {'ANSIBLE_SSH_ARGS': '-o ControlMaster=auto -o ControlPersist=120s'}
 
 
-class Job:
-    """One finished ansible-playbook run: exit status, output, and the artifacts (set_stats)."""
-
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode = returncode
-        self.stderr = stderr
-        try:
-            report = json.loads(stdout)
-        except ValueError:
-            report = {'raw': stdout}
-        self.report = report
-        self.artifacts = report.get('global_custom_stats') or {}
-        self.stats = report.get('stats') or {}
-
-    def explain(self):
-        """What failed, task by task and host by host (the json callback's output is long)."""
-        lines = ['exit status %d' % self.returncode, self.stderr[-2000:], self.report.get('raw', '')[-2000:]]
-        for play in self.report.get('plays', []):
-            for task in play['tasks']:
-                for host, result in task['hosts'].items():
-                    if result.get('failed') or result.get('unreachable'):
-                        lines.append('%s on %s: %s' % (task['task']['name'], host, result.get('msg')))
-        return '\n'.join(lines)
+def start_job(context, key, extra_vars, check=False, limit=None, project_files=None, playbook=None):
+    """Start a job of template ``key`` (or of ``playbook`` in the project, with no template) through ansible-runner."""
+    job_id = next(_JOB_IDS)
+    extra_vars = dict(extra_vars)
+    extra_vars.setdefault('awx_job_id', job_id)
+    return RunningJob(work=context['work'], job_id=job_id,
+                      playbook=playbook or job_templates()[key]['playbook'], extra_vars=extra_vars,
+                      template_vars=template_extra_vars(key) if key else {},
+                      inventory_path=context['fleet'].inventory_path, collections=context['collections'],
+                      check=check, limit=limit, envvars=ENVVARS, project_files=project_files)
 
 
-class RunningJob:
-    """An ansible-playbook run started as AWX would start a job: extra vars from a file, artifacts collected.
-
-    Output goes to files, so that jobs started together never wait on each other's pipes.
-    """
-
-    def __init__(self, inventory, playbook, extra_vars, work, *args):
-        number = len(list(work.glob('job-*.vars.json')))
-        base = work / ('job-%d' % number)
-        vars_file = base.with_suffix('.vars.json')
-        vars_file.write_text(json.dumps(extra_vars))
-        self._out, self._err = base.with_suffix('.out'), base.with_suffix('.err')
-        # AWX runs a job in the project directory, with the project's ansible.cfg.  SSH compression
-        # only costs CPU on loopback.
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(PROJECT_DIR, 'ansible.cfg'),
-                   ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_SHOW_CUSTOM_STATS='true',
-                   ANSIBLE_SSH_ARGS='-o ControlMaster=auto -o ControlPersist=120s')
-        command = [ANSIBLE_PLAYBOOK, '-i', inventory, playbook, '-e', '@%s' % vars_file] + list(args)
-        with open(self._out, 'w') as out, open(self._err, 'w') as err:
-            self._process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=out, stderr=err)
-
-    def wait(self):
-        try:
-            returncode = self._process.wait(timeout=900)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-            raise
-        return Job(returncode, self._out.read_text(), self._err.read_text())
-
-
-def run_job(inventory, playbook, extra_vars, work, *args):
-    """Run ``playbook`` as one AWX job and wait for it."""
-    return RunningJob(inventory, playbook, extra_vars, work, *args).wait()
+def run_job(context, key, extra_vars, **kwargs):
+    """Run one job and wait for it."""
+    return start_job(context, key, extra_vars, **kwargs).wait()
 
 
 def _report_dir(path):
@@ -157,28 +127,50 @@ OPERATOR_SETUP = '''
 
 
 @pytest.fixture(scope='module')
-def prepared(awx_fleet, tmp_path_factory):
-    """The fleet as an operator leaves it, then the workflow's first two job nodes run for real."""
+def context(awx_fleet, tmp_path_factory):
+    """What every job of the module needs: the fleet, a work dir, the project sync's collections."""
     work = tmp_path_factory.mktemp('awx-jobs')
-    controller_dir = work / 'controller'
-    setup = work / 'operator-setup.yml'
-    setup.write_text(OPERATOR_SETUP)
-    # The workflow's start node runs on the controller alone: it may overlap the operator's setup.
-    setting_up = RunningJob(awx_fleet.inventory_path, str(setup), {}, work)
-    start = run_job(awx_fleet.inventory_path, wrapper_path('start-workflow'),
-                    job_extra_vars('start-workflow', node=_node('start'), awx_vars={'awx_job_id': 1}), work)
-    done = setting_up.wait()
+    return {'fleet': awx_fleet, 'work': work, 'controller_dir': work / 'controller',
+            'collections': CollectionCache(work / 'project-update')}
+
+
+def success_path():
+    """The workflow's nodes from its root along the success edges."""
+    nodes = dict((node['identifier'], node) for node in workflow()['nodes'])
+    targets = set(edge['identifier'] for node in nodes.values()
+                  for kind in ('success_nodes', 'failure_nodes', 'always_nodes')
+                  for edge in (node.get('related') or {}).get(kind, []))
+    path = [identifier for identifier in nodes if identifier not in targets]
+    while (nodes[path[-1]].get('related') or {}).get('success_nodes'):
+        path.append(nodes[path[-1]]['related']['success_nodes'][0]['identifier'])
+    return path
+
+
+@pytest.fixture(scope='module')
+def prepared(context):
+    """The fleet as an operator leaves it, then the workflow's success path, node after node, for real.
+
+    Each node gets the artifacts of every node before it, as AWX gives a node its ancestors'
+    artifacts (awx/main/models/workflow.py, WorkflowJobNode.get_job_kwargs, lines 346-372).
+    """
+    done = run_job(context, None, {}, playbook='operator-setup.yml',
+                   project_files={'operator-setup.yml': OPERATOR_SETUP})
     assert done.returncode == 0, done.explain()
-    assert start.returncode == 0, start.explain()
-    checkpoint_vars = job_extra_vars('checkpoint', node=_node('checkpoint'), artifacts=start.artifacts,
-                                     awx_vars={'awx_job_id': 2})
-    checkpoint_vars.update(_report_dir(controller_dir))
-    checkpoint = run_job(awx_fleet.inventory_path, wrapper_path('checkpoint'), checkpoint_vars, work)
-    assert checkpoint.returncode == 0, checkpoint.explain()
+    artifacts, jobs = {}, {}
+    for identifier in WORKFLOW_PATH:
+        node = _node(identifier)
+        key = template_key(node)
+        variables = job_extra_vars(key, node=node, artifacts=artifacts)
+        variables.update(_report_dir(context['controller_dir'] / identifier))
+        job = run_job(context, key, variables, limit=node.get('limit'))
+        assert job.returncode == 0, '%s: %s' % (identifier, job.explain())
+        jobs[identifier] = job
+        artifacts.update(job.artifacts)
     now = subprocess.run(['date', '-u', '+%Y-%m-%dT%H:%M:%SZ'], capture_output=True, text=True, check=True)
-    return {'work': work, 'controller_dir': controller_dir, 'start': start, 'checkpoint': checkpoint,
-            'workflow_id': start.artifacts['lastgood_workflow_run_id'],
-            'checkpoint_id': checkpoint.artifacts['lastgood_checkpoint']['id'], 'now': now.stdout.strip()}
+    return {'work': context['work'], 'controller_dir': context['controller_dir'], 'jobs': jobs,
+            'artifacts': artifacts, 'start': jobs['start'], 'checkpoint': jobs['checkpoint'],
+            'workflow_id': jobs['start'].artifacts['lastgood_workflow_run_id'],
+            'checkpoint_id': jobs['checkpoint'].artifacts['lastgood_checkpoint']['id'], 'now': now.stdout.strip()}
 
 
 def _remote_json(fleet, host, path):
@@ -217,21 +209,48 @@ FOLLOWING_PLAY = '''
 '''
 
 
+def test_the_module_runs_the_workflows_success_path():
+    assert list(WORKFLOW_PATH) == success_path()
+
+
+def test_every_job_takes_the_collection_from_requirements_collections(context, prepared):
+    """The collection the jobs ran is the one installed from the built tarball (not this checkout's link)."""
+    job = prepared['start']
+    with open(os.path.join(job.private_data_dir, 'env', 'envvars')) as handle:
+        envvars = yaml.safe_load(handle)
+    listed = subprocess.run([os.path.join(VENV_BIN, 'ansible-galaxy'), 'collection', 'list', 'lastgood.rollback',
+                             '--format', 'json'], cwd=os.path.join(job.private_data_dir, 'project'),
+                            env=dict(os.environ, **envvars), capture_output=True, text=True, check=True)
+    found = json.loads(listed.stdout)
+    assert list(found) == [os.path.join(job.private_data_dir, 'requirements_collections', 'ansible_collections')]
+
+
+def test_workflow_nodes_ran_on_their_hosts_and_each_run_node_under_its_own_run_id(awx_fleet, prepared):
+    names = sorted(host.name for host in awx_fleet.hosts)
+    limits = {'staging': ['host1'], 'production': ['host2']}
+    for identifier in WORKFLOW_PATH[1:]:
+        node = _node(identifier)
+        assert prepared['jobs'][identifier].hosts == limits.get(node.get('limit'), names), identifier
+        step = (node.get('extra_data') or {}).get('lastgood_workflow_step')
+        if step:
+            run = prepared['jobs'][identifier].artifacts['lastgood_run']
+            assert run['run_id'] == '%s-%s' % (prepared['workflow_id'], step), identifier
+            assert run['outcome'] == 'success', identifier
+
+
 def test_workflow_start_publishes_one_id_and_the_checkpoint_node_runs_under_it(prepared):
     workflow_id = prepared['workflow_id']
     assert prepared['checkpoint'].artifacts['lastgood_run']['run_id'] == workflow_id + '-checkpoint'
     assert prepared['checkpoint_id'] == 'run-%s-checkpoint' % workflow_id
 
 
-def test_a_following_play_reads_the_checkpoint_run_and_report_artifacts(awx_fleet, prepared):
+def test_a_following_play_reads_the_checkpoint_run_and_report_artifacts(awx_fleet, context, prepared):
     artifacts = dict(prepared['start'].artifacts)
     artifacts.update(prepared['checkpoint'].artifacts)
     assert {'lastgood_workflow_run_id', 'lastgood_checkpoint', 'lastgood_run', 'lastgood_report'} <= set(artifacts)
-    playbook = prepared['work'] / 'following.yml'
-    playbook.write_text(FOLLOWING_PLAY)
-    job = run_job(awx_fleet.inventory_path, str(playbook), artifacts, prepared['work'])
+    job = run_job(context, None, artifacts, playbook='following.yml', project_files={'following.yml': FOLLOWING_PLAY})
     assert job.returncode == 0, job.explain()
-    assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
+    assert job.hosts == sorted(host.name for host in awx_fleet.hosts)
 
 
 def test_checkpoint_node_marked_its_checkpoint_last_known_good_on_every_host(awx_fleet, prepared):
@@ -242,16 +261,16 @@ def test_checkpoint_node_marked_its_checkpoint_last_known_good_on_every_host(awx
 
 # -- templates run with their survey defaults ----------------------------------------------------
 
-def test_preflight_template_passes_with_its_survey_defaults(awx_fleet, prepared):
-    variables = job_extra_vars('preflight', awx_vars={'awx_job_id': 10})
+def test_preflight_template_passes_with_its_survey_defaults(awx_fleet, context, prepared):
+    variables = job_extra_vars('preflight')
     assert variables['lastgood_preflight_backups'] == ['lastgood']
-    job = run_job(awx_fleet.inventory_path, wrapper_path('preflight'), variables, prepared['work'])
+    job = run_job(context, 'preflight', variables)
     assert job.returncode == 0, job.explain()
     assert sorted(job.artifacts['lastgood_preflight']) == sorted(host.name for host in awx_fleet.hosts)
     assert all(result['ok'] for result in job.artifacts['lastgood_preflight'].values())
 
 
-def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_one_report(awx_fleet, prepared):
+def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_one_report(awx_fleet, context, prepared):
     node = _node('rollback-level2')
     slices = [['host1'], ['host2']]
     controller_dir = prepared['controller_dir'] / 'level2'
@@ -259,15 +278,15 @@ def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_on
     for number, hosts in enumerate(slices, 1):
         # Each slice is its own AWX job (own job id) in the workflow AWX makes for a sliced job, and
         # AWX starts the slices at the same time.
-        variables = job_extra_vars('rollback-level2', node=node, artifacts=prepared['start'].artifacts,
-                                   awx_vars={'awx_job_id': 100 + number, 'awx_workflow_job_id': 100})
+        # The node follows the whole success path here: it gets every artifact published before it.
+        variables = job_extra_vars('rollback-level2', node=node, artifacts=prepared['artifacts'],
+                                   awx_vars={'awx_workflow_job_id': 100})
         variables.update(_report_dir(controller_dir))
-        running.append(RunningJob(awx_fleet.inventory_path, wrapper_path('rollback-level2'), variables,
-                                  prepared['work'], '--limit', ','.join(hosts)))
+        running.append(start_job(context, 'rollback-level2', variables, limit=','.join(hosts)))
     jobs = [job.wait() for job in running]
     for job, hosts in zip(jobs, slices):
         assert job.returncode == 0, job.explain()
-        assert sorted(job.stats) == hosts
+        assert job.hosts == hosts
 
     run_id = prepared['workflow_id'] + '-rollback-level2'
     checkpoint_id = 'run-' + run_id
@@ -301,26 +320,24 @@ def test_level2_template_run_as_two_slices_is_one_run_with_one_checkpoint_and_on
 
 # -- every other template, with its survey defaults, all at once ---------------------------------
 
-def _sweep_variables(key, prepared, number):
-    variables = job_extra_vars(key, awx_vars={'awx_job_id': 200 + number})
+def _sweep_variables(key, prepared):
+    variables = job_extra_vars(key)
     variables.update(ANSWERS[key](prepared) if key in ANSWERS else {})
     variables.update(_report_dir(prepared['controller_dir'] / key))
     return variables
 
 
 @pytest.fixture(scope='module')
-def sweep(awx_fleet, prepared):
+def sweep(context, prepared):
     """{template: (extra vars, finished job)}: every template not run above, started together on the fleet.
 
     They do not interfere: the check-mode jobs change nothing (nor take the lock) and the one
     real job only reads.
     """
     running = {}
-    for number, key in enumerate(SWEPT):
-        variables = _sweep_variables(key, prepared, number)
-        args = [] if key in READ_ONLY else ['--check']
-        running[key] = (variables, RunningJob(awx_fleet.inventory_path, wrapper_path(key), variables,
-                                              prepared['work'], *args))
+    for key in SWEPT:
+        variables = _sweep_variables(key, prepared)
+        running[key] = (variables, start_job(context, key, variables, check=key not in READ_ONLY))
     return dict((key, (variables, job.wait())) for key, (variables, job) in running.items())
 
 
@@ -334,7 +351,7 @@ def test_template_runs_with_its_survey_defaults(awx_fleet, sweep, key):
     assert job.returncode == 0, job.explain()
     if key in EVENT_DRIVEN:
         # Launched without a rulebook's event it only says so, on its guard host, and changes nothing.
-        assert 'No event: lastgood.rollback.auto_rollback acts on the event' in json.dumps(job.report), job.explain()
-        assert all(counts['changed'] == 0 for counts in job.stats.values()), job.stats
+        assert 'No event: lastgood.rollback.auto_rollback acts on the event' in job.output(), job.explain()
+        assert all(job.changed(host) == 0 for host in job.hosts), job.counts
         return
-    assert sorted(job.stats) == sorted(host.name for host in awx_fleet.hosts)
+    assert job.hosts == sorted(host.name for host in awx_fleet.hosts)

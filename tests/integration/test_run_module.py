@@ -100,6 +100,16 @@ PLAY = '''
           when: inventory_hostname == fail_on | default('')
           changed_when: false
 
+        # Fails while its condition is evaluated, before its arguments are templated: they read a
+        # variable of the task alone, which the rescue cannot resolve.
+        - name: Fail the condition on the host told to
+          ansible.builtin.command:
+            argv: [sh, -c, "echo {{ condition_text }}"]
+          vars:
+            condition_text: never run
+          when: inventory_hostname == fail_condition_on | default('') and (none | length > 0)
+          changed_when: false
+
         - name: Pass the act gate
           ansible.builtin.set_fact: *gate
           run_once: true
@@ -261,6 +271,17 @@ def test_a_failed_host_and_the_host_the_gate_stopped_both_put_their_checkpoint_b
                                        'checkpoint': 'run-it-fail', 'skipping': ['checkpoint']}
         assert site.state(host, 'it-fail')['status'] == 'finished'
     assert '[WARNING]: Resuming run it-fail (attempt 2): skipping checkpoint.' in again.stderr
+
+
+def test_a_host_that_failed_in_a_condition_puts_its_checkpoint_back(site):
+    done = site.run('it-cond', gates('act', lagging=['h1'], stop=['h2']), fail_on='h1', fail_condition_on='h2')
+    assert done.returncode == 0, done.stdout + done.stderr  # the close step's failures are ignored, to read them
+    result = site.result('h2')
+    assert result['host']['failure']['task'] == 'Fail the condition on the host told to'
+    assert 'has no len()' in result['host']['failure']['message']
+    restore = result['host']['restore']
+    assert restore['attempted'] and restore['restored'] and restore['verified'], restore
+    assert site.app('h2') == 'good\n' and site.state('h2', 'it-cond')['status'] == 'failed'
 
 
 def test_a_host_the_preflight_gate_stopped_never_begins(site):

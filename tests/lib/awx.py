@@ -12,6 +12,14 @@ SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwa
   survey defaults that pass that check, then the node's prompted extra data, then the artifacts
   of the workflow nodes before it, then the workflow's own extra vars -- or, for a job launched
   on its own, the extra vars given at launch (each wins over the ones before).
+
+and one writes them as AWX hands them to Ansible (awx/main/tasks/jobs.py, RunJob.build_extra_vars_file;
+awx/main/utils/safe_yaml.py, safe_dump):
+
+- ``awx_extravars`` -- the ``env/extravars`` file of the job: every string ``!unsafe`` except the
+  template's own extra vars, which stay plain;
+- ``loaded_job_vars`` -- those variables as Ansible loads that file (under ansible-core 2.19 an
+  ``!unsafe ''`` loads as None: ansible/awx#16205).
 """
 
 import copy
@@ -20,6 +28,7 @@ import glob
 import json
 import os
 import re
+import tempfile
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
@@ -91,15 +100,18 @@ def template_key(node):
     return _template_keys_by_name().get(name)
 
 
+def trusted(value):
+    """``value`` with every string trusted as a template, as Ansible trusts the values of vars files."""
+    # Plain Python strings are not templates to Ansible.
+    if isinstance(value, dict):
+        return dict((key, trusted(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [trusted(item) for item in value]
+    return trust_as_template(value) if isinstance(value, str) else value
+
+
 @functools.lru_cache(maxsize=None)
 def _settings_templar():
-    def trusted(value):
-        # Values from vars files are templates to Ansible; plain Python strings are not.
-        if isinstance(value, dict):
-            return dict((key, trusted(item)) for key, item in value.items())
-        if isinstance(value, list):
-            return [trusted(item) for item in value]
-        return trust_as_template(value) if isinstance(value, str) else value
     return Templar(loader=DataLoader(), variables=trusted(awx_settings()))
 
 
@@ -194,6 +206,48 @@ def job_extra_vars(key, node=None, artifacts=None, workflow_vars=None, awx_vars=
     result.update(workflow_vars or {})
     result.update(awx_vars or {})
     return result
+
+
+class _UnsafeStringDumper(yaml.SafeDumper):  # pylint: disable=too-many-ancestors
+    """AWX's SafeStringDumper (awx/main/utils/safe_yaml.py at ansible/awx@e21dd0a0, lines 8-12): every str is !unsafe."""
+
+    def represent_data(self, data):
+        if isinstance(data, str):
+            return self.represent_scalar('!unsafe', data)
+        return super().represent_data(data)
+
+
+def awx_extravars(extra_vars, template_vars):
+    """The env/extravars file AWX writes for a job with ``extra_vars``, of a template with ``template_vars``.
+
+    AWX's safe_dump (awx/main/utils/safe_yaml.py at ansible/awx@e21dd0a0, lines 28-66) with the
+    template's extra vars as its safe_dict (awx/main/tasks/jobs.py, RunJob.build_extra_vars_file,
+    lines 1027-1046, under the default ALLOW_JINJA_IN_EXTRA_VARS = 'template',
+    awx/settings/defaults.py line 492): one YAML document per top-level key, dumped plain when the
+    template has that key with that same value, else with every string -- keys too, at any depth
+    -- tagged !unsafe.  Survey answers, workflow node data, artifacts of earlier nodes and
+    variables given at launch are all tagged.
+    """
+    parts = []
+    for name, value in extra_vars.items():
+        plain = name in template_vars and template_vars[name] == value
+        parts.append(yaml.dump_all([{name: value}], None, Dumper=yaml.SafeDumper if plain else _UnsafeStringDumper,
+                                   default_flow_style=False))
+    return ''.join(parts)
+
+
+def loaded_job_vars(key, **kwargs):
+    """The extra vars of a job (job_extra_vars' arguments) as Ansible loads AWX's extravars file of it.
+
+    ansible-runner passes the file as ``-e @env/extravars``, which Ansible loads trusted as
+    templates (ansible.utils.vars.load_extra_vars) -- except what is tagged !unsafe.
+    """
+    text = awx_extravars(job_extra_vars(key, **kwargs), template_extra_vars(key))
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, 'extravars')
+        with open(path, 'w') as handle:
+            handle.write(text)
+        return DataLoader().load_from_file(path, cache='none', trusted_as_template=True) or {}
 
 
 # -- wrapper playbook -> collection playbook -> roles --------------------------------------------

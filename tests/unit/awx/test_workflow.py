@@ -8,10 +8,10 @@ import re
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 
-from lib.awx import (AWX_DIR, job_extra_vars, job_templates, load_yaml, playbook_inputs, role_entry_points,
-                     role_options, run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
+from lib.awx import (AWX_DIR, job_templates, load_yaml, loaded_job_vars, playbook_inputs, role_entry_points, role_options,
+                     run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # checkpoint names are at most 100 characters: "run-" + the run id
@@ -35,16 +35,16 @@ def _success_chain():
     return chain
 
 
-def _render(value, variables):
-    return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(value))
+def _rendered_run_id(variables):
+    """The run id of a job whose extra vars Ansible loaded from AWX's extravars file (loaded_job_vars)."""
+    return Templar(loader=DataLoader(), variables=variables).template(variables['lastgood_run_id'])
 
 
 def _run_id(identifier, workflow_id='20261122T000000Z-abcdef'):
     node = _nodes()[identifier]
-    variables = job_extra_vars(template_key(node), node=node,
-                               artifacts={'lastgood_workflow_run_id': workflow_id},
-                               awx_vars={'awx_job_id': 1000, 'awx_workflow_job_id': 99})
-    return _render(variables['lastgood_run_id'], variables)
+    return _rendered_run_id(loaded_job_vars(template_key(node), node=node,
+                                            artifacts={'lastgood_workflow_run_id': workflow_id},
+                                            awx_vars={'awx_job_id': 1000, 'awx_workflow_job_id': 99}))
 
 
 def test_node_identifiers_are_unique_and_every_edge_leads_to_a_node():
@@ -160,8 +160,8 @@ def test_every_run_node_gets_its_own_run_id_from_the_workflow_id():
 def test_a_run_nodes_id_does_not_depend_on_the_awx_job_so_every_slice_shares_it():
     assert _run_id('deploy-canary') == _run_id('deploy-canary')
     node = _nodes()['rollback-level2']
-    variables = job_extra_vars('rollback-level2', node=node, artifacts={'lastgood_workflow_run_id': 'W1'})
-    slices = [_render(variables['lastgood_run_id'], dict(variables, awx_job_id=job, awx_workflow_job_id=55))
+    slices = [_rendered_run_id(loaded_job_vars('rollback-level2', node=node, artifacts={'lastgood_workflow_run_id': 'W1'},
+                                               awx_vars={'awx_job_id': job, 'awx_workflow_job_id': 55}))
               for job in (1001, 1002, 1003)]
     assert slices == ['W1-rollback-level2'] * 3
 
@@ -171,11 +171,18 @@ def test_a_run_nodes_id_does_not_depend_on_the_awx_job_so_every_slice_shares_it(
     ({'awx_job_id': 42, 'awx_workflow_job_id': 7}, 'awx-7'),
 ])
 def test_a_template_launched_on_its_own_is_named_after_its_job_or_slice_workflow(awx_vars, expected):
-    variables = job_extra_vars('rollback-level2', awx_vars=awx_vars)
-    assert _render(variables['lastgood_run_id'], variables) == expected
+    assert _rendered_run_id(loaded_job_vars('rollback-level2', awx_vars=awx_vars)) == expected
+
+
+def test_a_null_workflow_id_or_step_is_left_out_of_the_run_id():
+    # An empty answer or node datum reaches the job as !unsafe '' -- a None under ansible-core 2.19.
+    variables = loaded_job_vars('rollback-level2', artifacts={'lastgood_workflow_run_id': ''},
+                                workflow_vars={'lastgood_workflow_step': ''}, awx_vars={'awx_job_id': 42})
+    assert variables['lastgood_workflow_run_id'] is None and variables['lastgood_workflow_step'] is None
+    assert _rendered_run_id(variables) == 'awx-42'
 
 
 def test_a_run_id_given_at_launch_wins_over_the_template_expression():
-    variables = job_extra_vars('rollback-level2', workflow_vars={'lastgood_run_id': 'resume-me'},
-                               awx_vars={'awx_job_id': 42})
-    assert _render(variables['lastgood_run_id'], variables) == 'resume-me'
+    variables = loaded_job_vars('rollback-level2', workflow_vars={'lastgood_run_id': 'resume-me'},
+                                awx_vars={'awx_job_id': 42})
+    assert _rendered_run_id(variables) == 'resume-me'
