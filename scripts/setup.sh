@@ -2,6 +2,7 @@
 # Set up everything the demo and the test suite need, idempotently:
 #   - system packages (openssh-server, rsync, git, ...) when missing (root, apt)
 #   - a virtualenv in .venv with the pinned development requirements
+#   - a virtualenv in .venv-importer with galaxy-importer (requirements-importer.txt)
 #   - .collections/ansible_collections/lastgood/rollback -> this checkout, so that
 #     Ansible (ansible.cfg) and pytest see the collection without an install step
 #   - the pip bootstrap stand-in ansible-test needs on a machine without its download host
@@ -51,6 +52,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "setup: creating .venv with pinned requirements"
   "$python" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+# galaxy-importer (Galaxy's import checks) needs attrs<24: its own virtualenv, .venv-importer.
+stamp=.venv-importer/.requirements.sha256
+want=$(sha256sum requirements-importer.txt | cut -d' ' -f1)
+if [ ! -x .venv-importer/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv-importer with pinned requirements"
+  "$python" -m venv .venv-importer
+  .venv-importer/bin/pip install -q --disable-pip-version-check -r requirements-importer.txt
   echo "$want" > "$stamp"
 fi
 
