@@ -241,35 +241,36 @@ from ansible_collections.lastgood.rollback.plugins.module_utils._result import R
 
 
 def main():
-    module = ResultModule(
-        argument_spec=dict(
-            strategy=dict(type='str', choices=['release', 'git'], default='release'),
-            releases_dir=dict(type='path', default='/srv/app/releases'),
-            current_link=dict(type='path', default='/srv/app/current'),
-            known_good_marker=dict(type='str', default='KNOWN_GOOD'),
-            bad_marker=dict(type='str', default='BAD_RELEASE'),
-            release=dict(type='str', default=''),
-            repo=dict(type='path', default='/srv/app/code'),
-            git_mode=dict(type='str', choices=['reset', 'revert'], default='reset'),
-            target_ref=dict(type='str', default='pre-party-mode-v1.0.0'),
-            revert_commits=dict(type='list', elements='str', default=[]),
-            branch=dict(type='str', default=''),
-            git_author_name=dict(type='str', default='lastgood.rollback'),
-            git_author_email=dict(type='str', default='rollback@lastgood.invalid'),
-            deploy_command=dict(type='list', elements='str', default=[]),
-            revision_file=dict(type='str', default='REVISION'),
-            remove_paths=dict(type='list', elements='str', default=[]),
-            test_command=dict(type='list', elements='str', default=[]),
-            apply_command=dict(type='list', elements='str', default=[]),
-            check_command=dict(type='list', elements='str', default=[]),
-            check_retries=dict(type='int', default=5),
-            check_delay=dict(type='int', default=2),
-            audit_log=dict(type='path', default='/var/log/lastgood/audit.jsonl'),
-            run_id=dict(type='str', default=''),
-        ),
-        supports_check_mode=True,
+    argument_spec = dict(
+        strategy=dict(type='str', choices=['release', 'git'], default='release'),
+        releases_dir=dict(type='path', default='/srv/app/releases'),
+        current_link=dict(type='path', default='/srv/app/current'),
+        known_good_marker=dict(type='str', default='KNOWN_GOOD'),
+        bad_marker=dict(type='str', default='BAD_RELEASE'),
+        release=dict(type='str', default=''),
+        repo=dict(type='path', default='/srv/app/code'),
+        git_mode=dict(type='str', choices=['reset', 'revert'], default='reset'),
+        target_ref=dict(type='str', default='pre-party-mode-v1.0.0'),
+        revert_commits=dict(type='list', elements='str', default=[]),
+        branch=dict(type='str', default=''),
+        git_author_name=dict(type='str', default='lastgood.rollback'),
+        git_author_email=dict(type='str', default='rollback@lastgood.invalid'),
+        deploy_command=dict(type='list', elements='str', default=[]),
+        revision_file=dict(type='str', default='REVISION'),
+        remove_paths=dict(type='list', elements='str', default=[]),
+        test_command=dict(type='list', elements='str', default=[]),
+        apply_command=dict(type='list', elements='str', default=[]),
+        check_command=dict(type='list', elements='str', default=[]),
+        check_retries=dict(type='int', default=5),
+        check_delay=dict(type='int', default=2),
+        audit_log=dict(type='path', default='/var/log/lastgood/audit.jsonl'),
+        run_id=dict(type='str', default=''),
     )
-    params = dict(module.params, audit_log=module.params['audit_log'] or '')
+    module = ResultModule(argument_spec=argument_spec, supports_check_mode=True)
+    # A null (an empty AWX survey answer arrives as one) means the option's default.
+    params = dict((name, spec.get('default') if module.params[name] is None else module.params[name])
+                  for name, spec in argument_spec.items())
+    params['audit_log'] = params['audit_log'] or ''
     try:
         result = _code.rollback(params, check_mode=module.check_mode)
     except (_code.CodeError, _audit.AuditError, OSError) as exc:

@@ -12,6 +12,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _code
+from ansible_collections.lastgood.rollback.plugins.modules import code_rollback
+from lib.module_runner import run_module
 
 PARAMS = {
     'strategy': 'release', 'release': '', 'known_good_marker': 'KNOWN_GOOD', 'bad_marker': 'BAD_RELEASE',
@@ -178,3 +180,17 @@ def test_git_refuses_a_dirty_work_tree_and_an_unknown_ref(tmp_path, repo):
     with pytest.raises(_code.CodeError, match='uncommitted changes'):
         _code.rollback(_params(tmp_path, strategy='git'))
     assert _git(repo, 'rev-parse', '--abbrev-ref', 'HEAD') == 'main'
+
+
+
+def test_the_module_takes_a_null_option_as_its_default(tmp_path):
+    """An empty AWX survey answer arrives as null: the module reads it as the option's default."""
+    _release(tmp_path, '1', 'KNOWN_GOOD')
+    _release(tmp_path, '2')
+    os.symlink('releases/2', tmp_path / 'current')
+    args = {'release': None, 'releases_dir': str(tmp_path / 'releases'),
+            'current_link': str(tmp_path / 'current'), 'repo': str(tmp_path / 'code'), 'audit_log': '',
+            'target_ref': None, 'run_id': None}
+    failed, result = run_module(code_rollback, args, check_mode=True)
+    assert not failed, result
+    assert (result['strategy'], result['to_release'], result['changed']) == ('release', '1', True)
