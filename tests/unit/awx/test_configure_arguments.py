@@ -107,7 +107,7 @@ def argument_errors(spec, args, where):
 
 def test_configure_uses_the_awx_awx_modules_it_is_meant_to():
     modules = sorted(set(task[1] for task in awx_tasks()))
-    assert modules == ['execution_environment', 'job_template', 'project', 'workflow_job_template']
+    assert modules == ['execution_environment', 'job_template', 'project', 'schedule', 'workflow_job_template']
 
 
 @pytest.mark.parametrize('name, module, args', awx_tasks(), ids=[task[0] for task in awx_tasks()])
