@@ -103,7 +103,7 @@ options:
         run made included - and remove the older ones (RV(pruned_backups)).  They are removed only after a
         successful update (or when none was needed), under the same lock as the update, and the directory is
         flushed.
-      - Not set, every sibling backup is kept.  Not allowed with O(backup=store): store backups follow the store's
+      - Not set, every sibling backup is kept.  Not allowed with O(backup=store) - store backups follow the store's
         retention (M(lastgood.rollback.backup) O(lastgood.rollback.backup#module:keep_last)).
     type: int
   create:
