@@ -652,9 +652,9 @@ def _prune_backups(real, keep):
         if removed:
             fsync_dir(os.path.dirname(real))
     except OSError as exc:
+        done = ', '.join(removed) or 'none'
         raise ConfigError('the update of %s is done, but pruning its old backups failed (%s); removed: %s. The '
-                          'remaining ones are intact; the next run prunes them' % (real, exc, ', '.join(removed)
-                                                                                    or 'none'))
+                          'remaining ones are intact; the next run prunes them' % (real, exc, done))
     return removed
 
 
