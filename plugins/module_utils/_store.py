@@ -1288,7 +1288,13 @@ class Store:
                 audit(dict(result, set=self.set_name, backup_root=self.backup_root, forced=bool(why)))
             if result['lastgood']:
                 self._forget_lastgood(backup_id)
-            self._remove_backup(backup_id, [], what='removing a backup')
+            try:
+                self._remove_backup(backup_id, [], what='removing a backup')
+            except StoreError as exc:
+                if not result['lastgood']:
+                    raise
+                raise StoreError('%s The LASTGOOD mark was removed first; mark a backup last-good again if this one '
+                                 'stays.' % exc, exc.path) from exc
             try:
                 self._prune_pins()
             except OSError as exc:
