@@ -1196,8 +1196,13 @@ class Store:
         pins = self._read_pins()
         runs = [info['id'] for info in self._complete_infos() if info['id'].startswith(RUN_CHECKPOINT_PREFIX)]
         older = runs[:-keep_runs]
-        return [backup_id for backup_id in older
-                if backup_id in pins and run_finished(state_dir, backup_id[len(RUN_CHECKPOINT_PREFIX):])]
+        try:
+            return [backup_id for backup_id in older
+                    if backup_id in pins and run_finished(state_dir, backup_id[len(RUN_CHECKPOINT_PREFIX):])]
+        except OSError as exc:
+            raise StoreError('retention refused: reading the run states in %s failed: %s; nothing was released or '
+                             'removed. Next: %s.' % (state_dir, exc, errno_hint(exc)),
+                             getattr(exc, 'filename', None), unreadable=True) from exc
 
     def _complete_infos(self):
         try:
@@ -1331,13 +1336,14 @@ def _live_warnings(entries, live):
 def run_finished(state_dir, run_id):
     """Whether the run state of ``run_id`` in ``state_dir`` says it finished (succeeded).
 
-    No state, a state that cannot be read and an invalid run id all answer False:
-    a pin is only released on proof that its run succeeded.
+    No state, a corrupt state and an invalid run id answer False: a pin is only
+    released on proof that its run succeeded.  An I/O error raises OSError (a
+    failing disk is not taken for a run that did not succeed).
     """
     from . import _state  # only retention with keep_runs reads run states
     try:
         state = _state.load(state_dir, run_id)
-    except (_state.StateError, OSError):
+    except _state.StateError:
         return False
     return state is not None and state['status'] == 'finished'
 
