@@ -139,7 +139,8 @@ options:
         and pins) once the run succeeded (its run state in O(state_dir) says C(finished)) and O(keep_runs) newer run
         checkpoints exist in the set.  A released run checkpoint is then removed unless O(keep_last) or
         O(keep_days) keeps it (or it is the C(LASTGOOD) or the newest complete backup).
-      - The checkpoint of a run that failed, is still running or has no readable run state stays pinned.
+      - The checkpoint of a run that failed, is still running, or has no run state or a corrupt one stays pinned.  An
+        I/O error reading the run states fails the task before anything is released or removed.
       - Checkpoints named by hand and C(pre-restore-<id>) backups are never released; unpin them with
         O(pinned=false) or remove them with O(state=absent).
     type: int
