@@ -14,13 +14,12 @@ def schedules():
 
 
 def rendered(value):
-    def trusted(item):
-        if isinstance(item, dict):
-            return dict((key, trusted(inner)) for key, inner in item.items())
-        if isinstance(item, list):
-            return [trusted(inner) for inner in item]
-        return trust_as_template(item) if isinstance(item, str) else item
-    return Templar(loader=DataLoader(), variables=trusted(awx_settings())).template(trusted(value))
+    """A value of awx/vars as awx/configure.yml sends it (the settings it refers to are plain values)."""
+    if isinstance(value, dict):
+        return dict((key, rendered(item)) for key, item in value.items())
+    if not isinstance(value, str):
+        return value
+    return Templar(loader=DataLoader(), variables=awx_settings()).template(trust_as_template(value))
 
 
 def minutes_between_runs(rrule):
