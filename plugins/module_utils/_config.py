@@ -557,16 +557,23 @@ def _new_text(original, fmt, content, set_values, unset, real):
 
 def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=None, schema_path=None,
            required_keys=None, validate_cmd=None, backup='sibling', backup_root=None, set_name=None,
-           create=False, check=False):
+           create=False, check=False, keep_backups=None):
     """Apply one change to the JSON/YAML file at ``path``; see the module docs for the contract.
 
-    Returns ``{changed, path, format, method, backup, backup_id, restored, before, after}``.
-    Raises ConfigError (``restored``/``backup`` set when the failure came after the backup).
+    Returns ``{changed, path, format, method, backup, backup_id, restored, before, after, pruned_backups}``.
+    ``keep_backups``: after a successful update (or none needed), remove sibling backups beyond the newest
+    ``keep_backups``.  Raises ConfigError (``restored``/``backup`` set when the failure came after the backup).
     """
     if (content is None) == (not set_values and not unset):
         raise ConfigError('give either content, or values and/or unset')
     if backup not in BACKUP_MODES:
         raise ConfigError('backup must be one of %s' % ', '.join(BACKUP_MODES))
+    if keep_backups is not None:
+        if isinstance(keep_backups, bool) or not isinstance(keep_backups, int) or keep_backups < 1:
+            raise ConfigError('keep_backups must be a positive integer, not %r' % (keep_backups,))
+        if backup != 'sibling':
+            raise ConfigError('keep_backups prunes sibling backups (backup=sibling); backups in the store are '
+                              'pruned by the retention of lastgood.rollback.backup (keep_last, keep_days)')
     real = os.path.realpath(os.path.abspath(os.fspath(path)))
     fmt = detect_format(real, fmt)
     try:
@@ -586,8 +593,14 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
 
     changed = data != original_bytes
     result = {'changed': changed, 'path': real, 'format': fmt, 'method': method if changed else 'none',
-              'backup': None, 'backup_id': None, 'restored': None, 'before': original, 'after': text}
+              'backup': None, 'backup_id': None, 'restored': None, 'before': original, 'after': text,
+              'pruned_backups': []}
     if check:
+        if keep_backups is not None:
+            # the update would add one sibling backup before the pruning
+            coming = 1 if changed and original_bytes is not None else 0
+            result['pruned_backups'] = _surplus_backups(real, keep_backups - coming)
+            result['changed'] = changed or bool(result['pruned_backups'])
         return result
     try:
         lock_fd = _lock_writers(real)
@@ -603,9 +616,46 @@ def update(path, fmt='auto', content=None, set_values=None, unset=None, schema=N
         if changed:
             _write_with_backup(real, data, original_bytes, st, backup, backup_root, set_name,
                                required_keys, schema, fmt, result)
+        if keep_backups is not None:
+            result['pruned_backups'] = _prune_backups(real, keep_backups)
+            result['changed'] = changed or bool(result['pruned_backups'])
     finally:
         _release_writers(lock_fd)
     return result
+
+
+def _sibling_backups(real):
+    """The sibling backups of ``real`` (``<file>.bak.YYYYMMDDHHMMSS[-N]``), oldest first."""
+    directory, base = os.path.split(real)
+    pattern = re.compile(re.escape(base) + r'\.bak\.([0-9]{14})(?:-([0-9]{1,9}))?\Z')
+    found = []
+    for name in os.listdir(directory):
+        match = pattern.match(name)
+        if match and os.path.isfile(os.path.join(directory, name)) and not os.path.islink(os.path.join(directory, name)):
+            found.append(((match.group(1), int(match.group(2) or 1)), os.path.join(directory, name)))
+    return [path for _key, path in sorted(found)]
+
+
+def _surplus_backups(real, keep):
+    backups = _sibling_backups(real)
+    return backups[:max(len(backups) - max(keep, 0), 0)]
+
+
+def _prune_backups(real, keep):
+    """Remove the sibling backups beyond the newest ``keep`` (durably); returns their paths."""
+    doomed = _surplus_backups(real, keep)
+    removed = []
+    try:
+        for path in doomed:
+            os.unlink(path)
+            removed.append(path)
+        if removed:
+            fsync_dir(os.path.dirname(real))
+    except OSError as exc:
+        done = ', '.join(removed) or 'none'
+        raise ConfigError('the update of %s is done, but pruning its old backups failed (%s); removed: %s. The '
+                          'remaining ones are intact; the next run prunes them' % (real, exc, done))
+    return removed
 
 
 def _lock_writers(real):

@@ -287,12 +287,15 @@ def truncate(text, length, end='...', leeway=5):
     return text[:length - len(end)].rsplit(' ', 1)[0] + end
 
 
-def checkpoint(run, host, paths, excludes, mark_lastgood, check=False, warn=None):
+def checkpoint(run, host, paths, excludes, mark_lastgood, check=False, warn=None, keep_runs=None):
     """Take the run's checkpoint and record the ``checkpoint`` phase in one step; returns ``(host, changed, result)``.
 
     ``result`` is the backup's result, None when an earlier attempt took the checkpoint (the phase is kept
     over restores: a resumed run never takes it again).  The store verifies the staged copy against its
     manifest before it publishes the backup, so a checkpoint that exists is a verified one.
+    ``keep_runs``: then release (and remove) the checkpoints of earlier runs that succeeded and have
+    ``keep_runs`` newer runs (the store's retention); ``result`` lists them as ``released``/``removed``.
+    A retention that fails is a warning: the run's own checkpoint is taken.
     """
     warn = warn or (lambda message: None)
     host = run.new_host(host)
@@ -315,6 +318,14 @@ def checkpoint(run, host, paths, excludes, mark_lastgood, check=False, warn=None
         warn(warning)
     for path in result.get('missing', []):
         warn('%s does not exist; the checkpoint records it as absent' % path)
+    result['released'], result['removed'] = [], []
+    if keep_runs:
+        try:
+            result['removed'] = store.retention(keep_runs=keep_runs, state_dir=run.state_dir, check_mode=check)
+        except (StoreError, ManifestError, OSError) as exc:
+            warn('checkpoint %s was taken, but releasing the checkpoints of earlier runs failed: %s'
+                 % (run.checkpoint, exc))
+        result['released'] = list(store.released)
     record_phase(run, host, 'checkpoint', {'checkpoint': run.checkpoint, 'lastgood': bool(mark_lastgood)},
                  check=check)
     return host, True, result

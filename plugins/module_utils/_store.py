@@ -85,6 +85,8 @@ _CLOCK_REALTIME_COARSE = 5
 # files beside it were not verified where they are now.
 SEALED_WITHIN_NS = 60 * 10 ** 9
 
+# The checkpoint a run takes of the state it is about to change is named run-<run id> (playbooks/vars/run_defaults.yml).
+RUN_CHECKPOINT_PREFIX = 'run-'
 _LEFTOVER_PREFIXES = (STAGING_PREFIX, DELETING_PREFIX, _fsatomic.TMP_PREFIX)
 _NAME_RE = re.compile(r'\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z')
 AUTO_ID_RE = re.compile(r'\A[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}\Z')
@@ -295,6 +297,8 @@ class Store:
         self._manifests = {}
         # what recover() settled or removed through this instance, for modules to report
         self.recovered = []
+        # run checkpoints whose pins retention released (keep_runs) through this instance
+        self.released = []
         # The backup root and the directories above it passed the trust rule: only root and the running user can
         # change them, so the verdict holds for the rest of the run.
         self._root_trusted = False
@@ -1138,55 +1142,103 @@ class Store:
 
     # -- retention ------------------------------------------------------------------------
 
-    def retention(self, keep_last=None, keep_days=None, check_mode=False, now=None):
+    def retention(self, keep_last=None, keep_days=None, check_mode=False, now=None, keep_runs=None, state_dir=None):
         """Remove old complete backups; returns the removed (or, in check mode, removable) ids.
 
         A backup is kept when it is among the ``keep_last`` newest or younger than
         ``keep_days`` days (either rule keeps it), and always when it is LASTGOOD,
         pinned or the newest complete backup.  Incomplete backups are never touched.
-        With neither rule given nothing is removed.
+
+        ``keep_runs`` releases the pins of runs' own checkpoints (``run-<run id>``):
+        the pin of a run whose state in ``state_dir`` says ``finished`` (it
+        succeeded) is dropped once ``keep_runs`` newer run checkpoints exist in the
+        set; such a checkpoint is then removed unless ``keep_last``/``keep_days``
+        keep it.  The released ids are added to ``self.released`` (in check mode:
+        those that would be).  With no rule given nothing is removed.
         """
-        for value, what in ((keep_last, 'keep_last'), (keep_days, 'keep_days')):
+        for value, what in ((keep_last, 'keep_last'), (keep_days, 'keep_days'), (keep_runs, 'keep_runs')):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise StoreError('%s must be a positive integer, not %r' % (what, value))
-        if keep_last is None and keep_days is None:
+        if keep_runs is not None and not state_dir:
+            raise StoreError('keep_runs needs state_dir, the directory of the run states that tell which runs '
+                             'succeeded')
+        if keep_last is None and keep_days is None and keep_runs is None:
             return []
         if not self._set_dir_exists():
             return []
         if check_mode:
-            return self._doomed(keep_last, keep_days, now)
+            released = self._released_runs(keep_runs, state_dir)
+            self.released.extend(released)
+            return self._doomed(keep_last, keep_days, now, released)
         with self.locked():
             self.recover()
-            doomed = self._doomed(keep_last, keep_days, now)
+            released = self._released_runs(keep_runs, state_dir)
+            if released:
+                pins = self._read_pins()
+                try:
+                    self._write_pins(pins - set(released))
+                except OSError as exc:
+                    raise StoreError('retention in %s could not release the pins of finished runs (%s): %s. The '
+                                     'pins and every backup are unchanged. Next: %s.'
+                                     % (self._where(), ', '.join(released), exc, errno_hint(exc)),
+                                     self._pinned_path) from exc
+                self.released.extend(released)
             removed = []
-            for backup_id in doomed:
+            for backup_id in self._doomed(keep_last, keep_days, now):
                 self._remove_backup(backup_id, removed)
                 removed.append(backup_id)
             return removed
 
-    def _doomed(self, keep_last, keep_days, now):
+    def _released_runs(self, keep_runs, state_dir):
+        """The pinned run checkpoints (``run-<run id>``) of finished runs with ``keep_runs`` newer runs."""
+        if keep_runs is None:
+            return []
+        pins = self._read_pins()
+        runs = [info['id'] for info in self._complete_infos() if info['id'].startswith(RUN_CHECKPOINT_PREFIX)]
+        older = runs[:-keep_runs]
         try:
-            infos = [info for info in self.list(strict=True) if info['complete']]
+            return [backup_id for backup_id in older
+                    if backup_id in pins and run_finished(state_dir, backup_id[len(RUN_CHECKPOINT_PREFIX):])]
+        except OSError as exc:
+            raise StoreError('retention refused: reading the run states in %s failed: %s; nothing was released or '
+                             'removed. Next: %s.' % (state_dir, exc, errno_hint(exc)),
+                             getattr(exc, 'filename', None), unreadable=True) from exc
+
+    def _complete_infos(self):
+        try:
+            return [info for info in self.list(strict=True) if info['complete']]
         except StoreError as exc:
             raise StoreError('retention refused: %s; nothing was removed' % exc, exc.path, unreadable=True) from exc
+
+    def _doomed(self, keep_last, keep_days, now, unpinned=()):
+        infos = self._complete_infos()
         if not infos:
             return []
-        protected = {infos[-1]['id'], self._read_lastgood()} | self._read_pins()
+        protected = {infos[-1]['id'], self._read_lastgood()} | (self._read_pins() - set(unpinned))
         keep = set()
         if keep_last is not None:
             keep.update(info['id'] for info in infos[-keep_last:])
         if keep_days is not None:
             cutoff = (time.time() if now is None else now) - keep_days * 86400
             keep.update(info['id'] for info in infos if (parse_created(info['created']) or 0) >= cutoff)
+        if keep_last is None and keep_days is None:
+            # keep_runs alone: only the released run checkpoints go
+            keep.update(info['id'] for info in infos if not info['id'].startswith(RUN_CHECKPOINT_PREFIX))
         return [info['id'] for info in infos if info['id'] not in keep | protected]
 
-    def _remove_backup(self, backup_id, removed):
+    def _remove_backup(self, backup_id, removed, what='retention'):
+        """Take a backup out of the listing in one rename (then flushed), and only then delete its files.
+
+        The rename to ``.deleting-<id>`` is atomic: the backup is either listed and
+        complete or gone; the files of a removal interrupted after it are deleted by
+        the next ``recover()`` (and a pin left naming it is dropped there too).
+        """
         doomed = os.path.join(self.set_dir, DELETING_PREFIX + backup_id)
         try:
             os.rename(self.backup_dir(backup_id), doomed)
         except OSError as exc:
-            raise StoreError('retention in %s failed to remove backup %s: %s; it is untouched. Removed so far: %s. '
-                             'Next: %s.' % (self._where(), backup_id, exc, ', '.join(removed) or 'none',
+            raise StoreError('%s in %s failed to remove backup %s: %s; it is untouched. Removed so far: %s. '
+                             'Next: %s.' % (what, self._where(), backup_id, exc, ', '.join(removed) or 'none',
                                             errno_hint(exc)),
                              getattr(exc, 'filename', None)) from exc
         try:
@@ -1194,10 +1246,75 @@ class Store:
             _fsatomic.remove_tree(doomed)
             _fsatomic.fsync_dir(self.set_dir)
         except OSError as exc:
-            raise StoreError('retention in %s removed backup %s from the listing but could not delete its files '
+            raise StoreError('%s in %s removed backup %s from the listing but could not delete its files '
                              '(%s); the next run removes %s. Removed so far: %s.'
-                             % (self._where(), backup_id, exc, doomed, ', '.join(removed + [backup_id])),
+                             % (what, self._where(), backup_id, exc, doomed, ', '.join(removed + [backup_id])),
                              getattr(exc, 'filename', None)) from exc
+
+    # -- removing one backup ----------------------------------------------------------------
+
+    def remove(self, ref, force=False, check_mode=False, audit=None):
+        """Remove the backup or checkpoint ``ref`` (an id or a checkpoint name), complete or not.
+
+        Refuses the LASTGOOD backup and the newest complete backup unless ``force``
+        (a forced removal of the LASTGOOD backup removes the LASTGOOD file first, so
+        LASTGOOD never names a missing backup).  ``audit(detail)`` is called before
+        anything is changed; when it raises, nothing is removed.  The removal itself
+        is crash-safe (see ``_remove_backup``); its pin is dropped after it.
+        Returns ``{changed, id, path, complete, lastgood, pinned, newest}`` - the
+        backup as it was; ``changed`` false when it did not exist.
+        """
+        backup_id = check_name(ref, 'backup id or checkpoint name')
+        result = {'changed': False, 'id': backup_id, 'path': self.backup_dir(backup_id), 'complete': False,
+                  'lastgood': False, 'pinned': False, 'newest': False}
+        if not self._set_dir_exists():
+            return result
+        with contextlib.ExitStack() as stack:
+            if not check_mode:
+                stack.enter_context(self.locked())
+                self.recover()
+            if not self._backup_exists(backup_id):
+                return result
+            lastgood = self._read_lastgood()
+            pins = self._read_pins()
+            info = self._info(backup_id, lastgood, pins, strict=True)
+            newest = self._latest_complete()
+            result.update(changed=True, complete=info['complete'], lastgood=info['lastgood'],
+                          pinned=info['pinned'], newest=newest is not None and newest['id'] == backup_id)
+            why = [text for flag, text in ((result['lastgood'], 'the LASTGOOD backup (what restores use by default)'),
+                                           (result['newest'], 'the newest complete backup')) if flag]
+            if why and not force:
+                raise StoreError('refusing to remove backup %s from %s: it is %s. Nothing was removed. Next: mark '
+                                 'another backup last-good or take a newer one first, or set force: true.'
+                                 % (backup_id, self._where(), ' and '.join(why)))
+            if check_mode:
+                return result
+            if audit is not None:
+                audit(dict(result, set=self.set_name, backup_root=self.backup_root, forced=bool(why)))
+            if result['lastgood']:
+                self._forget_lastgood(backup_id)
+            try:
+                self._remove_backup(backup_id, [], what='removing a backup')
+            except StoreError as exc:
+                if not result['lastgood']:
+                    raise
+                raise StoreError('%s The LASTGOOD mark was removed first; mark a backup last-good again if this one '
+                                 'stays.' % exc, exc.path) from exc
+            try:
+                self._prune_pins()
+            except OSError as exc:
+                raise StoreError('backup %s was removed from %s, but its pin could not be dropped (%s); the next run '
+                                 'drops it.' % (backup_id, self._where(), exc), self._pinned_path) from exc
+            return result
+
+    def _forget_lastgood(self, backup_id):
+        try:
+            os.unlink(self._lastgood_path)
+            _fsatomic.fsync_dir(self.set_dir)
+        except OSError as exc:
+            raise StoreError('removing the LASTGOOD mark of backup %s in %s failed: %s. Backup %s is untouched. '
+                             'Next: %s.' % (backup_id, self._where(), exc, backup_id, errno_hint(exc)),
+                             self._lastgood_path) from exc
 
 
 def _live_warnings(entries, live):
@@ -1214,6 +1331,21 @@ def _live_warnings(entries, live):
         warnings.append('%d special file(s) a backup cannot hold were left out: %s; a restore leaves such files in '
                         'place below the directories it restores' % (len(special), shown))
     return warnings
+
+
+def run_finished(state_dir, run_id):
+    """Whether the run state of ``run_id`` in ``state_dir`` says it finished (succeeded).
+
+    No state, a corrupt state and an invalid run id answer False: a pin is only
+    released on proof that its run succeeded.  An I/O error raises OSError (a
+    failing disk is not taken for a run that did not succeed).
+    """
+    from . import _state  # only retention with keep_runs reads run states
+    try:
+        state = _state.load(state_dir, run_id)
+    except _state.StateError:
+        return False
+    return state is not None and state['status'] == 'finished'
 
 
 def list_sets(backup_root):

@@ -97,6 +97,15 @@ options:
     type: str
     choices: [sibling, store]
     default: sibling
+  keep_backups:
+    description:
+      - With O(backup=sibling), keep only the newest O(keep_backups) C(<path>.bak.*) files of O(path) - the one this
+        run made included - and remove the older ones (RV(pruned_backups)).  They are removed only after a
+        successful update (or when none was needed), under the same lock as the update, and the directory is
+        flushed.
+      - Not set, every sibling backup is kept.  Not allowed with O(backup=store) - store backups follow the store's
+        retention (M(lastgood.rollback.backup) O(lastgood.rollback.backup#module:keep_last)).
+    type: int
   create:
     description:
       - Create the file when it does not exist (mode C(0600)); otherwise a missing file is an error.
@@ -104,7 +113,7 @@ options:
     type: bool
     default: false
 notes:
-  - Backups are kept; remove old C(.bak.*) files with your usual retention.
+  - Sibling backups are kept unless O(keep_backups) is set.
 seealso:
   - module: lastgood.rollback.backup
   - module: lastgood.rollback.run_state
@@ -172,6 +181,12 @@ store_recovered:
   returned: when O(backup=store) and a backup was taken
   type: list
   elements: str
+pruned_backups:
+  description: Sibling backups of the file that O(keep_backups) removed (in check mode, would remove), oldest first.
+  returned: always
+  type: list
+  elements: str
+  sample: [/srv/app/config.yaml.bak.20261101120000]
 stale_temps_removed:
   description:
     - Temporary files that an earlier, interrupted update of this file (or of its sibling backup) left behind
@@ -196,7 +211,7 @@ def run(module):
         unset=params['unset'], schema=params['schema'], schema_path=params['schema_path'],
         required_keys=params['required_keys'], validate_cmd=params['validate'], backup=params['backup'],
         backup_root=params['backup_root'], set_name=params['set'], create=params['create'],
-        check=module.check_mode)
+        check=module.check_mode, keep_backups=params['keep_backups'])
     before, after = result.pop('before'), result.pop('after')
     if module._diff and result['changed']:
         result['diff'] = {'before': before or '', 'after': after, 'before_header': result['path'],
@@ -220,6 +235,7 @@ def main():
             backup_root=dict(type='path', default='/var/backups/lastgood'),
             set=dict(type='str', default='default'),
             create=dict(type='bool', default=False),
+            keep_backups=dict(type='int'),
         ),
         mutually_exclusive=[('content', 'values'), ('content', 'unset'), ('schema', 'schema_path')],
         required_one_of=[('content', 'values', 'unset')],

@@ -155,6 +155,16 @@ options:
     description: O(state=checkpoint) - mark the checkpoint as the set's last known good.
     type: bool
     default: false
+  keep_runs:
+    description:
+      - O(state=checkpoint) - once the checkpoint is taken, release the pins of the checkpoints of earlier runs
+        (C(run-<run id>)) that succeeded (their run state in O(state_dir) says C(finished)) and have O(keep_runs)
+        newer run checkpoints in the set, and remove them - the retention of M(lastgood.rollback.backup)
+        O(lastgood.rollback.backup#module:keep_runs).  They are listed in RV(checkpoint_result) as C(released) and
+        C(removed).  The C(LASTGOOD) backup, checkpoints named otherwise, and checkpoints of runs that failed or
+        have no run state are kept.  A failure here is a warning.
+      - Not set (or V(0)), nothing is released.
+    type: int
   artifacts:
     description:
       - O(state=phase) - what the phase produced (ids, paths, counts); kept in the run state and the audit log.
@@ -278,8 +288,9 @@ RETURN = r'''
 checkpoint_result:
   description:
     - O(state=checkpoint) - the backup's result as M(lastgood.rollback.backup) returns it (C(id), C(path),
-      C(manifest), C(files), C(bytes), C(new_backup), C(lastgood), C(verified), C(missing)); empty when an
-      earlier attempt took the checkpoint.
+      C(manifest), C(files), C(bytes), C(new_backup), C(lastgood), C(verified), C(missing)) and the earlier runs'
+      checkpoints O(keep_runs) released and removed (C(released), C(removed)); empty when an earlier attempt took
+      the checkpoint.
   returned: O(state=checkpoint)
   type: dict
   sample: {id: run-20261207T200000Z-4f2a9c, files: 3, bytes: 912, new_backup: true, verified: true}
@@ -347,6 +358,7 @@ ARGUMENT_SPEC = dict(
     paths=dict(type='list', elements='path', default=[]),
     exclude=dict(type='list', elements='str', default=[]),
     mark_lastgood=dict(type='bool', default=False),
+    keep_runs=dict(type='int'),
     artifacts=dict(type='dict', default={}),
     apply_command=dict(type='list', elements='str', default=[]),
     restore_on_failure=dict(type='bool', default=True),
@@ -376,7 +388,8 @@ def step(module):
         return {'changed': changed, 'msg': msg, 'ansible_facts': {'lastgood_host': host}}
     if state == 'checkpoint':
         host, changed, taken = _run.checkpoint(run, params['host'], params['paths'], params['exclude'],
-                                               params['mark_lastgood'], check=check, warn=module.warn)
+                                               params['mark_lastgood'], check=check, warn=module.warn,
+                                               keep_runs=params['keep_runs'])
         msg = ('Checkpoint %s taken and recorded.' % run.checkpoint if taken is not None
                else 'Checkpoint %s was taken by an earlier attempt of the run.' % run.checkpoint)
         return {'changed': changed, 'msg': msg, 'checkpoint_result': taken or {},

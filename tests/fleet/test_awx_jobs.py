@@ -40,6 +40,9 @@ FLEET_SIZE = 2
 # launch the job without it), and the approvals a full restore refuses without.
 ANSWERS = {
     'restore-checkpoint': lambda prepared: {'lastgood_restore_id': prepared['checkpoint_id']},
+    # the last known good itself, forced: in check mode the job predicts the removal and changes nothing
+    'delete-checkpoint': lambda prepared: {'lastgood_delete_checkpoint': prepared['checkpoint_id'],
+                                           'lastgood_delete_force': 'true'},
     'rollback-level4': lambda prepared: {
         'lastgood_approval_cto_who': 'Ada Lovelace', 'lastgood_approval_cto_when': prepared['now'],
         'lastgood_approval_security_architect_who': 'Alan Turing',
@@ -53,8 +56,8 @@ WORKFLOW_PATH = ('start', 'preflight', 'verify-current', 'checkpoint', 'deploy-s
 RUN_ABOVE = ('start-workflow', 'preflight', 'verify', 'checkpoint', 'deploy-staged', 'rollback-level2')
 # Templates an Event-Driven Ansible rulebook launches with its event (docs/automatic.md).
 EVENT_DRIVEN = ('auto-rollback',)
-# Templates that change nothing, so the sweep runs them for real; the others in check mode.
-READ_ONLY = ('verify',)
+# Templates that change nothing, so the sweep runs them for real too; the others in check mode.
+READ_ONLY = ('verify', 'list-checkpoints')
 SWEPT = sorted(key for key in job_templates() if key not in RUN_ABOVE)
 # AWX's job ids: one per job of this module.
 _JOB_IDS = itertools.count(1)

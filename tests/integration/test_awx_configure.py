@@ -16,7 +16,8 @@ import subprocess
 import pytest
 import yaml
 
-from lib.awx import AWX_DIR, REPO_ROOT, job_templates, load_yaml, survey, template_extra_vars, workflow
+from lib.awx import (AWX_DIR, REPO_ROOT, job_templates, load_yaml, survey, template_extra_vars, templates_data,
+                     workflow)
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
 REFUSED = 'Connection refused'
@@ -96,9 +97,10 @@ def _controller_results(configure_run):
 def test_every_controller_task_gets_past_argument_checking_to_the_controller_call(configure_run):
     results = _controller_results(configure_run)
     approvals = [node for node in workflow()['nodes'] if node['unified_job_template']['type'] == 'workflow_approval']
-    # execution environment, project, workflow; credential type, credential, notification template; the templates
-    # and the approval nodes.
-    assert len(results) == 6 + len(job_templates()) + len(approvals)
+    # execution environment, project, workflow; credential type, credential, notification template; the templates,
+    # the approval nodes and the schedules.
+    schedules = templates_data()['lastgood_awx_schedules']
+    assert len(results) == 6 + len(job_templates()) + len(approvals) + len(schedules)
     not_refused = [(name, result.get('msg')) for name, result in results if REFUSED not in result.get('msg', '')]
     assert not not_refused
 
@@ -146,6 +148,21 @@ def test_workflow_nodes_name_the_job_templates_created_alongside(configure_run):
         else:
             assert template['type'] == 'workflow_approval'
             assert isinstance(template['timeout'], int) or str(template['timeout']).isdigit()
+
+
+def test_schedules_launch_the_checkpoint_template_created_alongside(configure_run):
+    results = configure_run['Create or update the periodic checkpoint schedules']
+    names = set(result['invocation']['module_args']['name'] for result in
+                configure_run['Create or update a job template per playbook, with its survey'])
+    sent = dict((result['item']['key'], result['invocation']['module_args']) for result in results)
+    assert sorted(sent) == sorted(templates_data()['lastgood_awx_schedules'])
+    for key, schedule in templates_data()['lastgood_awx_schedules'].items():
+        assert sent[key]['unified_job_template'] in names
+        assert sent[key]['unified_job_template'].endswith('Checkpoint')
+        assert sent[key]['rrule'].startswith('DTSTART:20260101T000000Z RRULE:FREQ=')
+        assert sent[key]['enabled'] is True
+        assert set(sent[key]['extra_data']) == set(schedule['extra_data'])
+        assert all('{{' not in json.dumps(value) for value in sent[key]['extra_data'].values())
 
 
 @pytest.mark.parametrize('playbook, config', [

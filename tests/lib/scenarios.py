@@ -658,6 +658,106 @@ class Retention(StoreScenario):
                             for backup_id, info in backups.items()))
 
 
+class RetentionRuns(StoreScenario):
+    """keep_runs=1 over three finished runs' checkpoints and a failed one: the old finished ones go."""
+
+    name = 'retention_runs'
+
+    def build(self):
+        self.paths()
+        self.state_dir = os.path.join(self.work, 'runs')
+        build_app_v1(self.target)
+        store = self.store()
+        state = engine('_state')
+        for number, (run_id, ok) in enumerate((('r1', True), ('r2', False), ('r3', True), ('r4', True))):
+            trees.write_file(os.path.join(self.target, 'config.json'), b'{"run": %d}\n' % number, 0o640,
+                             MTIME + number)
+            store.create([self.target], name='run-' + run_id, mark_lastgood=(number == 0))
+            state.start(self.state_dir, run_id)
+            if ok:
+                state.finish(self.state_dir, run_id)
+            else:
+                state.fail(self.state_dir, run_id, 'failed')
+            time.sleep(0.01)
+
+    def run(self):
+        return self.store().retention(keep_runs=1, state_dir=self.state_dir)
+
+    def did_its_job(self, result):
+        kept = sorted(self.backups())
+        # r1 is LASTGOOD, r2 failed, r4 the newest: only r3 goes
+        return [] if kept == ['run-r1', 'run-r2', 'run-r4'] and result == ['run-r3'] else [
+            'retention kept %s, removed %s' % (kept, result)]
+
+    def observe(self):
+        return tuple(sorted((backup_id, info['complete'], info['lastgood'], info['pinned'],
+                             self.data_digest(backup_id) if info['complete'] else None)
+                            for backup_id, info in self.backups().items()))
+
+    def documented_partial(self, state):
+        # the pins are released in one atomic write, then the backups are removed one by one
+        released = tuple((item[0], item[1], item[2], item[3] and item[0] not in ('run-r1', 'run-r3'), item[4])
+                         for item in self.old)
+        return state == released
+
+
+class Remove(StoreScenario):
+    """Remove a pinned checkpoint that later incremental backups hardlink their files from."""
+
+    name = 'remove'
+    doomed = 'before-upgrade'
+    force = False
+
+    def build(self):
+        self.paths()
+        build_app_v1(self.target)
+        store = self.store()
+        store.create([self.target], name=self.doomed)
+        for number in range(2):
+            trees.write_file(os.path.join(self.target, 'config.json'), b'{"n": %d}\n' % number, 0o640, MTIME + number)
+            store.create([self.target], mark_lastgood=(number == 0))
+            time.sleep(0.01)
+
+    def run(self):
+        return self.store().remove(self.doomed, force=self.force)
+
+    def did_its_job(self, result):
+        store = self.store()
+        problems = []
+        if os.path.lexists(store.backup_dir(self.doomed)):
+            problems.append('%s is still there' % self.doomed)
+        if self.doomed in store._read_pins():  # pylint: disable=protected-access
+            problems.append('%s is still pinned' % self.doomed)
+        if any(name.startswith('.deleting-') for name in os.listdir(store.set_dir)):
+            problems.append('a removed backup is still on disk')
+        if len(store.list()) != 2:
+            problems.append('the other backups were not all kept: %s' % [info['id'] for info in store.list()])
+        return problems
+
+    def observe(self):
+        # the data of every listed backup (store_problems verifies each against its manifest) and the marks
+        return tuple(sorted((backup_id, info['complete'], info['lastgood'], info['pinned'],
+                             self.data_digest(backup_id) if info['complete'] else None)
+                            for backup_id, info in self.backups().items()))
+
+
+class RemoveLastgood(Remove):
+    """Force the removal of the LASTGOOD backup, the base of the newest (incremental) one."""
+
+    name = 'remove_lastgood'
+    force = True
+
+    def build(self):
+        super().build()
+        infos = self.store().list()
+        self.doomed = [info['id'] for info in infos if info['lastgood']][0]
+
+    def documented_partial(self, state):
+        # the LASTGOOD mark goes first (so it never names a missing backup), then the backup in one rename
+        unmarked = tuple((item[0], item[1], False, item[3], item[4]) for item in self.old)
+        return state == unmarked
+
+
 class Restore(StoreScenario):
     """Restore the last-good backup over a live tree a bad deploy changed."""
 
@@ -856,7 +956,7 @@ class RestoreRejected(Restore):
 
 
 SCENARIOS = {cls.name: cls for cls in (AuditAppend, LockAcquire, RunStatePhase, ConfigUpdate, Backup, Retention,
-                                       Restore, Undo, RestoreWidened, RestoreRejected)}
+                                       RetentionRuns, Remove, RemoveLastgood, Restore, Undo, RestoreWidened, RestoreRejected)}
 
 
 def engine_errors():

@@ -23,7 +23,7 @@ import pytest
 from lib import faults, kill9, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention',
-         'restore_widened', 'restore_rejected')
+         'restore_widened', 'restore_rejected', 'remove', 'remove_lastgood', 'retention_runs')
 RENAMES = ('replace', 'rename', 'exchange')
 CRASH_BUDGET = 32           # default run: kills per scenario at exact points (all disk-changing calls included)
 DEFAULT_RANDOM_KILLS = 15

@@ -26,7 +26,8 @@ import pytest
 
 from lib import durability, faults, private_tmpfs, scenarios, trees
 
-NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention')
+NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention', 'remove',
+         'remove_lastgood', 'retention_runs')
 
 
 class OrderedTracker(durability.DurabilityTracker):
@@ -155,7 +156,8 @@ def test_clean_run_does_its_job_durably_and_in_order(scenario, name):
     assert tracker.fsynced, '%s never fsyncs anything' % name
 
 
-@pytest.mark.parametrize('name', ('restore', 'undo', 'backup', 'retention'))
+@pytest.mark.parametrize('name', ('restore', 'undo', 'backup', 'retention', 'remove', 'remove_lastgood',
+                                  'retention_runs'))
 def test_interrupted_operation_plus_recovery_is_durable(scenario, name):
     """One tracker sees the interrupted run and the recovery: whatever the run left
     not durable (a publish whose fsync failed, leftovers it could not remove) is

@@ -23,7 +23,7 @@ import pytest
 from lib import durability, faults, scenarios
 
 NAMES = ('backup', 'restore', 'undo', 'config_update', 'audit_append', 'lock', 'run_state', 'retention',
-         'restore_widened', 'restore_rejected')
+         'restore_widened', 'restore_rejected', 'remove', 'remove_lastgood', 'retention_runs')
 ERRNOS = [pytest.param(err, id=errno.errorcode[err]) for err in faults.REALISTIC_ERRNOS]
 MODES = [pytest.param(False, id='transient'), pytest.param(True, id='persistent')]
 EIO_BUDGET = 60           # default run: fault points per EIO sweep (every disk-changing call is one)

@@ -108,7 +108,8 @@ def argument_errors(spec, args, where):
 def test_configure_uses_the_awx_awx_modules_it_is_meant_to():
     modules = sorted(set(task[1] for task in awx_tasks()))
     assert modules == ['credential', 'credential_type', 'execution_environment', 'job_template',
-                       'notification_template', 'project', 'workflow_job_template', 'workflow_job_template_node']
+                       'notification_template', 'project', 'schedule', 'workflow_job_template',
+                       'workflow_job_template_node']
 
 
 @pytest.mark.parametrize('name, module, args', awx_tasks(), ids=[task[0] for task in awx_tasks()])
