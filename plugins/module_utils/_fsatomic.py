@@ -108,6 +108,31 @@ def atomic_write(path, data, mode=0o600, uid=None, gid=None, mtime_ns=None, sync
         fsync_dir(directory)
 
 
+def atomic_produce(path, produce, mode=0o600):
+    """Replace ``path`` with the file ``produce(tmp)`` writes at ``tmp`` (same directory), durably.
+
+    For files another program writes (``tar``, ``git bundle``): the result is fsynced, renamed
+    over ``path`` and the directory fsynced, so a crash leaves the old file or the whole new one.
+    On any error ``path`` is unchanged and the temporary file is removed.
+    """
+    path = os.fspath(path)
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = _tmp_name(directory, base)
+    try:
+        produce(tmp)
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, mode)
+            fsync_fd(fd, tmp)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
 def remove_stale_temps(path):
     """Remove the temporary files that interrupted atomic writes of ``path`` left behind.
 
