@@ -199,6 +199,7 @@ class FullRestore:
         if params['repo']:
             self.bundle(package)
         preserved['evidence'] = self.evidence(package)
+        preserved['done'] = list(self.done)
         return preserved
 
     def snapshot(self):
@@ -296,6 +297,7 @@ class FullRestore:
 
     def restore(self, preserved):
         params = self.params
+        self.done = list(preserved.get('done') or [])
         advice = ('The run\'s rescue puts the run\'s checkpoint back; fix the cause and rerun with the same run id '
                   '(the evidence is kept).')
         baseline = self.restore_backup('the full baseline', params['baseline_set'], params['baseline_id'],

@@ -206,7 +206,7 @@ preserved:
   description:
     - What the preserve step did, for the restore step - C(incident), C(package), C(archive), C(started) (UTC),
       C(approval) (the check - rule, reason, level, required, valid, invalid, missing, approvers, approved),
-      C(snapshot) (C(id), C(new), C(verified)), C(tag) (or null), C(evidence) (the paths archived).
+      C(snapshot) (C(id), C(new), C(verified)), C(tag) (or null), C(evidence) (the paths archived), C(done).
   returned: O(step=preserve)
   type: dict
 ansible_facts:
@@ -227,7 +227,7 @@ restores:
   returned: O(step=restore)
   type: dict
 done:
-  description: What was done, step by step.
+  description: What was done, step by step (with O(step=restore), the preserve step's first).
   returned: always
   type: list
   elements: str

@@ -294,3 +294,32 @@ def test_level4_preserves_the_compromise_restores_the_baseline_and_packs_checked
     assert names.count('approval_recorded') == 4 and names.count('full_restore_done') == 2
     assert names.index('approval_recorded') < names.index('full_restore_done')
     assert not [name for name in os.listdir(package) if name.startswith('.lastgood-tmp-')]
+
+
+def test_level4_failure_names_the_step_and_what_was_done_and_keeps_the_evidence(app, tmp_path):
+    take_baseline_then_compromise(app, tmp_path)
+    head = subprocess.check_output(['git', '-C', str(app / 'code'), 'rev-parse', 'HEAD'], text=True)
+    config = (app / 'config.yaml').read_text()
+    # no such baseline: the restore refuses before it touches anything
+    refused = run_cases(tmp_path, [level4_case('no baseline', app, tmp_path, level4_full_restore_baseline_id='gone')])
+    assert refused['no baseline']['ok'] is False
+    message = ' '.join(refused['no baseline']['msg'].split())
+    assert message.startswith('Level 4 full restore of localhost failed while restoring the full baseline (app/gone)')
+    assert 'Done before: approvals recorded' in message
+    assert 'snapshot investigation/snapshot-r4 taken and verified' in message
+    assert (app / 'code' / 'backdoor.py').exists() and (app / 'config.yaml').read_text() == config
+    assert subprocess.check_output(['git', '-C', str(app / 'code'), 'rev-parse', 'HEAD'], text=True) == head
+    # the tests fail after the restore: the host is left restored for the run's rescue, the evidence kept
+    failed = run_cases(tmp_path, [level4_case('tests fail', app, tmp_path, level4_full_restore_test_commands=[['false']])])
+    assert failed['tests fail']['ok'] is False
+    message = ' '.join(failed['tests fail']['msg'].split())
+    assert 'failed while running the test suite: false exited 1 after 1 tries' in message
+    assert 'snapshot investigation/snapshot-r4 (taken by an earlier attempt) verified' in message
+    assert 'the full baseline restored and verified from app/baseline' in message
+    assert "The run's rescue puts the run's checkpoint back" in message
+    assert not (app / 'code' / 'backdoor.py').exists()
+    incidents = os.listdir(tmp_path / 'investigations')
+    assert len(incidents) == 1
+    assert sorted(os.listdir(tmp_path / 'investigations' / incidents[0])) == ['evidence.tar.gz', 'repo.bundle']
+    events = [event['event'] for event in audit_events(tmp_path)]
+    assert 'full_restore_done' not in events and events.count('approval_recorded') == 4
