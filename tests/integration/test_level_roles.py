@@ -43,20 +43,23 @@ def case_block(case):
     }
 
 
-def run_cases(work, cases):
-    """Run the cases in order in one playbook on localhost; returns {case name: {ok, result or msg}}."""
+def run_cases(work, cases, *options):
+    """Run the cases in order in one playbook on localhost; returns {case name: {ok, result or msg}}.
+
+    ``options`` go to ansible-playbook (``--check``).
+    """
     play = {
         'name': 'Run the role in each case and keep what happened', 'hosts': 'localhost', 'connection': 'local',
         'gather_facts': False, 'vars': {'results': {}},
         'tasks': [case_block(case) for case in cases] + [
-            {'name': 'Keep the results', 'ansible.builtin.copy': {
+            {'name': 'Keep the results', 'check_mode': False, 'ansible.builtin.copy': {
                 'dest': str(work / 'results.json'), 'content': '{{ results | to_json }}', 'mode': '0600'}}],
     }
     (work / 'site.yml').write_text(json.dumps([play]))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
                ANSIBLE_LOCAL_TEMP=str(work / 'tmp'), DEMO_APP_PYTHON=sys.executable)
     proc = subprocess.run([PLAYBOOK, '-i', 'localhost,', str(work / 'site.yml'),
-                           '-e', json.dumps({'ansible_python_interpreter': sys.executable})],
+                           '-e', json.dumps({'ansible_python_interpreter': sys.executable})] + list(options),
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return json.loads((work / 'results.json').read_text())
@@ -323,3 +326,19 @@ def test_level4_failure_names_the_step_and_what_was_done_and_keeps_the_evidence(
     assert sorted(os.listdir(tmp_path / 'investigations' / incidents[0])) == ['evidence.tar.gz', 'repo.bundle']
     events = [event['event'] for event in audit_events(tmp_path)]
     assert 'full_restore_done' not in events and events.count('approval_recorded') == 4
+
+
+def test_level4_in_check_mode_checks_the_approvals_plans_the_restore_and_changes_nothing(app, tmp_path):
+    take_baseline_then_compromise(app, tmp_path)
+    before = trees.tree_digest(str(app)), trees.tree_digest(str(tmp_path / 'store'))
+    results = run_cases(tmp_path, [
+        level4_case('plan', app, tmp_path),
+        level4_case('refused', app, tmp_path, level4_full_restore_approvals=[approval('ana', 'cto')]),
+    ], '--check')
+    assert results['plan']['ok'] is True, results['plan']
+    assert results['plan']['result']['baseline'] == 'app/baseline'
+    assert results['plan']['result']['snapshot_backup'] == 'investigation/snapshot-r4'
+    assert results['refused']['ok'] is False
+    assert 'Missing: security_architect' in ' '.join(results['refused']['msg'].split())
+    assert (trees.tree_digest(str(app)), trees.tree_digest(str(tmp_path / 'store'))) == before
+    assert not (tmp_path / 'investigations').exists() and not (tmp_path / 'audit.jsonl').exists()

@@ -20,8 +20,8 @@ def test_checksum_list_follows_the_given_order_skips_missing_files_and_passes_sh
     (tmp_path / 'b.txt').write_text('second\n')
     (tmp_path / 'a.txt').write_text('first\n')
     listed = _full_restore.sha256sums(str(tmp_path), ['b.txt', 'missing', 'a.txt'])
-    assert listed == '%s  b.txt\n%s  a.txt\n' % (hashlib.sha256(b'second\n').hexdigest(),
-                                                hashlib.sha256(b'first\n').hexdigest())
+    second, first = hashlib.sha256(b'second\n').hexdigest(), hashlib.sha256(b'first\n').hexdigest()
+    assert listed == '%s  b.txt\n%s  a.txt\n' % (second, first)
     (tmp_path / 'SUMS').write_text(listed)
     assert subprocess.run(['sha256sum', '--check', '--strict', 'SUMS'], cwd=tmp_path, check=False,
                           capture_output=True).returncode == 0
