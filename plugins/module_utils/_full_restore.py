@@ -124,8 +124,7 @@ class FullRestore:
         self.changed = True
 
     def command(self, argv, cwd=None):
-        rc, out, err = self.run_command(list(argv), cwd=cwd)
-        return rc, out, err
+        return self.run_command(list(argv), cwd=cwd)
 
     def write(self, path, text):
         """Write ``text`` to ``path`` atomically unless it already holds it; returns whether it wrote."""
@@ -256,9 +255,10 @@ class FullRestore:
 
     def package_dir(self, package):
         if os.path.isdir(package):
-            if not self.check and (os.stat(package).st_mode & 0o7777) != 0o700:
-                os.chmod(package, 0o700)
+            if (os.stat(package).st_mode & 0o7777) != 0o700:
                 self.changed = True
+                if not self.check:
+                    os.chmod(package, 0o700)
             return
         self.changed = True
         if not self.check:
