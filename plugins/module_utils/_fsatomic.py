@@ -78,6 +78,24 @@ def write_all(fd, data):
         view = view[written:]
 
 
+def _replace(path, fill, sync_dir=True):
+    """Have ``fill(tmp)`` make a flushed file at a temporary name beside ``path``, then rename it over ``path``.
+
+    On any error ``path`` is unchanged and the temporary file is removed.
+    """
+    path = os.fspath(path)
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = _tmp_name(directory, base)
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    if sync_dir:
+        fsync_dir(directory)
+
+
 def atomic_write(path, data, mode=0o600, uid=None, gid=None, mtime_ns=None, sync_dir=True):
     """Replace ``path`` with ``data`` (bytes) so that a crash leaves old or new, never a mix.
 
@@ -85,11 +103,8 @@ def atomic_write(path, data, mode=0o600, uid=None, gid=None, mtime_ns=None, sync
     are applied when given (root only).  Returns nothing; raises OSError on failure,
     in which case ``path`` is unchanged and no temporary file is left.
     """
-    path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = _tmp_name(directory, base)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
+    def fill(tmp):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             write_all(fd, data)
             os.fchmod(fd, mode)
@@ -100,12 +115,25 @@ def atomic_write(path, data, mode=0o600, uid=None, gid=None, mtime_ns=None, sync
             fsync_fd(fd, tmp)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    if sync_dir:
-        fsync_dir(directory)
+    _replace(path, fill, sync_dir)
+
+
+def atomic_produce(path, produce, mode=0o600):
+    """Replace ``path`` with the file ``produce(tmp)`` writes at ``tmp`` (same directory), durably.
+
+    For files another program writes (``tar``, ``git bundle``): the result is fsynced, renamed
+    over ``path`` and the directory fsynced, so a crash leaves the old file or the whole new one.
+    On any error ``path`` is unchanged and the temporary file is removed.
+    """
+    def fill(tmp):
+        produce(tmp)
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, mode)
+            fsync_fd(fd, tmp)
+        finally:
+            os.close(fd)
+    _replace(path, fill)
 
 
 def remove_stale_temps(path):

@@ -23,6 +23,8 @@ description:
     O(rules) replaces them, O(rule_overrides) changes single rules, O(circuit_breaker) changes the breaker.
   - Returns the level of the most severe rule that fired (then the most urgent), that rule's urgency
     and authority, why it fired, and every other rule that fired.  Level 0 means no rollback is indicated.
+  - With O(approvals), also checks that the recorded approvals satisfy the authority a Level 4 full
+    restore requires, and fails, saying what is missing, unless they do (RV(approved)).
   - Reads only; never changes anything.
 author:
   - lastgood.rollback developers (@lastgood)
@@ -84,6 +86,28 @@ options:
   now:
     description: Evaluate as of this ISO-8601 time instead of the current time (replaying an incident).
     type: str
+  approvals:
+    description:
+      - Approvals of a Level 4 full restore, each a mapping with C(who), C(role) (for example C(cto)) and
+        C(when) (UTC, C(YYYY-MM-DDTHH:MM:SSZ)), optionally C(reference) (ticket, call).  An approval without
+        these, dated in the future (beyond five minutes of clock skew) or older than
+        O(approval_max_age_hours) does not count.
+      - When given (also as an empty list), the module fails unless the decision is Level 4 and every role
+        of its authority plus O(extra_authority) is approved by a different person.  The message says what
+        is missing and which approvals did not count, and names the variables a run playbook reads them
+        from, C(lastgood_approvals) and C(lastgood_conditions).
+      - Not given, no approval is checked.
+    type: list
+    elements: dict
+  extra_authority:
+    description: Roles whose approval is needed on top of the deciding rule's authority (with O(approvals)).
+    type: list
+    elements: str
+    default: []
+  approval_max_age_hours:
+    description: Approvals older than this many hours do not count; V(0) accepts any age (with O(approvals)).
+    type: int
+    default: 24
 seealso:
   - module: lastgood.rollback.audit_log
 '''
@@ -105,6 +129,21 @@ EXAMPLES = r'''
   ansible.builtin.include_role:
     name: lastgood.rollback.level1_feature_flag
   when: breaker.automatic
+
+- name: Refuse a full restore unless a CTO and a security architect approved it
+  lastgood.rollback.rollback_decide:
+    conditions: [system_compromise_suspected]
+    approvals:
+      - who: ana.ortiz
+        role: cto
+        when: "2026-12-07T20:15:00Z"
+        reference: SEC-4711
+      - who: bo.chen
+        role: security_architect
+        when: "2026-12-07T20:17:00Z"
+  delegate_to: localhost
+  run_once: true
+  register: approval
 
 - name: Stricter success-rate threshold, no error-rate trigger
   lastgood.rollback.rollback_decide:
@@ -185,11 +224,46 @@ audit_chain:
   description: Verification of the audit log's chain (C(ok), C(message)), or null without O(audit_log).
   returned: always
   type: dict
+required:
+  description: The roles that must approve, the deciding rule's authority plus O(extra_authority).
+  returned: with O(approvals)
+  type: list
+  elements: str
+  sample: [cto, security_architect]
+valid:
+  description: The approvals that count, each with an empty C(problems) list.
+  returned: with O(approvals)
+  type: list
+  elements: dict
+invalid:
+  description: The approvals that do not count, each with C(problems) saying why.
+  returned: with O(approvals)
+  type: list
+  elements: dict
+missing:
+  description: Required roles no valid approval covers.
+  returned: with O(approvals)
+  type: list
+  elements: str
+approvers:
+  description: The different people whose approvals for a required role count.
+  returned: with O(approvals)
+  type: list
+  elements: str
+  sample: [ana.ortiz, bo.chen]
+approved:
+  description: Whether the approvals satisfy the authority required for Level 4 (the module fails otherwise).
+  returned: with O(approvals)
+  type: bool
+msg:
+  description: With O(approvals), who approved under which rule; on a refusal, what is missing.
+  returned: with O(approvals)
+  type: str
 '''
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _decide
+from ansible_collections.lastgood.rollback.plugins.module_utils import _approval, _audit, _decide
 from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
 
 
@@ -227,7 +301,15 @@ def run(module):
     result = _decide.decide(conditions=params['conditions'], metrics=_metrics(module), audit_records=records,
                             rules=params['rules'], rule_overrides=params['rule_overrides'],
                             breaker_overrides=params['circuit_breaker'], now=now)
-    return dict(result, changed=False, audit_chain=chain)
+    result = dict(result, changed=False, audit_chain=chain)
+    if params['approvals'] is not None:
+        approval = _approval.check(result, params['approvals'], params['extra_authority'],
+                                   params['approval_max_age_hours'], now)
+        result.update(approval)
+        if not approval['approved']:
+            module.fail_json(msg=_approval.refusal(approval, params['conditions']), **result)
+        result['msg'] = _approval.approved_message(approval)
+    return result
 
 
 def main():
@@ -240,6 +322,9 @@ def main():
             rule_overrides=dict(type='dict', default={}),
             circuit_breaker=dict(type='dict', default={}),
             now=dict(type='str'),
+            approvals=dict(type='list', elements='dict'),
+            extra_authority=dict(type='list', elements='str', default=[]),
+            approval_max_age_hours=dict(type='int', default=24),
         ),
         supports_check_mode=True,
     )

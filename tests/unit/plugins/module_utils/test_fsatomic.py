@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -96,3 +97,24 @@ def test_removing_stale_temporary_files_is_made_durable(tmp_path):
         assert _fsatomic.remove_stale_temps(str(target)) == [stale.name]
     assert not stale.exists()
     assert tracker.problems() == [], 'the removal would be undone by a power cut'
+
+
+def test_atomic_produce_replaces_the_file_only_when_the_producer_finished(tmp_path):
+    target = tmp_path / 'evidence.tar.gz'
+    target.write_bytes(b'old')
+
+    def failing(tmp):
+        with open(tmp, 'wb') as handle:
+            handle.write(b'half')
+        raise OSError('tar died')
+    with pytest.raises(OSError, match='tar died'):
+        _fsatomic.atomic_produce(str(target), failing)
+    assert target.read_bytes() == b'old'
+    assert os.listdir(tmp_path) == ['evidence.tar.gz']
+
+    (tmp_path / 'in').mkdir()
+    _fsatomic.atomic_produce(str(target), lambda tmp: subprocess.run(
+        ['tar', '--create', '--gzip', '--file', tmp, '--directory', str(tmp_path), 'in'], check=True))
+    assert subprocess.check_output(['tar', '--list', '--gzip', '--file', str(target)], text=True) == 'in/\n'
+    assert oct(os.stat(target).st_mode & 0o777) == '0o600'
+    assert sorted(os.listdir(tmp_path)) == ['evidence.tar.gz', 'in']
