@@ -77,3 +77,13 @@ class Site:
         assert install.returncode == 0, install.stderr
         assert self.app.run('start').returncode == 0
         self.take_known_good()
+
+
+def break_config(site):
+    """Push the bad configuration of the runbooks: Party Mode on (a known-bad value), agent limit 0."""
+    text = site.app.read('config.yaml')
+    site.app.write('config.yaml', text.replace('enabled: false\n  maxAgents: 4', 'enabled: true\n  maxAgents: 0'))
+    site.app.write('app.env', 'PARTY_MODE_ENABLED=true\n')
+    assert site.app.run('reload').returncode == 0
+    assert site.app.run('health').returncode == 1
+    return site.app.read('config.yaml')
