@@ -67,3 +67,22 @@ def test_a_run_that_matches_no_host_fails_saying_so_and_changes_nothing(tmp_path
     assert 'Give the inventory with -i' in run.stdout
     assert os.listdir(str(tmp_path)) == (['inventory.yml'] if inventory == 'other-group' else
                                          ['empty.yml'] if inventory == 'empty' else [])
+
+
+def test_the_level4_refusal_names_the_variable_the_operator_sets(tmp_path):
+    site = Site(tmp_path)
+    try:
+        site.start()
+        before = site.app.read('config.yaml')
+        inventory = tmp_path / 'inventory.yml'
+        inventory.write_text('all:\n  hosts:\n    app1:\n      ansible_connection: local\n')
+
+        run = from_project('rollback-level4.yml', '-i', str(inventory), extra=dict(site.extra, lastgood_run_id='it-l4'))
+
+        assert run.returncode == 2, run.stdout + run.stderr
+        said = ' '.join(run.stdout.split())
+        assert 'Level 4 full restore refused; nothing was changed on any host.' in said
+        assert 'recorded in lastgood_approvals (the variable of the rollback_level4 playbook' in said
+        assert site.app.read('config.yaml') == before
+    finally:
+        site.app.run('stop')
