@@ -96,11 +96,12 @@ def _attempt_of(recorded):
         return None
 
 
-def skip_plan(phases, skip_phases, reason):
+def skip_plan(phases, skip_phases, reason, fixed=()):
     """The phases an operator asked to skip, in run order, once checked: only with a reason, never the checkpoint.
 
-    Only the phases after the checkpoint can be skipped (the action, its staging pass, verify): without
-    preflight, the lock or the checkpoint a failed run would have nothing to put back.
+    Only the phases after the checkpoint can be skipped (the action, verify), and of those not the ones in
+    ``fixed`` (a staging pass: production goes on only after staging passed): without preflight, the lock
+    or the checkpoint a failed run would have nothing to put back.
     """
     if not skip_phases:
         return []
@@ -109,12 +110,13 @@ def skip_plan(phases, skip_phases, reason):
                        'lastgood_skip_reason), which the audit log and the report record; nothing was changed'
                        % ', '.join(skip_phases))
     phases = list(phases)
-    skippable = phases[phases.index('checkpoint') + 1:] if 'checkpoint' in phases else [
+    after = phases[phases.index('checkpoint') + 1:] if 'checkpoint' in phases else [
         phase for phase in phases if phase not in ('preflight', 'start')]
+    skippable = [phase for phase in after if phase not in fixed]
     refused = [phase for phase in skip_phases if phase not in skippable]
     if refused:
-        raise RunError('phase(s) %s cannot be skipped: only the phases after the checkpoint can (%s); nothing was '
-                       'changed' % (', '.join(refused), ', '.join(skippable) or 'none in this run'))
+        raise RunError('phase(s) %s cannot be skipped: only the phases after the checkpoint but a staging pass can (%s); '
+                       'nothing was changed' % (', '.join(refused), ', '.join(skippable) or 'none in this run'))
     return [phase for phase in phases if phase in skip_phases]
 
 

@@ -23,7 +23,7 @@ description:
     (C(lastgood_gate), see C(lastgood.rollback.fleet_gate)) it fails with the gate's message first, without
     touching the host.  When anything after taking the lock fails, the lock is released again.
   - With O(skip_phases) the operator skips phases of this attempt explicitly; O(reason) is required with it
-    and only phases after C(checkpoint) in O(phases) can be skipped, otherwise the step fails before it takes
+    and only phases after C(checkpoint) in O(phases) that are not in O(fixed_phases) can be skipped, otherwise the step fails before it takes
     the lock.  Each skipped phase is a C(run_phase_skipped) audit event (with the reason), is listed in
     C(lastgood_host.skipped) for the report and counts as completed for this attempt only.
   - O(state=begin) with O(action=abort) gives up a run that failed or was interrupted.  It resumes the run,
@@ -153,6 +153,13 @@ options:
     description:
       - O(state=begin) - phases of O(phases) after C(checkpoint) that this attempt skips, on the operator's word.
         Requires O(reason).
+    type: list
+    elements: str
+    default: []
+  fixed_phases:
+    description:
+      - O(state=begin) - phases after C(checkpoint) that O(skip_phases) may not name either, for example the staging
+        pass of a run that acts on staging hosts first (production goes on only after staging passed).
     type: list
     elements: str
     default: []
@@ -368,6 +375,7 @@ ARGUMENT_SPEC = dict(
     meta=dict(type='dict', default={}),
     action=dict(type='str', default='resume', choices=['resume', 'abort']),
     skip_phases=dict(type='list', elements='str', default=[]),
+    fixed_phases=dict(type='list', elements='str', default=[]),
     reason=dict(type='str', default=''),
     phase=dict(type='str'),
     record=dict(type='bool', default=True),
@@ -399,7 +407,7 @@ def step(module):
         return {'changed': changed, 'msg': 'Run %s aborted on this host. %s' % (run.run_id, host['restore']['message']),
                 'ansible_facts': {'lastgood_host': host}}
     if state == 'begin':
-        skip = _run.skip_plan(params['phases'], params['skip_phases'], params['reason'])
+        skip = _run.skip_plan(params['phases'], params['skip_phases'], params['reason'], params['fixed_phases'])
         host, changed = _run.begin(run, params['meta'], check=check, warn=module.warn, skip=skip,
                                    reason=params['reason'])
         for skipped in host['skipped']:

@@ -417,11 +417,13 @@ def test_skip_plan_keeps_run_order_of_phases_after_the_checkpoint(skip, reason, 
 @pytest.mark.parametrize('skip, reason, message', [
     (['verify'], '  ', 'skipping phase(s) verify needs a reason'),
     (['checkpoint', 'nope'], 'why', 'phase(s) checkpoint, nope cannot be skipped: only the phases after the '
-                                    'checkpoint can (act, verify)'),
+                                    'checkpoint but a staging pass can (verify)'),
+    (['act_staging'], 'why', 'phase(s) act_staging cannot be skipped'),
 ])
-def test_skip_plan_refuses_a_skip_without_reason_or_of_a_phase_up_to_the_checkpoint(skip, reason, message):
+def test_skip_plan_refuses_a_skip_without_reason_of_a_phase_up_to_the_checkpoint_or_of_the_staging_pass(
+        skip, reason, message):
     with pytest.raises(_run.RunError, match=r'^%s' % re.escape(message)):
-        _run.skip_plan(PHASES, skip, reason)
+        _run.skip_plan(PHASES, skip, reason, fixed=['act'])
 
 
 def test_begin_with_skipped_phases_audits_each_and_skips_them_for_this_attempt_only(work):
