@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from lib.demo_site import PLAYBOOK, ROOT, Site, break_config
+from lib.demo_site import PLAYBOOK, ROOT, break_config, running_site
 
 LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
 
@@ -18,12 +18,8 @@ pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run sc
 
 @pytest.fixture
 def site(tmp_path):
-    current = Site(tmp_path)
-    try:
-        current.start()
+    with running_site(tmp_path) as current:
         yield current
-    finally:
-        current.app.run('stop')
 
 
 def audit(site, run_id):

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from lib.demo_site import PLAYBOOK, ROOT, Site, break_config
+from lib.demo_site import PLAYBOOK, ROOT, break_config, running_site
 
 PROJECT = os.path.join(ROOT, 'awx', 'project')
 
@@ -26,16 +26,19 @@ def from_project(*args, extra=None):
     return subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
+def inventory(tmp_path):
+    """An inventory of one host, this machine, named as a site would name it."""
+    path = tmp_path / 'inventory.yml'
+    path.write_text('all:\n  hosts:\n    app1:\n      ansible_connection: local\n')
+    return str(path)
+
+
 def test_the_level2_wrapper_rolls_back_from_the_site_project_with_its_inventory(tmp_path):
-    site = Site(tmp_path)
-    try:
-        site.start()
+    with running_site(tmp_path) as site:
         good = site.app.read('config.yaml')
         break_config(site)
-        inventory = tmp_path / 'inventory.yml'
-        inventory.write_text('all:\n  hosts:\n    app1:\n      ansible_connection: local\n')
 
-        run = from_project('rollback-level2.yml', '-i', str(inventory),
+        run = from_project('rollback-level2.yml', '-i', inventory(tmp_path),
                            extra=dict(site.extra, lastgood_run_id='it-site-project'))
 
         assert run.returncode == 0, run.stdout + run.stderr
@@ -43,18 +46,16 @@ def test_the_level2_wrapper_rolls_back_from_the_site_project_with_its_inventory(
         assert site.app.run('health').returncode == 0
         assert site.report()['run']['outcome'] == 'success'
         assert site.report()['hosts']['app1']['outcome'] == 'success'
-    finally:
-        site.app.run('stop')
 
 
-@pytest.mark.parametrize('inventory', [None, 'empty', 'other-group'])
-def test_a_run_that_matches_no_host_fails_saying_so_and_changes_nothing(tmp_path, inventory):
+@pytest.mark.parametrize('given', [None, 'empty', 'other-group'])
+def test_a_run_that_matches_no_host_fails_saying_so_and_changes_nothing(tmp_path, given):
     args = ['rollback-level2.yml']
     extra = {'lastgood_state_dir': str(tmp_path / 'runs'), 'lastgood_audit_log': str(tmp_path / 'audit.jsonl')}
-    if inventory == 'empty':
+    if given == 'empty':
         (tmp_path / 'empty.yml').write_text('all: {}\n')
         args += ['-i', str(tmp_path / 'empty.yml')]
-    elif inventory == 'other-group':
+    elif given == 'other-group':
         (tmp_path / 'inventory.yml').write_text('all:\n  children:\n    db:\n      hosts:\n        db1: {}\n')
         args += ['-i', str(tmp_path / 'inventory.yml')]
         extra['lastgood_hosts'] = 'app'
@@ -62,27 +63,21 @@ def test_a_run_that_matches_no_host_fails_saying_so_and_changes_nothing(tmp_path
     run = from_project(*args, extra=extra)
 
     assert run.returncode == 2, run.stdout + run.stderr
-    pattern = 'app' if inventory == 'other-group' else 'all'
+    pattern = 'app' if given == 'other-group' else 'all'
     assert "No host of the inventory matches '%s'" % pattern in run.stdout
     assert 'Give the inventory with -i' in run.stdout
-    assert os.listdir(str(tmp_path)) == (['inventory.yml'] if inventory == 'other-group' else
-                                         ['empty.yml'] if inventory == 'empty' else [])
+    assert os.listdir(str(tmp_path)) == (['inventory.yml'] if given == 'other-group' else
+                                         ['empty.yml'] if given == 'empty' else [])
 
 
 def test_the_level4_refusal_names_the_variable_the_operator_sets(tmp_path):
-    site = Site(tmp_path)
-    try:
-        site.start()
+    with running_site(tmp_path) as site:
         before = site.app.read('config.yaml')
-        inventory = tmp_path / 'inventory.yml'
-        inventory.write_text('all:\n  hosts:\n    app1:\n      ansible_connection: local\n')
 
-        run = from_project('rollback-level4.yml', '-i', str(inventory), extra=dict(site.extra, lastgood_run_id='it-l4'))
+        run = from_project('rollback-level4.yml', '-i', inventory(tmp_path), extra=dict(site.extra, lastgood_run_id='it-l4'))
 
         assert run.returncode == 2, run.stdout + run.stderr
         said = ' '.join(run.stdout.split())
         assert 'Level 4 full restore refused; nothing was changed on any host.' in said
         assert 'recorded in lastgood_approvals (the variable of the rollback_level4 playbook' in said
         assert site.app.read('config.yaml') == before
-    finally:
-        site.app.run('stop')

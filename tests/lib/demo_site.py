@@ -4,6 +4,7 @@ Every run-wide path (store, run state, audit log, reports) lives below the site'
 is passed as extra vars, as docs/dev/roles.md says a site does.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -87,3 +88,14 @@ def break_config(site):
     assert site.app.run('reload').returncode == 0
     assert site.app.run('health').returncode == 1
     return site.app.read('config.yaml')
+
+
+@contextlib.contextmanager
+def running_site(base, host_name='it'):
+    """A started Site below ``base`` (its known good taken), stopped again on the way out."""
+    site = Site(base)
+    try:
+        site.start(host_name)
+        yield site
+    finally:
+        site.app.run('stop')
