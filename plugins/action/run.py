@@ -100,9 +100,21 @@ def failure_message(host, host_name):
         parts.append('The rollback lock was released.')
     elif host.get('lock_held') and host.get('outcome') == 'restore_failed':
         parts.append('The rollback lock stays held by this run until the host is checked.')
-    parts.append('Next: read the report, fix the cause, then rerun with -e lastgood_run_id=%s to resume the run.'
-                 % host.get('run_id'))
+    if failure.get('phase') == 'abort':
+        parts.append('Next: fix the cause, then abort again with -e lastgood_run_id=%s -e lastgood_run_action=abort.'
+                     % host.get('run_id'))
+    else:
+        parts.append('Next: read the report, fix the cause, then rerun with -e lastgood_run_id=%s to resume the run '
+                     '(or -e lastgood_run_action=abort with it to put the checkpoint back and close the run).'
+                     % host.get('run_id'))
     return ' '.join(part for part in parts if part)
+
+
+def abort_message(host, host_name):
+    """How an aborted run left the host: its checkpoint (back or never taken) and the run closed."""
+    return 'Run %s (%s) aborted on %s. %s The run is closed and its lock released; start a new run when ready.' % (
+        host.get('run_id'), host.get('operation'), host_name,
+        str((host.get('restore') or {}).get('message') or '').strip())
 
 
 def lookup(value, keys):
@@ -244,6 +256,9 @@ class ActionModule(ActionBase):
             host.setdefault(key, args[key])
         if (host.get('outcome') or 'success') == 'success':
             result['msg'] = success_message(host, self._host_name, check_mode)
+            return result
+        if host.get('outcome') == 'aborted':
+            result['msg'] = abort_message(host, self._host_name)
             return result
         result.update(failed=True, msg=failure_message(host, self._host_name))
         return result

@@ -26,6 +26,8 @@ STDERR_SHOWN = 300
 REPORT_DIR_MODE = 0o750
 REPORT_FILE_MODE = 0o640
 _SET_RE = re.compile(r'^[A-Za-z0-9._-]+$')
+# the outcomes that end a run for good: its run state is marked finished
+CLOSED_OUTCOMES = ('success', 'aborted')
 
 
 class RunError(Exception):
@@ -101,10 +103,37 @@ def _attempt_of(recorded):
         return None
 
 
-def begin(run, meta, check=False, warn=None):
+def skip_plan(phases, skip_phases, reason, fixed=()):
+    """The phases an operator asked to skip, in run order, once checked: only with a reason, never the checkpoint.
+
+    Only the phases after the checkpoint can be skipped (the action, verify), and of those not the ones in
+    ``fixed`` (a staging pass: production goes on only after staging passed): without preflight, the lock
+    or the checkpoint a failed run would have nothing to put back.
+    """
+    if not skip_phases:
+        return []
+    if not (reason or '').strip():
+        raise RunError('skipping phase(s) %s needs a reason (option reason; the playbooks take it as '
+                       'lastgood_skip_reason), which the audit log and the report record; nothing was changed'
+                       % ', '.join(skip_phases))
+    phases = list(phases)
+    after = phases[phases.index('checkpoint') + 1:] if 'checkpoint' in phases else [
+        phase for phase in phases if phase not in ('preflight', 'start')]
+    skippable = [phase for phase in after if phase not in fixed]
+    refused = [phase for phase in skip_phases if phase not in skippable]
+    if refused:
+        raise RunError('phase(s) %s cannot be skipped: only the phases after the checkpoint but a staging pass can (%s); '
+                       'nothing was changed' % (', '.join(refused), ', '.join(skippable) or 'none in this run'))
+    return [phase for phase in phases if phase in skip_phases]
+
+
+def begin(run, meta, check=False, warn=None, skip=(), reason='', action='resume'):
     """Take the lock, start or resume the run state, audit ``run_start``/``run_resume``.
 
-    Returns ``(host, changed)``.  When anything after the lock fails, the lock is released again
+    ``skip`` (checked by skip_plan) are phases the operator skips this attempt, with ``reason``: each is
+    a ``run_phase_skipped`` audit event, is listed in ``host['skipped']`` for the report, and counts as
+    completed for this attempt only (it is not recorded in the run state, so a later attempt runs it).
+    Returns ``(host, changed)``.  When anything after taking the lock fails, the lock is released again
     before RunError is raised: the host has no record of the run that would let its end release it.
     """
     path = run.lock_file()
@@ -119,18 +148,78 @@ def begin(run, meta, check=False, warn=None):
                 warn(warning)
         state = started['state']
         completed = completed_phases(state, run.keep_phases)
-        run.audit('run_resume' if started['resumed'] else 'run_start', level='notice', check=check, detail={
-            'operation': run.operation, 'level': run.level, 'attempt': state['attempts'],
-            'checkpoint': run.checkpoint, 'skipping': completed,
-        })
+        detail = {'operation': run.operation, 'level': run.level, 'attempt': state['attempts'],
+                  'checkpoint': run.checkpoint, 'skipping': completed}
+        if action != 'resume':
+            detail['action'] = action
+        run.audit('run_resume' if started['resumed'] else 'run_start', level='notice', check=check, detail=detail)
+        skipped = [phase for phase in skip if phase not in completed]
+        for phase in skipped:
+            run.audit('run_phase_skipped', level='warning', check=check, detail={
+                'phase': phase, 'attempt': state['attempts'], 'reason': reason})
     except (_state.StateError, _audit.AuditError, OSError) as exc:
         raise RunError('%s. %s' % (exc, _release_after_failed_begin(run, path, check)),
                        getattr(exc, 'quarantined', None))
     host = run.new_host({
-        'attempt': state['attempts'], 'resumed': started['resumed'], 'completed': completed,
+        'attempt': state['attempts'], 'resumed': started['resumed'], 'completed': completed + skipped,
         'recorded': state['artifacts'], 'lock_file': path, 'lock_held': True,
+        'skipped': [{'phase': phase, 'reason': reason} for phase in skipped],
     })
     return host, True
+
+
+def abort(run, phases, reason, apply_command, run_command, check=False, warn=None):
+    """Give up a run that failed (or was interrupted): put its checkpoint back and close it.
+
+    The run is resumed (lock, run state, ``run_resume``), its checkpoint restored when it was taken -
+    verified after the swap, compared with the live paths, ``apply_command`` run when files changed,
+    as the rescue does - and recorded: ``run_checkpoint_restored`` and ``run_aborted`` in the audit log,
+    the ``abort`` phase in the run state, which ``end`` then marks finished.  Every phase of the run
+    counts as completed, so the run's other steps do nothing.  A restore that fails leaves the run
+    failed and the host ``restore_failed`` (the lock stays).  Returns ``(host, changed)``.
+    """
+    warn = warn or (lambda message: None)
+    try:
+        state = _state.load(run.state_dir, run.run_id)
+    except (_state.StateError, OSError) as exc:
+        raise RunError('run %s cannot be aborted: %s; nothing was changed' % (run.run_id, exc))
+    if state is None:
+        raise RunError('run %s has no state in %s on this host, so there is nothing to abort here; check the run id '
+                       '(nothing was changed)' % (run.run_id, run.state_dir))
+    if state['status'] == 'finished':
+        raise RunError('run %s already ended on this host (run state finished); there is nothing to abort (nothing '
+                       'was changed)' % run.run_id)
+    host, changed = begin(run, {}, check=check, warn=warn, action='abort')
+    if 'checkpoint' not in state['completed_phases'] or not run.checkpoint:
+        restored = dict(no_restore(run.checkpoint),
+                        message='The run took no checkpoint on this host, so nothing needed putting back.')
+    elif check:
+        restored = dict(no_restore(run.checkpoint), message='Checkpoint %s would be restored.' % run.checkpoint)
+    else:
+        restored = restore_checkpoint(run, apply_command, run_command, warn)
+    ok = restore_ok(restored)
+    why = 'Aborted by the operator%s' % ((': ' + reason.strip()) if (reason or '').strip() else '')
+    host.update(completed=list(phases), outcome='aborted' if ok else 'restore_failed', restore=restored,
+                failure={'phase': 'abort', 'task': '', 'message': why, 'stopped_by_fleet': False, 'failed_hosts': []})
+    attempt = int(host['attempt'])
+    steps = []
+    if not check:
+        if ok:
+            steps.append(('recording the abort in the run state', lambda: _state.phase_done(
+                run.state_dir, run.run_id, 'abort', artifacts={
+                    'attempt': attempt, 'reason': reason, 'restored': restored['restored'],
+                    'verified': restored['verified']})))
+        else:
+            steps.append(('recording the failed abort in the run state', lambda: _state.fail(
+                run.state_dir, run.run_id, 'abort: ' + restored['message'], phase='abort')))
+    if restored['attempted']:
+        steps.append(restore_audit_step(run, restored, check))
+    steps.append(('recording the abort in the audit log', lambda: run.audit(
+        'run_aborted', level='warning' if ok else 'critical', check=check, detail={
+            'attempt': attempt, 'reason': reason, 'checkpoint': run.checkpoint, 'restored': restored['restored'],
+            'verified': restored['verified'], 'message': restored['message']})))
+    _run_steps(steps, warn)
+    return host, changed or restored['changed']
 
 
 def _release_after_failed_begin(run, path, check):
@@ -187,7 +276,7 @@ def rescue(run, host, failure, passed, apply_command, restore_on_failure, run_co
         restored = restore_checkpoint(run, apply_command, run_command, warn)
     host['restore'] = restored
     # the host is in no known state when the checkpoint is not back, or is but the application did not load it
-    if restored['attempted'] and not (restored['verified'] and restored['reapplied'] is not False):
+    if not restore_ok(restored):
         host['outcome'] = 'restore_failed'
     message = failure['message'].strip()
     steps = []
@@ -206,12 +295,22 @@ def rescue(run, host, failure, passed, apply_command, restore_on_failure, run_co
         'phase': failure['phase'], 'task': failure['task'], 'message': message,
         'stopped_by_fleet': failure['stopped_by_fleet'], 'failed_hosts': failure['failed_hosts']})))
     if restored['attempted']:
-        steps.append(('recording the restore in the audit log', lambda: run.audit(
-            'run_checkpoint_restored', level='warning' if restored['verified'] else 'critical', check=check, detail={
-                'checkpoint': run.checkpoint, 'restored': restored['restored'], 'verified': restored['verified'],
-                'reapplied': restored['reapplied'], 'message': restored['message']})))
+        steps.append(restore_audit_step(run, restored, check))
     _run_steps(steps, warn)
     return host, True
+
+
+def restore_ok(restored):
+    """Whether the host is in a known state after ``restored``: not attempted, or back, verified and loaded."""
+    return not restored['attempted'] or bool(restored['verified'] and restored['reapplied'] is not False)
+
+
+def restore_audit_step(run, restored, check):
+    """The step recording ``run_checkpoint_restored`` (for _run_steps)."""
+    return ('recording the restore in the audit log', lambda: run.audit(
+        'run_checkpoint_restored', level='warning' if restored['verified'] else 'critical', check=check, detail={
+            'checkpoint': run.checkpoint, 'restored': restored['restored'], 'verified': restored['verified'],
+            'reapplied': restored['reapplied'], 'message': restored['message']}))
 
 
 def _run_steps(steps, warn):
@@ -346,10 +445,10 @@ def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
         # fails the step (the phase would be done again by a resumed run, nothing worse)
         record_phase(run, host, last_phase, artifacts or {}, check=check)
     steps = [('recording the end of the run in the audit log', lambda: run.audit(
-        'run_end', level='info' if outcome == 'success' else 'error', check=check, detail={
+        'run_end', level='info' if outcome in CLOSED_OUTCOMES else 'error', check=check, detail={
             'outcome': outcome, 'fleet_outcome': outcome,
             'restored': bool((host.get('restore') or {}).get('restored', False))}))]
-    if outcome == 'success' and not check:
+    if outcome in CLOSED_OUTCOMES and not check:
         steps.append(('marking the run finished',
                       lambda: _state.finish(run.state_dir, run.run_id, audit_log=run.audit_log)))
     _run_steps(steps, warn)

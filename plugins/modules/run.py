@@ -22,6 +22,18 @@ description:
     O(keep_phases) always count.  When the host is in the C(stop) list of the latest fleet gate
     (C(lastgood_gate), see C(lastgood.rollback.fleet_gate)) it fails with the gate's message first, without
     touching the host.  When anything after taking the lock fails, the lock is released again.
+  - With O(skip_phases) the operator skips phases of this attempt explicitly; O(reason) is required with it
+    and only phases after C(checkpoint) in O(phases) that are not in O(fixed_phases) can be skipped, otherwise the step fails before it takes
+    the lock.  Each skipped phase is a C(run_phase_skipped) audit event (with the reason), is listed in
+    C(lastgood_host.skipped) for the report and counts as completed for this attempt only.
+  - O(state=begin) with O(action=abort) gives up a run that failed or was interrupted.  It resumes the run,
+    puts its checkpoint back when the run took it on this host - verified after the swap, compared with the
+    live paths, O(apply_command) run when files changed, as O(state=rescue) does - records C(run_aborted)
+    (and C(run_checkpoint_restored)) in the audit log and the C(abort) phase in the run state, and lists every
+    phase of O(phases) as completed, so the run's other steps do nothing; O(state=end) then closes the run
+    (run state finished, lock released) with the outcome C(aborted).  A run without state on the host, or one
+    that already ended, is refused (nothing is changed).  A restore that fails leaves the outcome
+    C(restore_failed), the run failed and the lock held.
   - O(state=checkpoint) takes the run's checkpoint of O(paths) - a backup named O(checkpoint) in the store,
     verified against its manifest before it is published (see M(lastgood.rollback.backup)) - and records the
     C(checkpoint) phase in the same module run; the backup's result is RV(checkpoint_result), and
@@ -132,6 +144,33 @@ options:
     description: O(state=begin) - data recorded in the run state when the run first starts (ticket, reason, ...).
     type: dict
     default: {}
+  action:
+    description:
+      - O(state=begin) - V(resume) starts the run or resumes it after its last completed phase; V(abort) puts the
+        checkpoint of a failed run back and closes the run (see above).
+    type: str
+    choices: [resume, abort]
+    default: resume
+  skip_phases:
+    description:
+      - O(state=begin) - phases of O(phases) after C(checkpoint) that this attempt skips, on the operator's word.
+        Requires O(reason).
+    type: list
+    elements: str
+    default: []
+  fixed_phases:
+    description:
+      - O(state=begin) - phases after C(checkpoint) that O(skip_phases) may not name either, for example the staging
+        pass of a run that acts on staging hosts first (production goes on only after staging passed).
+    type: list
+    elements: str
+    default: []
+  reason:
+    description:
+      - O(state=begin) - why the operator skips O(skip_phases) or aborts the run, recorded in the audit log and
+        the report.  Required with O(skip_phases).
+    type: str
+    default: ''
   phase:
     description:
       - O(state=phase) - the phase just completed.  Required with O(state=phase).
@@ -173,8 +212,8 @@ options:
     default: {}
   apply_command:
     description:
-      - O(state=rescue) - the command (an argument list, no shell) that makes the application load its files
-        again, run after a restore of the checkpoint changed them.  Its result is C(lastgood_host.restore.reapplied);
+      - O(state=rescue), and O(state=begin) with O(action=abort) - the command (an argument list, no shell) that
+        makes the application load its files again, run after a restore of the checkpoint changed them.  Its result is C(lastgood_host.restore.reapplied);
         a failure counts as a failed restore.  V([]) runs nothing.
     type: list
     elements: str
@@ -305,10 +344,13 @@ ansible_facts:
         - C(run_id), C(operation), C(level), C(checkpoint); from O(state=begin) C(attempt), C(resumed),
           C(completed) (phases a resumed run skips), C(recorded) (artifacts earlier attempts recorded, by phase),
           C(started), C(lock_file), C(lock_held).
+        - From O(state=begin) with O(skip_phases) C(skipped) (C(phase), C(reason) of each phase skipped); with
+          O(action=abort) also C(outcome) (C(aborted) or C(restore_failed)), C(failure) (phase C(abort)) and
+          C(restore), as from O(state=rescue).
         - From O(state=rescue) C(outcome) (C(failed) or C(restore_failed)), C(failure) (C(phase), C(task),
           C(message), C(stopped_by_fleet), C(failed_hosts)) and C(restore) (C(attempted), C(restored),
           C(verified), C(reapplied), C(checkpoint), C(changed), C(drift), C(message)).
-        - From O(state=end) C(outcome) (C(success) unless the rescue set it), C(finished), C(lock_released),
+        - From O(state=end) C(outcome) (C(success) unless the rescue or an abort set it), C(finished), C(lock_released),
           C(events) (this run's audit events on this host) and C(audit) (C(chain_ok), C(lines),
           C(first_broken), C(events) - the number of events, C(quarantined) - corrupt live files of the audit log
           moved aside, each C(file), C(ts), C(reason)).
@@ -353,6 +395,10 @@ ARGUMENT_SPEC = dict(
     lock_ttl=dict(type='int', default=_lock.DEFAULT_TTL),
     user=dict(type='str', default=''),
     meta=dict(type='dict', default={}),
+    action=dict(type='str', default='resume', choices=['resume', 'abort']),
+    skip_phases=dict(type='list', elements='str', default=[]),
+    fixed_phases=dict(type='list', elements='str', default=[]),
+    reason=dict(type='str', default=''),
     phase=dict(type='str'),
     record=dict(type='bool', default=True),
     paths=dict(type='list', elements='path', default=[]),
@@ -378,8 +424,18 @@ def step(module):
     run = _run.RunSettings(params)
     check = module.check_mode
     state = params['state']
+    if state == 'begin' and params['action'] == 'abort':
+        host, changed = _run.abort(run, params['phases'], params['reason'], params['apply_command'],
+                                   lambda argv: _run_command(module, argv), check=check, warn=module.warn)
+        return {'changed': changed, 'msg': 'Run %s aborted on this host. %s' % (run.run_id, host['restore']['message']),
+                'ansible_facts': {'lastgood_host': host}}
     if state == 'begin':
-        host, changed = _run.begin(run, params['meta'], check=check, warn=module.warn)
+        skip = _run.skip_plan(params['phases'], params['skip_phases'], params['reason'], params['fixed_phases'])
+        host, changed = _run.begin(run, params['meta'], check=check, warn=module.warn, skip=skip,
+                                   reason=params['reason'])
+        for skipped in host['skipped']:
+            module.warn('Skipping phase %s of run %s on the operator\'s word: %s' % (
+                skipped['phase'], run.run_id, skipped['reason']))
         if host['resumed']:
             msg = _run.resume_message(host)
             module.warn(msg)

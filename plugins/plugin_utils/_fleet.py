@@ -209,6 +209,7 @@ def host_summary(host, record, gates, phases, reachable=True):
         'failure': failure,
         'restore': record.get('restore') or dict(NO_RESTORE),
         'stopped_by_fleet': bool((failure or {}).get('stopped_by_fleet')),
+        'skipped': list(record.get('skipped') or []),
     }
 
 
@@ -217,7 +218,9 @@ def classify(hosts):
 
     Used for one play's hosts and for the hosts of every slice merged into one report.  A host the
     gate stopped because others failed, whose checkpoint is back (outcome ``failed``), is *stopped*;
-    one whose checkpoint could not be put back (``restore_failed``) has failed too.
+    one whose checkpoint could not be put back (``restore_failed``) has failed too.  A host whose run the
+    operator aborted (checkpoint back, run closed) is *aborted*; a run aborted on every host that did not
+    succeed is ``aborted``.
     """
     names = list(hosts)
 
@@ -227,10 +230,16 @@ def classify(hosts):
     succeeded = [name for name in names if outcome(name) == 'success']
     stopped = [name for name in names if outcome(name) == 'failed'
                and ((hosts[name] or {}).get('failure') or {}).get('stopped_by_fleet')]
-    failed = [name for name in names if outcome(name) != 'success' and name not in stopped]
+    aborted = [name for name in names if outcome(name) == 'aborted']
+    failed = [name for name in names if outcome(name) not in ('success', 'aborted') and name not in stopped]
+    if failed + stopped:
+        overall = 'partial' if succeeded or aborted else 'failed'
+    else:
+        overall = 'aborted' if aborted else 'success'
     return {
-        'outcome': 'success' if not failed + stopped else ('partial' if succeeded else 'failed'),
+        'outcome': overall,
         'succeeded_hosts': succeeded,
+        'aborted_hosts': aborted,
         'failed_hosts': failed,
         'stopped_hosts': stopped,
         'unreachable_hosts': [name for name in names if outcome(name) == 'unreachable'],

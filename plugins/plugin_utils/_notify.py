@@ -42,7 +42,8 @@ def effective_status(run, status=''):
     outcome = (run or {}).get('outcome') or ''
     if outcome == 'success':
         return 'complete'
-    return 'failed' if outcome in ('failed', 'partial') else 'in_progress'
+    # an aborted run did not do what it was for: its hosts are back where it started
+    return 'failed' if outcome in ('failed', 'partial', 'aborted') else 'in_progress'
 
 
 def _level(run, levels):

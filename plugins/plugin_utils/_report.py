@@ -105,7 +105,10 @@ def host_record(fleet, host_name, host, results=None):
     restore = summary.get('restore') or {}
     passed_phases = summary.get('passed_phases') or []
     outcome = summary.get('outcome') or 'unknown'
-    if outcome == 'success':
+    skipped = list(summary.get('skipped') or [])
+    if outcome == 'success' and 'verify' in [item.get('phase') for item in skipped]:
+        state_verified = None
+    elif outcome == 'success':
         state_verified = verify['checksums_verified'] if 'checksums_verified' in verify else checkpoint.get('verified')
     else:
         state_verified = bool(restore.get('verified')) if restore.get('attempted') else None
@@ -119,6 +122,8 @@ def host_record(fleet, host_name, host, results=None):
         'passed_phases': passed_phases,
         'phase_times': summary.get('phase_times') or {},
         'failure': summary.get('failure'),
+        # phases the operator skipped on this attempt, each with the reason given
+        'skipped': skipped,
         'restore': restore,
         'status': host_status(summary),
         'preflight': {'ok': preflight.get('ok'), 'failed_checks': _failed_checks(preflight)},

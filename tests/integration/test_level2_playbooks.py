@@ -13,7 +13,7 @@ import pytest
 
 from lib.webhook import Receiver
 from lib import trees
-from lib.demo_site import PLAYBOOK, ROOT, Site
+from lib.demo_site import PLAYBOOK, ROOT, Site, break_config
 
 LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
 
@@ -29,16 +29,6 @@ def site(tmp_path):
         yield current
     finally:
         current.app.run('stop')
-
-
-def break_config(site):
-    """Push the bad configuration of the runbooks: Party Mode on (a known-bad value), agent limit 0."""
-    text = site.app.read('config.yaml')
-    site.app.write('config.yaml', text.replace('enabled: false\n  maxAgents: 4', 'enabled: true\n  maxAgents: 0'))
-    site.app.write('app.env', 'PARTY_MODE_ENABLED=true\n')
-    assert site.app.run('reload').returncode == 0
-    assert site.app.run('health').returncode == 1
-    return site.app.read('config.yaml')
 
 
 def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_run_id_completes(site):

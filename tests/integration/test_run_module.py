@@ -252,7 +252,9 @@ def test_a_failed_host_and_the_host_the_gate_stopped_both_put_their_checkpoint_b
         assert result['close']['failed'] is True
         assert result['close']['msg'].startswith('Run it-fail (rollback_test) failed on %s in phase act: ' % host)
         assert result['close']['msg'].endswith('The rollback lock was released. Next: read the report, fix the cause, '
-                                               'then rerun with -e lastgood_run_id=it-fail to resume the run.')
+                                               'then rerun with -e lastgood_run_id=it-fail to resume the run (or '
+                                               '-e lastgood_run_action=abort with it to put the checkpoint back and '
+                                               'close the run).')
         assert site.state(host, 'it-fail')['status'] == 'failed'
         names = [event['event'] for event in site.events(host, 'it-fail')]
         assert names[-3:] == ['run_failed', 'run_checkpoint_restored', 'run_end']

@@ -4,6 +4,7 @@ Every run-wide path (store, run state, audit log, reports) lives below the site'
 is passed as extra vars, as docs/dev/roles.md says a site does.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -77,3 +78,24 @@ class Site:
         assert install.returncode == 0, install.stderr
         assert self.app.run('start').returncode == 0
         self.take_known_good()
+
+
+def break_config(site):
+    """Push the bad configuration of the runbooks: Party Mode on (a known-bad value), agent limit 0."""
+    text = site.app.read('config.yaml')
+    site.app.write('config.yaml', text.replace('enabled: false\n  maxAgents: 4', 'enabled: true\n  maxAgents: 0'))
+    site.app.write('app.env', 'PARTY_MODE_ENABLED=true\n')
+    assert site.app.run('reload').returncode == 0
+    assert site.app.run('health').returncode == 1
+    return site.app.read('config.yaml')
+
+
+@contextlib.contextmanager
+def running_site(base, host_name='it'):
+    """A started Site below ``base`` (its known good taken), stopped again on the way out."""
+    site = Site(base)
+    try:
+        site.start(host_name)
+        yield site
+    finally:
+        site.app.run('stop')

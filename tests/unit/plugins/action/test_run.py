@@ -72,7 +72,22 @@ def test_failure_message_says_where_what_state_and_how_to_resume():
     assert action.failure_message(host, 'web1') == (
         'Run r-1 (rollback_level2) failed on web1 in phase act: the health check failed. Checkpoint cp restored and '
         'verified: the live paths match it. The rollback lock was released. Next: read the report, fix the cause, '
-        'then rerun with -e lastgood_run_id=r-1 to resume the run.')
+        'then rerun with -e lastgood_run_id=r-1 to resume the run (or -e lastgood_run_action=abort with it to put the '
+        'checkpoint back and close the run).')
+
+
+def test_failure_message_of_a_failed_abort_says_to_abort_again():
+    host = dict(HOST, outcome='restore_failed', lock_held=True, failure={'phase': 'abort', 'message': 'Aborted'},
+                restore={'message': 'Restoring checkpoint cp failed: x'})
+    assert action.failure_message(host, 'web1').endswith(
+        'Next: fix the cause, then abort again with -e lastgood_run_id=r-1 -e lastgood_run_action=abort.')
+
+
+def test_abort_message_says_what_the_checkpoint_is_and_that_the_run_is_closed():
+    host = dict(HOST, outcome='aborted', restore={'message': 'Checkpoint cp restored and verified: the live paths match it.'})
+    assert action.abort_message(host, 'web1') == (
+        'Run r-1 (rollback_level2) aborted on web1. Checkpoint cp restored and verified: the live paths match it. '
+        'The run is closed and its lock released; start a new run when ready.')
 
 
 def test_failure_message_of_a_host_whose_checkpoint_is_not_back_says_the_lock_stays():

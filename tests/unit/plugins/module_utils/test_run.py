@@ -1,6 +1,7 @@
 """The run's bookkeeping on a host (module_utils/_run.py) on real files: lock, run state, audit, restore, report."""
 
 import json
+import re
 import os
 import stat
 
@@ -416,3 +417,106 @@ def test_end_records_the_last_phase_only_when_the_run_did_not_fail_on_the_host(w
     failed['outcome'] = 'failed'
     _run.end(failed_run, failed, last_phase='verify', artifacts={'verified': False})
     assert 'verify' not in _state.load(str(work / 'runs'), 'run-8')['completed_phases']
+
+
+# -- the operator's choices after a failure: skip a phase on the record, abort the run ----------
+
+PHASES = ['preflight', 'start', 'checkpoint', 'act', 'verify']
+
+
+@pytest.mark.parametrize('skip, reason, expected', [
+    ([], '', []),
+    (['verify', 'act'], 'CHG-7', ['act', 'verify']),
+])
+def test_skip_plan_keeps_run_order_of_phases_after_the_checkpoint(skip, reason, expected):
+    assert _run.skip_plan(PHASES, skip, reason) == expected
+
+
+@pytest.mark.parametrize('skip, reason, message', [
+    (['verify'], '  ', 'skipping phase(s) verify needs a reason'),
+    (['checkpoint', 'nope'], 'why', 'phase(s) checkpoint, nope cannot be skipped: only the phases after the '
+                                    'checkpoint but a staging pass can (verify)'),
+    (['act_staging'], 'why', 'phase(s) act_staging cannot be skipped'),
+])
+def test_skip_plan_refuses_a_skip_without_reason_of_a_phase_up_to_the_checkpoint_or_of_the_staging_pass(
+        skip, reason, message):
+    with pytest.raises(_run.RunError, match=r'^%s' % re.escape(message)):
+        _run.skip_plan(PHASES, skip, reason, fixed=['act'])
+
+
+def test_begin_with_skipped_phases_audits_each_and_skips_them_for_this_attempt_only(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, skip=['verify'], reason='CHG-7')
+    assert host['completed'] == ['verify'] and host['skipped'] == [{'phase': 'verify', 'reason': 'CHG-7'}]
+    [skipped] = events(work, 'run_phase_skipped')
+    assert skipped['level'] == 'warning' and skipped['detail'] == {'phase': 'verify', 'attempt': 1, 'reason': 'CHG-7'}
+    assert _state.load(str(work / 'runs'), RUN)['completed_phases'] == []
+
+
+def failed_run(work):
+    """A run that took its checkpoint, changed the app, failed and had its rescue put the checkpoint back."""
+    run, host = passed_checkpoint_run(work)
+    _run.record_phase(run, host, 'act', {})
+    (work / 'app' / 'app.conf').write_text('bad\n')
+    _run.rescue(run, host, FAILURE, ['checkpoint'], [], True, no_command)
+    _run.end(run, dict(host, outcome='failed'))
+    return run
+
+
+def test_abort_puts_the_checkpoint_back_records_it_and_end_closes_the_run(work):
+    run = failed_run(work)
+    (work / 'app' / 'app.conf').write_text('changed by hand after the failure\n')
+    commands = []
+
+    def reload(argv):
+        commands.append(argv)
+        return 0, '', ''
+    host, changed = _run.abort(run, PHASES, 'fix forward', ['appctl', 'reload'], reload)
+
+    assert changed is True
+    assert (work / 'app' / 'app.conf').read_text() == 'good\n' and commands == [['appctl', 'reload']]
+    assert host['outcome'] == 'aborted' and host['completed'] == PHASES and host['attempt'] == 2
+    assert host['failure'] == dict(host['failure'], phase='abort', message='Aborted by the operator: fix forward')
+    assert host['restore'] == dict(host['restore'], attempted=True, restored=True, verified=True, reapplied=True)
+    [aborted] = events(work, 'run_aborted')
+    assert aborted['detail'] == dict(aborted['detail'], reason='fix forward', restored=True, verified=True)
+    assert events(work, 'run_resume')[-1]['detail']['action'] == 'abort'
+
+    ended, _changed = _run.end(run, host)
+
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['status'] == 'finished' and state['artifacts']['abort']['verified'] is True
+    assert ended['lock_released'] is True and not os.path.exists(run.lock_file())
+    assert events(work, 'run_end')[-1]['detail']['outcome'] == 'aborted'
+
+
+def test_abort_whose_restore_fails_leaves_the_run_failed_the_lock_held_and_the_files_untouched(work):
+    run = failed_run(work)
+    (work / 'app' / 'app.conf').write_text('changed by hand after the failure\n')
+    broken = settings(work, checkpoint='gone')
+
+    host, _changed = _run.abort(broken, PHASES, '', [], no_command)
+
+    assert host['outcome'] == 'restore_failed' and host['restore']['restored'] is False
+    assert (work / 'app' / 'app.conf').read_text() == 'changed by hand after the failure\n'
+    assert Store(str(work / 'store'), 'app').resolve('cp-1')['id'] == 'cp-1', 'the checkpoint was lost'
+    ended, _changed = _run.end(broken, host)
+    assert _state.load(str(work / 'runs'), RUN)['status'] == 'failed'
+    assert ended['lock_released'] is False and os.path.exists(run.lock_file())
+    assert events(work, 'run_aborted')[0]['level'] == 'critical'
+
+
+def ended_run(work):
+    _run.end(settings(work), _run.begin(settings(work), {})[0])
+
+
+@pytest.mark.parametrize('prepare, message', [
+    (lambda work: None, 'run run-7 has no state in'),
+    (ended_run, 'run run-7 already ended on this host'),
+])
+def test_abort_refuses_a_run_without_state_or_already_ended_and_changes_nothing(work, prepare, message):
+    prepare(work)
+    before = events(work)
+    with pytest.raises(_run.RunError, match=re.escape(message)):
+        _run.abort(settings(work), PHASES, '', [], no_command)
+    assert events(work) == before and not os.path.exists(settings(work).lock_file())

@@ -177,6 +177,9 @@ def test_a_reachable_host_whose_run_has_not_ended_counts_as_success():
     ({'a': 'success', 'b': 'failed'}, 'partial'),
     ({'a': 'failed', 'b': 'unreachable'}, 'failed'),
     ({}, 'success'),
+    ({'a': 'aborted', 'b': 'aborted'}, 'aborted'),
+    ({'a': 'aborted', 'b': 'restore_failed'}, 'partial'),
+    ({'a': 'aborted', 'b': 'success'}, 'aborted'),
 ])
 def test_classify_sums_up_the_outcome(outcomes, expected):
     hosts = dict((name, {'outcome': outcome}) for name, outcome in outcomes.items())

@@ -15,7 +15,7 @@ RUN = {'run_id': '20261121T231500Z-3fa2c1', 'operation': 'rollback_level2', 'lev
 
 
 @pytest.mark.parametrize('outcome, status', [
-    ('success', 'complete'), ('failed', 'failed'), ('partial', 'failed'), ('', 'in_progress'), (None, 'in_progress')])
+    ('success', 'complete'), ('failed', 'failed'), ('partial', 'failed'), ('aborted', 'failed'), ('', 'in_progress'), (None, 'in_progress')])
 def test_status_follows_the_runs_outcome(outcome, status):
     assert _notify.effective_status({'outcome': outcome}) == status
 
