@@ -38,10 +38,20 @@ def _text(value):
     return '' if value is None else str(value)
 
 
+# A time given as a YAML timestamp (an AWX launch loads `when: 2026-11-22T01:00:00Z` as a datetime) reaches the
+# module in its ISO form, UTC written +00:00.
+_ISO_UTC = re.compile(r'^([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}:[0-9]{2})\+00:00$')
+
+
+def _when_text(value):
+    """``when`` as text, a UTC timestamp in its ISO form written YYYY-MM-DDTHH:MM:SSZ."""
+    return _ISO_UTC.sub(r'\1T\2Z', _text(value).strip())
+
+
 def problems_of(approval, now, max_age_hours):
     """Why ``approval`` does not count (an empty list when it does); ``now`` in epoch seconds."""
     problems = ['no %s' % field for field in ('who', 'role', 'when') if not _text(approval.get(field)).strip()]
-    when = _text(approval.get('when'))
+    when = _when_text(approval.get('when'))
     if not when:
         return problems
     try:

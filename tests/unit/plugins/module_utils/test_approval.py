@@ -77,3 +77,11 @@ def test_only_approvals_for_a_required_role_are_chosen():
     result = check([approval('ana', 'cto'), approval('bo', 'security_architect'), approval('cy', 'intern')])
     assert [entry['who'] for entry in _approval.chosen(result)] == ['ana', 'bo']
     assert result['approvers'] == ['ana', 'bo']
+
+
+def test_a_time_loaded_as_a_timestamp_counts_as_the_same_utc_time():
+    """AWX's !unsafe extra vars load `when: ...Z` as a datetime; the module gets its ISO form, +00:00."""
+    now = calendar.timegm(time.strptime('2026-11-22T02:00:00Z', '%Y-%m-%dT%H:%M:%SZ'))
+    assert _approval.problems_of({'who': 'ana', 'role': 'cto', 'when': '2026-11-22T01:00:00+00:00'}, now, 24) == []
+    assert _approval.problems_of({'who': 'ana', 'role': 'cto', 'when': '2026-11-22T01:00:00+02:00'}, now, 24) == [
+        'when is not YYYY-MM-DDTHH:MM:SSZ (UTC)']
