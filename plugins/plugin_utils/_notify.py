@@ -49,12 +49,23 @@ def _level(run, levels):
     return level if level in levels else 0
 
 
-def _minutes(iso_time):
-    """``%Y-%m-%dT%H:%M:%SZ`` as the messages write a time, ``%Y-%m-%d %H:%M``; other text unchanged."""
+CLOCK = '%Y-%m-%d %H:%M:%S'
+
+
+def _clock(iso_time):
+    """``%Y-%m-%dT%H:%M:%SZ`` as the messages write a time, ``%Y-%m-%d %H:%M:%S`` (a run of less than a
+    minute starts and ends at different times); other text unchanged."""
     try:
-        return datetime.datetime.strptime(iso_time, '%Y-%m-%dT%H:%M:%SZ').strftime('%Y-%m-%d %H:%M')
+        return datetime.datetime.strptime(iso_time, '%Y-%m-%dT%H:%M:%SZ').strftime(CLOCK)
     except (TypeError, ValueError):
         return iso_time
+
+
+def failed_phases(run):
+    """``{host: phase}``: where the run failed on each failed or stopped host (``'unknown'`` when not recorded)."""
+    hosts = run.get('hosts') if isinstance(run.get('hosts'), dict) else {}
+    names = list(run.get('failed_hosts') or []) + list(run.get('stopped_hosts') or [])
+    return dict((name, ((hosts.get(name) or {}).get('failure') or {}).get('phase') or 'unknown') for name in names)
 
 
 def message_context(run, status='', reason='', source='', incident_id='', next_update_minutes=30, now=None,
@@ -67,6 +78,7 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
     level = _level(run, levels)
     described = levels[level]
     status = effective_status(run, status)
+    phases = failed_phases(run)
     return {
         'run_id': run.get('run_id') or '',
         'operation': run.get('operation') or 'run',
@@ -78,7 +90,8 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
         'reason': reason or described['reason'],
         'impact': described['impact'],
         'duration': described['duration'],
-        'action': described['action'],
+        # On a failure, what people have to do now; otherwise what the level asks of them.
+        'action': described['failed_action'] if status == 'failed' else described['action'],
         'source': source,
         'incident_id': incident_id or 'INC-%s-%s' % (now.strftime('%Y%m%d'), run.get('run_id') or 'run'),
         'checkpoint': run.get('checkpoint') or '',
@@ -87,8 +100,15 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
         'failed_hosts': list(run.get('failed_hosts') or []),
         'stopped_hosts': list(run.get('stopped_hosts') or []),
         'restored_hosts': list(run.get('restored_hosts') or []),
-        'started': _minutes(run.get('started')) or now.strftime('%Y-%m-%d %H:%M'),
-        'now': now.strftime('%Y-%m-%d %H:%M'),
+        'failed_phases': phases,
+        # The failed hosts that failed only in verification (the action went through there), and the others.
+        'verify_failed_hosts': [name for name in run.get('failed_hosts') or [] if phases.get(name) == 'verify'],
+        'action_failed_hosts': [name for name in run.get('failed_hosts') or [] if phases.get(name) != 'verify'],
+        # The run failed only in verification: the action itself went through on every host.
+        'failed_in_verify': bool(phases) and all(phase == 'verify' for phase in phases.values()),
+        'started': _clock(run.get('started')) or now.strftime(CLOCK),
+        'finished': _clock(run.get('finished')) or now.strftime(CLOCK),
+        'now': now.strftime(CLOCK),
         'next_update': (now + datetime.timedelta(minutes=int(next_update_minutes))).strftime('%H:%M'),
     }
 
