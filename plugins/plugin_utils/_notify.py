@@ -14,14 +14,36 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from urllib.error import HTTPError
 
 import jinja2
 import yaml
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
 
 ROLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'roles', 'notify')
 TEMPLATES = os.path.join(ROLE, 'templates')
 STATUSES = ('started', 'in_progress', 'complete', 'failed')
 POSTED = (200, 201, 202, 204)
+# What a notice takes besides the run: lastgood.rollback.fleet_notify's options, and fleet_report's notify.
+OPTIONS = {
+    'status': {'type': 'str', 'default': '', 'choices': [''] + list(STATUSES)},
+    'reason': {'type': 'str', 'default': ''},
+    'source': {'type': 'str', 'default': ''},
+    'incident_id': {'type': 'str', 'default': ''},
+    'next_update_minutes': {'type': 'int', 'default': 30},
+    'dir': {'type': 'path', 'default': '~/.lastgood/notifications'},
+    'internal_template': {'type': 'str', 'default': ''},
+    'user_template': {'type': 'str', 'default': ''},
+    'webhook_url': {'type': 'str', 'default': '', 'no_log': True},
+    'webhook_token': {'type': 'str', 'default': '', 'no_log': True},
+    'webhook_timeout': {'type': 'int', 'default': 10},
+    'webhook_validate_certs': {'type': 'bool', 'default': True},
+    'webhook_required': {'type': 'bool', 'default': False},
+}
 
 
 def role_vars(role=ROLE):
@@ -146,3 +168,78 @@ def webhook_request(document, token=''):
     if token:
         headers['Authorization'] = 'Bearer ' + token
     return json.dumps(document), headers
+
+
+def post(url, token, document, timeout, validate_certs):
+    """The HTTP status of posting ``document`` to ``url``, or None when nothing answered.
+
+    Nothing of the URL or the token goes into what is returned: both are secrets.
+    """
+    body, headers = webhook_request(document, token)
+    try:
+        with open_url(url, data=body, headers=headers, method='POST', timeout=timeout,
+                      validate_certs=validate_certs) as response:
+            return response.status
+    except HTTPError as exc:
+        return exc.code
+    except Exception:  # pylint: disable=broad-except  # any failure to reach it is "not posted"
+        return None
+
+
+def template_finder(action):
+    """``find(name, default)`` for ``action``: the template to render, ``name`` found as the template action
+    finds one, else the notify role's own (``default`` when no name is given)."""
+    def find(name, default):
+        if not name:
+            return os.path.join(TEMPLATES, default)
+        try:
+            return action._find_needle('templates', name)  # pylint: disable=protected-access
+        except AnsibleError:
+            return os.path.join(TEMPLATES, name)
+    return find
+
+
+def send(run, args, find_template, check_mode=False):
+    """Tell people about ``run``: render the messages, write them to ``args['dir']`` and post them.
+
+    ``args`` holds OPTIONS; ``find_template(name, default)`` is the path of the template to render.
+    Returns ``(result, failure)``: the keys an action's result takes (``msg``, ``ansible_facts``,
+    ``ansible_stats``, ``warnings``) and the failure message when a required webhook did not take it.
+    """
+    context = message_context(run, args['status'], args['reason'], args['source'], args['incident_id'],
+                              args['next_update_minutes'])
+    internal_name, user_name = template_names(context)
+    internal = render(find_template(args['internal_template'], internal_name), context)
+    user = render(find_template(args['user_template'], user_name), context)
+    document = message_document(context, internal, user)
+    directory = os.path.expanduser(args['dir'])
+    files = message_files(directory, context, internal, user, document)
+    if not check_mode:
+        _fsatomic.makedirs_durable(directory, mode=0o750)
+        for path, text in files:
+            _fsatomic.atomic_write_text(path, text, mode=0o640)
+    attempted = bool(args['webhook_url']) and not check_mode
+    status = post(args['webhook_url'], args['webhook_token'], document, args['webhook_timeout'],
+                  args['webhook_validate_certs']) if attempted else None
+    posted = status in POSTED
+    answer = 'none: nothing answered' if status is None else status
+    notify_result = {'status': context['status'], 'internal': internal, 'user': user,
+                     'files': [path for path, dummy_text in files],
+                     'webhook': {'posted': posted, 'status': status, 'attempted': attempted}}
+    result = {
+        'msg': '%s: %s' % (context['status'], internal.splitlines()[0] if internal else ''),
+        'ansible_facts': {'notify_context': context, 'notify_message': document,
+                          'notify_files': notify_result['files'], 'notify_result': notify_result},
+        'ansible_stats': {'data': {'lastgood_notify': {'status': context['status'], 'files': notify_result['files'],
+                                                       'webhook_posted': posted}},
+                          'per_host': False, 'aggregate': False},
+    }
+    failure = None
+    if attempted and not posted:
+        if args['webhook_required']:
+            failure = ('The notification webhook did not accept the message (HTTP status %s); webhook_required is '
+                       'set.  The messages are in %s.' % (answer, args['dir']))
+        else:
+            result['warnings'] = ['The notification webhook did not accept the message (HTTP status %s); the '
+                                  'messages are in %s.  Tell people by hand.' % (answer, args['dir'])]
+    return result, failure
