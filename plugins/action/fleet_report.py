@@ -28,7 +28,7 @@ ARGUMENT_SPEC = {
     'audit_log': {'type': 'str', 'default': _report.DEFAULT_AUDIT_LOG},
     'host_documents': {'type': 'bool', 'default': False},
     # The end notice, sent first (lastgood.rollback.fleet_notify's options): one controller task for both.
-    'notify': {'type': 'dict', 'options': _notify.OPTIONS},
+    'notify': {'type': 'dict'},
 }
 # Writing the report takes a moment: a lock left by a play that died is taken over after this.
 LOCK_TTL = 120
@@ -79,7 +79,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('no run to report on: pass run (the lastgood_fleet fact of lastgood.rollback.fleet_outcome)')
         told, notify_failure = {}, None
         if args['notify'] is not None:
-            told, notify_failure = _notify.send(fleet, args['notify'], _notify.template_finder(self),
+            told, notify_failure = _notify.send(fleet, _notify.options(args['notify']), _notify.template_finder(self),
                                                 self._task.check_mode)
         everyone = play_hosts(task_vars)[0]
         hosts = args['hosts'] or everyone

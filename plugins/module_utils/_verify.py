@@ -137,11 +137,10 @@ def outside_limits(metrics, thresholds):
     The report judges the fleet's metrics with it too."""
     problems = []
     for metric, dummy_relation, dummy_option, unit in LIMITS:
-        limit = thresholds.get(metric)
-        if metric in metrics and metrics[metric] is not None and limit and not _WITHIN[limit['relation']](
-                metrics[metric], limit['value']):
-            problems.append('%s %g%s (must be %s %g%s)' % (metric.replace('_', ' '), metrics[metric], unit,
-                                                          limit['relation'], limit['value'], unit))
+        limit, value = thresholds.get(metric), metrics.get(metric)
+        if limit and value is not None and not _WITHIN[limit['relation']](value, limit['value']):
+            problems.append('%s %g%s (must be %s %g%s)' % (
+                metric.replace('_', ' '), value, unit, limit['relation'], limit['value'], unit))
     return problems
 
 

@@ -82,67 +82,14 @@ options:
     default: false
   notify:
     description:
-      - Send the run's notice first, exactly as M(lastgood.rollback.fleet_notify) does with these options for
-        O(run) - the messages, their files and the webhook post, the facts C(notify_result), C(notify_message),
-        C(notify_context), C(notify_files) and C(lastgood_notify) in RV(ansible_stats) - then write the report.
+      - Send the run's notice first, exactly as M(lastgood.rollback.fleet_notify) does for O(run) with these
+        options - any of M(lastgood.rollback.fleet_notify)'s options but C(run), with its defaults - the
+        messages, their files and the webhook post, the facts C(notify_result), C(notify_message),
+        C(notify_context), C(notify_files) and C(lastgood_notify) in RV(ansible_stats); then write the report.
         One controller task for both (a run's task budget).
       - Omitted sends nothing.  A webhook that does not take the notice fails the task only with
-        O(notify.webhook_required), after the report was written.
+        C(webhook_required), after the report was written.
     type: dict
-    suboptions:
-      status:
-        description: As M(lastgood.rollback.fleet_notify)'s; empty derives it from the run's outcome.
-        type: str
-        choices: ['', started, in_progress, complete, failed]
-        default: ''
-      reason:
-        description: Why the run happened.  Empty uses the level's usual reason.
-        type: str
-        default: ''
-      source:
-        description: What the run restored from, in a few words.
-        type: str
-        default: ''
-      incident_id:
-        description: The incident the run belongs to.  Empty makes C(INC-YYYYMMDD-<run id>).
-        type: str
-        default: ''
-      next_update_minutes:
-        description: Minutes until the next update the internal message promises (while in progress).
-        type: int
-        default: 30
-      dir:
-        description: Directory on the controller for the messages.
-        type: path
-        default: ~/.lastgood/notifications
-      internal_template:
-        description: A template for the internal message instead of the notify role's own.
-        type: str
-        default: ''
-      user_template:
-        description: A template for the user-facing message instead of the notify role's own.
-        type: str
-        default: ''
-      webhook_url:
-        description: URL the JSON document is posted to.  Empty posts nothing.
-        type: str
-        default: ''
-      webhook_token:
-        description: "Sent as C(Authorization: Bearer <token>)."
-        type: str
-        default: ''
-      webhook_timeout:
-        description: Seconds to wait for the webhook.
-        type: int
-        default: 10
-      webhook_validate_certs:
-        description: Verify the webhook's TLS certificate.
-        type: bool
-        default: true
-      webhook_required:
-        description: Fail when the webhook does not accept the message.
-        type: bool
-        default: false
 seealso:
   - module: lastgood.rollback.fleet_outcome
   - module: lastgood.rollback.fleet_notify

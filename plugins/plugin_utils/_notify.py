@@ -19,7 +19,8 @@ from urllib.error import HTTPError
 import jinja2
 import yaml
 
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
@@ -184,6 +185,15 @@ def post(url, token, document, timeout, validate_certs):
         return exc.code
     except Exception:  # pylint: disable=broad-except  # any failure to reach it is "not posted"
         return None
+
+
+def options(given):
+    """``given`` (a dict of OPTIONS) checked and completed with their defaults, as the fleet_notify action's own
+    options are; AnsibleActionFail names what is wrong."""
+    validated = ArgumentSpecValidator(OPTIONS).validate(given or {})
+    if validated.error_messages:
+        raise AnsibleActionFail('notify: %s' % '; '.join(validated.error_messages))
+    return validated.validated_parameters
 
 
 def template_finder(action):

@@ -91,3 +91,11 @@ def test_the_webhook_token_goes_in_a_bearer_header_only_when_given():
     body, headers = _notify.webhook_request({'status': 'failed'}, 's3cr3t')
     assert json.loads(body) == {'status': 'failed'} and headers['Authorization'] == 'Bearer s3cr3t'
     assert 'Authorization' not in _notify.webhook_request({}, '')[1]
+
+
+def test_notice_options_get_fleet_notifys_defaults_and_wrong_ones_are_refused():
+    options = _notify.options({'dir': '/srv/notes', 'next_update_minutes': '15'})
+    assert options['dir'] == '/srv/notes' and options['next_update_minutes'] == 15
+    assert options['status'] == '' and options['webhook_required'] is False
+    with pytest.raises(Exception, match='notify: .*status'):
+        _notify.options({'status': 'done'})
