@@ -18,9 +18,14 @@ STARTED = datetime.datetime(2026, 11, 21, 23, 15, 2, tzinfo=datetime.timezone.ut
 ENDED = datetime.datetime(2026, 11, 21, 23, 15, 41, tzinfo=datetime.timezone.utc)
 
 
+def operation(level):
+    """What runs at the level: a rollback, or (level 0) a staged deployment."""
+    return 'rollback_level%d' % level if level else 'deploy_staged'
+
+
 def run_of(level, outcome='', failed_in=None):
     """A run on web1-web3; ``failed_in``: web2 failed in that phase and the fleet stopped the others there."""
-    run = {'run_id': '20261121T231500Z-3fa2c1', 'operation': 'rollback_level%d' % level, 'level': level,
+    run = {'run_id': '20261121T231500Z-3fa2c1', 'operation': operation(level), 'level': level,
            'checkpoint': 'run-20261121T231500Z-3fa2c1', 'started': '2026-11-21T23:15:02Z',
            'finished': '2026-11-21T23:15:40Z', 'outcome': outcome,
            'hosts': dict((host, {}) for host in HOSTS), 'succeeded_hosts': list(HOSTS), 'failed_hosts': [],
@@ -36,7 +41,7 @@ def run_of(level, outcome='', failed_in=None):
 def cases(level):
     """``[(title, context)]``: the start notice (what run_start.yml sends), then the end of a run that succeeded,
     failed in its action, and failed only in verification."""
-    start = {'run_id': '20261121T231500Z-3fa2c1', 'operation': 'rollback_level%d' % level, 'level': level,
+    start = {'run_id': '20261121T231500Z-3fa2c1', 'operation': operation(level), 'level': level,
              'checkpoint': 'run-20261121T231500Z-3fa2c1', 'hosts': list(HOSTS)}
     action = {1: 'level1_feature_flag', 2: 'level2_config', 3: 'level3_code', 4: 'level4_full_restore'}.get(level, 'checkpoint')
     return [
