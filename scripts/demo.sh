@@ -30,7 +30,7 @@ level2_run=demo-level2-$stamp
 level3_run=demo-level3-$stamp
 
 play() {
-  ansible-playbook -i demo/inventory.yml -e @demo/vars.yml "$@"
+  ansible-playbook -i demo/inventory.yml -e @demo/vars.yml -e lastgood_metrics_url="http://127.0.0.1:$port/metrics" "$@"
 }
 act() {
   printf '\n\033[1m=== %s\033[0m\n' "$*"

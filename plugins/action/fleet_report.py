@@ -15,7 +15,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic, _lock
-from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet, _report
+from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet, _notify, _report
 from ansible_collections.lastgood.rollback.plugins.plugin_utils._vars import play_hosts, plain, read_host_vars
 
 ARGUMENT_SPEC = {
@@ -27,6 +27,8 @@ ARGUMENT_SPEC = {
     'report_dir': {'type': 'str', 'default': '/var/lib/lastgood/reports'},
     'audit_log': {'type': 'str', 'default': _report.DEFAULT_AUDIT_LOG},
     'host_documents': {'type': 'bool', 'default': False},
+    # The end notice, sent first (lastgood.rollback.fleet_notify's options): one controller task for both.
+    'notify': {'type': 'dict'},
 }
 # Writing the report takes a moment: a lock left by a play that died is taken over after this.
 LOCK_TTL = 120
@@ -75,6 +77,10 @@ class ActionModule(ActionBase):
         fleet = plain(args['run'] if args['run'] is not None else self._templar.template(task_vars.get('lastgood_fleet')))
         if not fleet or not fleet.get('run_id'):
             raise AnsibleActionFail('no run to report on: pass run (the lastgood_fleet fact of lastgood.rollback.fleet_outcome)')
+        told, notify_failure = {}, None
+        if args['notify'] is not None:
+            told, notify_failure = _notify.send(fleet, _notify.options(args['notify']), _notify.template_finder(self),
+                                                self._task.check_mode)
         everyone = play_hosts(task_vars)[0]
         hosts = args['hosts'] or everyone
         names = {args['host_var']} | set(name.partition('.')[0] for name in args['result_vars'].values())
@@ -119,4 +125,12 @@ class ActionModule(ActionBase):
         )
         if args['host_documents']:
             result['host_documents'] = documents
+        if told:
+            result['ansible_facts'].update(told['ansible_facts'])
+            result['ansible_stats']['data'].update(told['ansible_stats']['data'])
+            result['msg'] = '%s  Notice %s' % (result['msg'], told['msg'])
+            if told.get('warnings'):
+                result['warnings'] = told['warnings']
+        if notify_failure:
+            result.update(failed=True, msg=notify_failure)
         return result

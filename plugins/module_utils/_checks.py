@@ -105,6 +105,22 @@ def fetch_status(url):
         return None, str(getattr(exc, 'reason', exc))
 
 
+def fetch_text(url, limit=1024 * 1024):
+    """``(body, error)`` of a GET of ``url`` answering 200: the text (at most ``limit`` bytes), or None and why not."""
+    try:
+        response = open_url(url, method='GET', timeout=URL_TIMEOUT, follow_redirects='safe')
+        try:
+            if response.status != 200:
+                return None, '%s answered %s' % (url, response.status)
+            return response.read(limit).decode('utf-8', 'replace'), None
+        finally:
+            response.close()
+    except HTTPError as exc:
+        return None, '%s answered %s: %s' % (url, exc.code, exc.reason)
+    except (URLError, OSError, ValueError) as exc:
+        return None, '%s answered nothing: %s' % (url, getattr(exc, 'reason', exc))
+
+
 def url_check(name, url, retries=0, delay=0):
     """Whether ``url`` answers 200 (within the tries)."""
     passed, (status, reason) = _tries(retries, delay, lambda: _url_try(url))

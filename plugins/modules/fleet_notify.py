@@ -42,7 +42,8 @@ options:
   run:
     description:
       - The run to tell about, the C(lastgood_fleet) fact of M(lastgood.rollback.fleet_outcome) (its default) -
-        C(run_id), C(operation), C(level), C(outcome), C(checkpoint), C(started), C(hosts), C(succeeded_hosts),
+        C(run_id), C(operation), C(level), C(outcome), C(checkpoint), C(started), C(finished), C(hosts) (by name,
+        each with its C(failure); or a list of names, as the start notice passes it), C(succeeded_hosts),
         C(failed_hosts), C(stopped_hosts), C(restored_hosts).
     type: dict
   status:

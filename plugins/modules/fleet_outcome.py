@@ -18,8 +18,8 @@ description:
     play without one), C(passed_phases), C(phase_times) (when each gate was taken), C(started), C(finished),
     C(attempt), C(failure), C(restore) and C(stopped_by_fleet).  For the run - C(succeeded_hosts),
     C(failed_hosts), C(stopped_hosts) (stopped by the fleet gate because others failed, checkpoint back),
-    C(unreachable_hosts), C(restored_hosts), C(outcome) (C(success), C(partial) or C(failed)) and C(started)
-    (the earliest host start).
+    C(unreachable_hosts), C(restored_hosts), C(outcome) (C(success), C(partial) or C(failed)), C(started)
+    (the earliest host start) and C(finished) (the latest host end).
   - Sets the fact C(lastgood_fleet) on every host and publishes C(lastgood_run) (run_id, operation, level,
     outcome, checkpoint, failed_hosts, stopped_hosts, restored_hosts) for AWX workflow nodes, as
     C(set_stats) would.
@@ -93,8 +93,8 @@ ansible_facts:
   contains:
     lastgood_fleet:
       description:
-        - The run - C(run_id), C(operation), C(level), C(checkpoint), C(outcome), C(started), C(succeeded_hosts),
-          C(failed_hosts), C(stopped_hosts), C(unreachable_hosts), C(restored_hosts) - and C(hosts), by host
+        - The run - C(run_id), C(operation), C(level), C(checkpoint), C(outcome), C(started), C(finished),
+          C(succeeded_hosts), C(failed_hosts), C(stopped_hosts), C(unreachable_hosts), C(restored_hosts) - and C(hosts), by host
           name - C(outcome), C(passed_phases), C(phase_times), C(started), C(finished), C(attempt), C(failure)
           (C(phase), C(task), C(message), C(stopped_by_fleet), C(failed_hosts); null after success), C(restore),
           C(stopped_by_fleet).

@@ -80,6 +80,16 @@ options:
     description: Also return each host's own report (RV(host_documents)), for a play that writes them itself.
     type: bool
     default: false
+  notify:
+    description:
+      - Send the run's notice first, exactly as M(lastgood.rollback.fleet_notify) does for O(run) with these
+        options - any of M(lastgood.rollback.fleet_notify)'s options but C(run), with its defaults - the
+        messages, their files and the webhook post, the facts C(notify_result), C(notify_message),
+        C(notify_context), C(notify_files) and C(lastgood_notify) in RV(ansible_stats); then write the report.
+        One controller task for both (a run's task budget).
+      - Omitted sends nothing.  A webhook that does not take the notice fails the task only with
+        C(webhook_required), after the report was written.
+    type: dict
 seealso:
   - module: lastgood.rollback.fleet_outcome
   - module: lastgood.rollback.fleet_notify
@@ -90,6 +100,15 @@ EXAMPLES = r'''
   lastgood.rollback.fleet_report:
     controller_dir: "{{ lastgood_controller_dir }}"
     report_dir: "{{ lastgood_report_dir }}"
+  run_once: true
+
+- name: Tell people how the run ended, then write the report (one task)
+  lastgood.rollback.fleet_report:
+    controller_dir: "{{ lastgood_controller_dir }}"
+    notify:
+      dir: "{{ lastgood_controller_dir }}"
+      webhook_url: "{{ lastgood_webhook_url }}"
+      webhook_token: "{{ lastgood_webhook_token }}"
   run_once: true
 '''
 

@@ -22,7 +22,15 @@ description:
   - C(health_command) and C(health_url) - the command exits 0 and the URL answers 200, with O(health_retries)
     retries O(health_delay) seconds apart; then, with O(monitor_seconds), C(health_monitor) - both keep passing,
     checked every O(monitor_interval) seconds through the window.  The first failure fails it.
+  - C(stability_window) - with O(stability_seconds), the window after the change in which the application must be
+    stable - every O(stability_interval) seconds the health checks pass and, with O(metrics_url), the application's
+    metrics are within their thresholds - session success rate above O(stability_min_success_rate), error rate
+    below O(stability_max_error_rate), security violations at most O(stability_max_violations) (the runbook's
+    post-rollback stability checks).  A metric the endpoint does not report is not judged; an endpoint that does
+    not answer with metrics, or with none of them, fails it.  The first failed reading fails it.
   - C(test_command) - the command exits 0.
+  - With O(metrics_url), the result holds the last reading of the metrics (RV(metrics)) - read once after the
+    checks when there was no stability window - for the status report.
   - Sets the fact C(verify_result) (host, ok, checks, failed_checks, backup, checksums_verified, mismatches) and
     publishes C(lastgood_verify) (per host - ok, failed_checks) with the run's custom stats, as the
     C(lastgood.rollback.verify) role did.  The module runs through an action plugin of the same name, which adds
@@ -41,7 +49,7 @@ attributes:
   check_mode:
     support: full
     details: Files, documents, the manifest and the health URL are checked in check mode too; the health, test and
-      monitoring commands are not run (RV(not_run) names them).
+      monitoring commands and the stability window are not run (RV(not_run) names them); the metrics are read.
 options:
   files:
     description: Paths that must exist.
@@ -85,6 +93,42 @@ options:
     description: Seconds between the checks of the monitoring window.
     type: int
     default: 10
+  metrics_url:
+    description:
+      - The application's metrics endpoint, answering in the Prometheus text format (read with the parser of the
+        C(lastgood.rollback.health_metrics) event source).  Empty reads no metrics.
+    type: str
+    default: ''
+  metric_names:
+    description:
+      - The metric name (or C(name{label="value"}) selector) in the endpoint's answer of C(session_success_rate),
+        C(error_rate) (both percent) and C(security_violations) (a count).  Where several series match, the
+        largest value counts.  Empty means the demo application's names.
+    type: dict
+    default:
+      session_success_rate: app_session_success_rate_percent
+      error_rate: app_error_rate_percent
+      security_violations: app_security_violations
+  stability_seconds:
+    description: Length of the stability window after the health checks passed (0 - no window).
+    type: int
+    default: 0
+  stability_interval:
+    description: Seconds between the readings of the stability window.
+    type: int
+    default: 10
+  stability_min_success_rate:
+    description: The session success rate (percent) every reading of the window must be above.
+    type: float
+    default: 95
+  stability_max_error_rate:
+    description: The error rate (percent) every reading of the window must be below.
+    type: float
+    default: 1
+  stability_max_violations:
+    description: The most security violations a reading of the window may report.
+    type: float
+    default: 0
   test_command:
     description: A command (argument list, no shell) that must exit 0.  Empty skips it.
     type: list
@@ -122,6 +166,15 @@ EXAMPLES = r'''
     health_command: [/srv/app/bin/appctl, health]
     monitor_seconds: 60
     test_command: [/srv/app/bin/appctl, check]
+  register: verify_result
+
+- name: Verify after a rollback, then watch the application stay stable for five minutes
+  lastgood.rollback.verify:
+    health_url: http://127.0.0.1:8080/health
+    metrics_url: http://127.0.0.1:8080/metrics
+    stability_seconds: 300
+    stability_interval: 30
+    stability_max_error_rate: 2
   register: verify_result
 
 - name: Only report whether the live configuration still matches the checkpoint
@@ -166,10 +219,30 @@ mismatches:
   type: list
   elements: dict
 not_run:
-  description: Checks not run because of check mode (C(health_command), C(health_monitor), C(test_command)).
+  description: Checks not run because of check mode (C(health_command), C(health_monitor), C(stability_window),
+    C(test_command)).
   returned: always
   type: list
   elements: str
+metrics:
+  description: The last reading of the metrics of O(metric_names) the endpoint reported, by metric; empty without
+    O(metrics_url) or when it could not be read.
+  returned: always
+  type: dict
+  sample: {session_success_rate: 99, error_rate: 0.5, security_violations: 0}
+metrics_error:
+  description: Why the metrics could not be read after the checks, or null.
+  returned: always
+  type: str
+stability:
+  description: The stability window - C(ok), C(seconds), C(interval), C(readings) (taken until the first that
+    failed); null when there was none.
+  returned: always
+  type: dict
+thresholds:
+  description: What the stability window judges, by metric - C(relation) (C(>), C(<), C(<=)) and C(value).
+  returned: always
+  type: dict
 msg:
   description: How many checks passed, or the failed checks one per line.
   returned: always
@@ -202,6 +275,13 @@ def main():
             health_delay=dict(type='int', default=2),
             monitor_seconds=dict(type='int', default=0),
             monitor_interval=dict(type='int', default=10),
+            metrics_url=dict(type='str', default=''),
+            metric_names=dict(type='dict', default=_verify.METRIC_NAMES),
+            stability_seconds=dict(type='int', default=0),
+            stability_interval=dict(type='int', default=10),
+            stability_min_success_rate=dict(type='float', default=95),
+            stability_max_error_rate=dict(type='float', default=1),
+            stability_max_violations=dict(type='float', default=0),
             test_command=dict(type='list', elements='str', default=[]),
             fail=dict(type='bool', default=True),
         ),

@@ -253,6 +253,12 @@ def earliest(times):
     return min(known) if known else None
 
 
+def latest(times):
+    """The latest of ISO UTC ``times`` (None and '' ignored), or None."""
+    known = [value for value in times if value]
+    return max(known) if known else None
+
+
 def fleet_summary(run, records, gates, phases, reachable):
     """The run's fleet summary (the ``lastgood_fleet`` fact): ``run`` holds run_id, operation, level and
     checkpoint; ``records`` maps every host of the run to its ``lastgood_host`` (or None);
@@ -266,6 +272,7 @@ def fleet_summary(run, records, gates, phases, reachable):
         'level': run.get('level'),
         'checkpoint': run.get('checkpoint', ''),
         'started': earliest(host['started'] for host in hosts.values()),
+        'finished': latest(host['finished'] for host in hosts.values()),
         'hosts': hosts,
     }
     summary.update(classify(hosts))

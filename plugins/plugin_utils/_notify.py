@@ -14,9 +14,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from urllib.error import HTTPError
 
 import jinja2
 import yaml
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.lastgood.rollback.plugins.module_utils import _fsatomic
 
 ROLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'roles', 'notify')
 TEMPLATES = os.path.join(ROLE, 'templates')
@@ -26,6 +33,23 @@ POSTED = (200, 201, 202, 204)
 # environment: environment variables, unlike extra variables, are not shown in the job's details.
 URL_ENV = 'LASTGOOD_WEBHOOK_URL'
 TOKEN_ENV = 'LASTGOOD_WEBHOOK_TOKEN'
+
+# What a notice takes besides the run: lastgood.rollback.fleet_notify's options, and fleet_report's notify.
+OPTIONS = {
+    'status': {'type': 'str', 'default': '', 'choices': [''] + list(STATUSES)},
+    'reason': {'type': 'str', 'default': ''},
+    'source': {'type': 'str', 'default': ''},
+    'incident_id': {'type': 'str', 'default': ''},
+    'next_update_minutes': {'type': 'int', 'default': 30},
+    'dir': {'type': 'path', 'default': '~/.lastgood/notifications'},
+    'internal_template': {'type': 'str', 'default': ''},
+    'user_template': {'type': 'str', 'default': ''},
+    'webhook_url': {'type': 'str', 'default': '', 'no_log': True},
+    'webhook_token': {'type': 'str', 'default': '', 'no_log': True},
+    'webhook_timeout': {'type': 'int', 'default': 10},
+    'webhook_validate_certs': {'type': 'bool', 'default': True},
+    'webhook_required': {'type': 'bool', 'default': False},
+}
 
 
 def role_vars(role=ROLE):
@@ -54,12 +78,23 @@ def _level(run, levels):
     return level if level in levels else 0
 
 
-def _minutes(iso_time):
-    """``%Y-%m-%dT%H:%M:%SZ`` as the messages write a time, ``%Y-%m-%d %H:%M``; other text unchanged."""
+CLOCK = '%Y-%m-%d %H:%M:%S'
+
+
+def _clock(iso_time):
+    """``%Y-%m-%dT%H:%M:%SZ`` as the messages write a time, ``%Y-%m-%d %H:%M:%S`` (a run of less than a
+    minute starts and ends at different times); other text unchanged."""
     try:
-        return datetime.datetime.strptime(iso_time, '%Y-%m-%dT%H:%M:%SZ').strftime('%Y-%m-%d %H:%M')
+        return datetime.datetime.strptime(iso_time, '%Y-%m-%dT%H:%M:%SZ').strftime(CLOCK)
     except (TypeError, ValueError):
         return iso_time
+
+
+def failed_phases(run):
+    """``{host: phase}``: where the run failed on each failed or stopped host (``'unknown'`` when not recorded)."""
+    hosts = run.get('hosts') if isinstance(run.get('hosts'), dict) else {}
+    names = list(run.get('failed_hosts') or []) + list(run.get('stopped_hosts') or [])
+    return dict((name, ((hosts.get(name) or {}).get('failure') or {}).get('phase') or 'unknown') for name in names)
 
 
 def message_context(run, status='', reason='', source='', incident_id='', next_update_minutes=30, now=None,
@@ -72,6 +107,7 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
     level = _level(run, levels)
     described = levels[level]
     status = effective_status(run, status)
+    phases = failed_phases(run)
     return {
         'run_id': run.get('run_id') or '',
         'operation': run.get('operation') or 'run',
@@ -83,7 +119,8 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
         'reason': reason or described['reason'],
         'impact': described['impact'],
         'duration': described['duration'],
-        'action': described['action'],
+        # On a failure, what people have to do now; otherwise what the level asks of them.
+        'action': described['failed_action'] if status == 'failed' else described['action'],
         'source': source,
         'incident_id': incident_id or 'INC-%s-%s' % (now.strftime('%Y%m%d'), run.get('run_id') or 'run'),
         'checkpoint': run.get('checkpoint') or '',
@@ -92,8 +129,15 @@ def message_context(run, status='', reason='', source='', incident_id='', next_u
         'failed_hosts': list(run.get('failed_hosts') or []),
         'stopped_hosts': list(run.get('stopped_hosts') or []),
         'restored_hosts': list(run.get('restored_hosts') or []),
-        'started': _minutes(run.get('started')) or now.strftime('%Y-%m-%d %H:%M'),
-        'now': now.strftime('%Y-%m-%d %H:%M'),
+        'failed_phases': phases,
+        # The failed hosts that failed only in verification (the action went through there), and the others.
+        'verify_failed_hosts': [name for name in run.get('failed_hosts') or [] if phases.get(name) == 'verify'],
+        'action_failed_hosts': [name for name in run.get('failed_hosts') or [] if phases.get(name) != 'verify'],
+        # The run failed only in verification: the action itself went through on every host.
+        'failed_in_verify': bool(phases) and all(phase == 'verify' for phase in phases.values()),
+        'started': _clock(run.get('started')) or now.strftime(CLOCK),
+        'finished': _clock(run.get('finished')) or now.strftime(CLOCK),
+        'now': now.strftime(CLOCK),
         'next_update': (now + datetime.timedelta(minutes=int(next_update_minutes))).strftime('%H:%M'),
     }
 
@@ -145,3 +189,88 @@ def webhook_request(document, token=''):
     if token:
         headers['Authorization'] = 'Bearer ' + token
     return json.dumps(document), headers
+
+
+def post(url, token, document, timeout, validate_certs):
+    """The HTTP status of posting ``document`` to ``url``, or None when nothing answered.
+
+    Nothing of the URL or the token goes into what is returned: both are secrets.
+    """
+    body, headers = webhook_request(document, token)
+    try:
+        with open_url(url, data=body, headers=headers, method='POST', timeout=timeout,
+                      validate_certs=validate_certs) as response:
+            return response.status
+    except HTTPError as exc:
+        return exc.code
+    except Exception:  # pylint: disable=broad-except  # any failure to reach it is "not posted"
+        return None
+
+
+def options(given):
+    """``given`` (a dict of OPTIONS) checked and completed with their defaults, as the fleet_notify action's own
+    options are; AnsibleActionFail names what is wrong."""
+    validated = ArgumentSpecValidator(OPTIONS).validate(given or {})
+    if validated.error_messages:
+        raise AnsibleActionFail('notify: %s' % '; '.join(validated.error_messages))
+    return validated.validated_parameters
+
+
+def template_finder(action):
+    """``find(name, default)`` for ``action``: the template to render, ``name`` found as the template action
+    finds one, else the notify role's own (``default`` when no name is given)."""
+    def find(name, default):
+        if not name:
+            return os.path.join(TEMPLATES, default)
+        try:
+            return action._find_needle('templates', name)  # pylint: disable=protected-access
+        except AnsibleError:
+            return os.path.join(TEMPLATES, name)
+    return find
+
+
+def send(run, args, find_template, check_mode=False):
+    """Tell people about ``run``: render the messages, write them to ``args['dir']`` and post them.
+
+    ``args`` holds OPTIONS; ``find_template(name, default)`` is the path of the template to render.
+    Returns ``(result, failure)``: the keys an action's result takes (``msg``, ``ansible_facts``,
+    ``ansible_stats``, ``warnings``) and the failure message when a required webhook did not take it.
+    """
+    context = message_context(run, args['status'], args['reason'], args['source'], args['incident_id'],
+                              args['next_update_minutes'])
+    internal_name, user_name = template_names(context)
+    internal = render(find_template(args['internal_template'], internal_name), context)
+    user = render(find_template(args['user_template'], user_name), context)
+    document = message_document(context, internal, user)
+    directory = os.path.expanduser(args['dir'])
+    files = message_files(directory, context, internal, user, document)
+    if not check_mode:
+        _fsatomic.makedirs_durable(directory, mode=0o750)
+        for path, text in files:
+            _fsatomic.atomic_write_text(path, text, mode=0o640)
+    # The controller's environment: where AWX injects the webhook credential (webhook_target).
+    url, token = webhook_target(args['webhook_url'], args['webhook_token'], os.environ)
+    attempted = bool(url) and not check_mode
+    status = post(url, token, document, args['webhook_timeout'], args['webhook_validate_certs']) if attempted else None
+    posted = status in POSTED
+    answer = 'none: nothing answered' if status is None else status
+    notify_result = {'status': context['status'], 'internal': internal, 'user': user,
+                     'files': [path for path, dummy_text in files],
+                     'webhook': {'posted': posted, 'status': status, 'attempted': attempted}}
+    result = {
+        'msg': '%s: %s' % (context['status'], internal.splitlines()[0] if internal else ''),
+        'ansible_facts': {'notify_context': context, 'notify_message': document,
+                          'notify_files': notify_result['files'], 'notify_result': notify_result},
+        'ansible_stats': {'data': {'lastgood_notify': {'status': context['status'], 'files': notify_result['files'],
+                                                       'webhook_posted': posted}},
+                          'per_host': False, 'aggregate': False},
+    }
+    failure = None
+    if attempted and not posted:
+        if args['webhook_required']:
+            failure = ('The notification webhook did not accept the message (HTTP status %s); webhook_required is '
+                       'set.  The messages are in %s.' % (answer, args['dir']))
+        else:
+            result['warnings'] = ['The notification webhook did not accept the message (HTTP status %s); the '
+                                  'messages are in %s.  Tell people by hand.' % (answer, args['dir'])]
+    return result, failure

@@ -19,6 +19,7 @@ import os
 
 import jinja2
 
+from ansible_collections.lastgood.rollback.plugins.module_utils import _verify
 from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -137,7 +138,10 @@ def host_record(fleet, host_name, host, results=None):
         },
         'action': dict((key, value) for key, value in (results.get('action') or {}).items() if key != 'host'),
         'verify': {'ok': verify.get('ok'), 'backup': verify.get('backup', ''),
-                   'checksums_verified': verify.get('checksums_verified'), 'failed_checks': _failed_checks(verify)},
+                   'checksums_verified': verify.get('checksums_verified'), 'failed_checks': _failed_checks(verify),
+                   # the application's metrics and the stability window (the status report's verification)
+                   'metrics': verify.get('metrics') or {}, 'metrics_error': verify.get('metrics_error'),
+                   'stability': verify.get('stability'), 'thresholds': verify.get('thresholds') or {}},
         # The final state proven by checksums: the known good one after a successful run (or the
         # checkpoint, for a run that only takes one), the checkpoint after a failed run that put it
         # back.  None where no files were restored, so nothing was compared (e.g. level 1).
@@ -183,6 +187,44 @@ def report_slice(fleet, records, events, hosts):
     }
 
 
+def fleet_metrics(hosts, outcome):
+    """The status report's verification over ``hosts`` (host records): the lowest session success rate, the
+    highest error rate and the security violations added up, over the hosts whose metrics were read; the
+    stability window; the thresholds; and the system status the runbook asks for - ``ISSUES`` when the run did
+    not succeed, a window failed or a metric is outside its threshold, ``STABLE`` when the window passed on every
+    host checked, else ``MONITORING`` (no window: watch the application).
+    """
+    verified = dict((name, record.get('verify') or {}) for name, record in hosts.items() if 'audit' in record)
+    read = dict((name, found['metrics']) for name, found in verified.items() if found.get('metrics'))
+
+    def values(metric):
+        return [metrics[metric] for metrics in read.values() if metrics.get(metric) is not None]
+
+    combine = {'session_success_rate': min, 'error_rate': max, 'security_violations': sum}
+    metrics = dict((metric, how(values(metric)) if values(metric) else None) for metric, how in combine.items())
+    thresholds = next((found['thresholds'] for found in verified.values() if found.get('thresholds')), {})
+    windows = dict((name, found['stability']) for name, found in verified.items() if found.get('stability'))
+    problems = _verify.outside_limits(metrics, thresholds)
+    if outcome != 'success' or problems or not all(window.get('ok') for window in windows.values()):
+        status = 'ISSUES'
+    elif verified and len(windows) == len(verified):
+        status = 'STABLE'
+    else:
+        status = 'MONITORING'
+    return {
+        'status': status,
+        'metrics': metrics,
+        'hosts_read': sorted(read),
+        'unread': sorted(name for name in verified if name not in read),
+        'outside_thresholds': problems,
+        'thresholds': thresholds,
+        'stability': {'seconds': max(window.get('seconds') or 0 for window in windows.values()),
+                      'passed': sorted(name for name, window in windows.items() if window.get('ok')),
+                      'failed': sorted(name for name, window in windows.items() if not window.get('ok'))}
+        if windows else None,
+    }
+
+
 def merge_report(earlier, part, generated):
     """The fleet report after this play: its hosts merged into the report other plays of the run wrote.
 
@@ -210,6 +252,7 @@ def merge_report(earlier, part, generated):
         'checksums_verified': all(proven) if proven else None,
         'audit_chains_verified': all((record.get('audit') or {}).get('chain_ok') for record in records),
         'unchecked_hosts': unchecked + part['unchecked_hosts'],
+        'verification': fleet_metrics(hosts, run.get('outcome')),
         'generated': generated,
     }
 

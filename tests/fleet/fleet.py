@@ -380,7 +380,7 @@ class Fleet:
         def host_vars(host):
             return {'ansible_host': host.address, 'fleet_host_root': host.root,
                     'demo_app_bind': host.address, 'demo_app_port': DEFAULT_APP_PORT,
-                    'demo_app_url': host.app_url}
+                    'demo_app_url': host.app_url, 'lastgood_metrics_url': host.app_url + '/metrics'}
 
         groups = {}
         for group in ('staging', 'production'):
@@ -399,6 +399,9 @@ class Fleet:
                 'fleet_state_dir': self.state_dir,
                 'demo_app_root': APP_ROOT,
                 'demo_appctl': APP_ROOT + '/bin/appctl',
+                # The post-rollback stability window of levels 2 and 3, short on the test fleet.
+                'lastgood_stability_seconds': 2,
+                'lastgood_stability_interval': 1,
             },
             'children': groups,
         }}

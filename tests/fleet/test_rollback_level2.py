@@ -7,6 +7,7 @@ host, and runs playbooks/rollback_level2.yml against them.
 
 import json
 import os
+import re
 
 import pytest
 
@@ -137,3 +138,31 @@ def test_host_killed_mid_rollback_stops_the_fleet_and_a_rerun_with_the_same_run_
         assert state['artifacts']['checkpoint']['attempt'] == 1, 'the checkpoint was taken again on %s' % name
         health = fleet.ssh(name, '/srv/app/bin/appctl health', check=False)
         assert health.returncode == 0, health.stdout
+
+
+RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=(\d+)\s+'
+                   r'rescued=(\d+)', re.M)
+
+
+def test_a_run_announces_its_start_and_end_reports_the_metrics_and_stays_within_30_tasks_per_host(
+        make_fleet, tmp_path):
+    fleet = make_fleet(1, app=True)
+    prepare(fleet, tmp_path, hosts=('host1',))
+    run = fleet.ansible_playbook(PLAYBOOK, *rollback_args(tmp_path, 'comms'), env=ENV)
+
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    tasks = [sum(int(n) for n in found.groups()[1:]) for found in RECAP.finditer(output)]
+    assert tasks and max(tasks) <= 30, 'a level 2 run went through %s tasks per host (budget 30)' % tasks
+    controller = tmp_path / 'controller'
+    started = (controller / 'notify-started-internal.txt').read_text()
+    assert started.startswith('INFO: Configuration rollback (Level 2) - Started\n')
+    assert 'Hosts: 1 (host1)\n' in started
+    assert (controller / 'notify-complete-internal.txt').read_text().startswith(
+        'INFO: Configuration rollback (Level 2) - Complete\n')
+    report = fleet_report(tmp_path)
+    # the fleet inventory's stability window (2 s) and the demo application's /metrics, read on the host
+    assert report['hosts']['host1']['verify']['stability'] == {'ok': True, 'seconds': 2, 'interval': 1, 'readings': 2}
+    assert report['verification']['status'] == 'STABLE'
+    assert report['verification']['metrics'] == {'session_success_rate': 99, 'error_rate': 0.5,
+                                                 'security_violations': 0}

@@ -56,10 +56,12 @@ PLAY = '''
         phases: [preflight, start, checkpoint, level2_config, verify]
       run_once: true
 
-    - name: Write the report
+    - name: Tell people, then write the report
       lastgood.rollback.fleet_report:
         controller_dir: "{{ out }}/controller"
         report_dir: /var/lib/lastgood/reports
+        notify:
+          dir: "{{ out }}/notes"
       register: written_report
       run_once: true
 
@@ -113,8 +115,19 @@ def test_report_result_is_set_on_every_host_and_lastgood_report_is_published(wri
     assert '# Post-rollback status report: rollback_level2 (level 2)' in run.stdout
 
 
+def test_the_end_notice_goes_out_with_the_report_as_fleet_notify_sends_it(written):
+    work, run, stats = written
+    internal = (work / 'notes' / 'notify-failed-internal.txt').read_text()
+    assert internal.startswith('INFO: Configuration rollback (Level 2) - Failed')
+    assert 'Hosts: 4 (2 done, 2 failed: h2, h4)\n' in internal
+    assert stats['lastgood_notify'] == {'status': 'failed', 'webhook_posted': False, 'files': [
+        str(work / 'notes' / name) for name in ('notify-failed-internal.txt', 'notify-failed-user.txt',
+                                                'notify-failed.json')]}
+    assert stats['lastgood_report']['outcome'] == 'partial'
+
+
 def test_check_mode_writes_no_report(tmp_path):
     run, dummy = play(tmp_path, PLAY, {}, '--check')
     assert run.returncode == 4, run.stdout + run.stderr  # 4: h4 unreachable, nothing failed
     assert saved(tmp_path, 'h1')['outcome'] == 'partial'
-    assert not (tmp_path / 'controller').exists()
+    assert not (tmp_path / 'controller').exists() and not (tmp_path / 'notes').exists()

@@ -73,7 +73,8 @@ def test_failed_verification_restores_the_checkpoint_then_a_rerun_with_the_same_
     host_report = site.base / 'reports' / 'it-resume' / 'report.md'
     assert 'Outcome on this host: **SUCCESS**' in host_report.read_text()
 
-    assert [post['body']['status'] for post in hook.posts] == ['failed', 'complete']
+    # each run (the failed one, the resumed one) announces its start and its end
+    assert [post['body']['status'] for post in hook.posts] == ['started', 'failed', 'started', 'complete']
     assert all(post['authorization'] == 'Bearer ' + token for post in hook.posts)
     assert hook.posts[-1]['body']['run_id'] == 'it-resume'
     assert 'Configuration rollback (Level 2)' in hook.posts[-1]['body']['internal']

@@ -45,6 +45,9 @@ class Site:
             'lastgood_report_dir': str(base / 'reports'),
             'lastgood_controller_dir': str(self.controller),
             'ansible_python_interpreter': sys.executable,
+            # The post-rollback stability window of levels 2 and 3, short here.
+            'lastgood_stability_seconds': 1,
+            'lastgood_stability_interval': 1,
         }
 
     def playbook(self, path, *args, extra=None):
@@ -74,8 +77,10 @@ class Site:
 
     def start(self, host_name='it'):
         """Install the demo app, start it and take the known-good backup; stop it with ``self.app.run('stop')``."""
-        install = run_appctl(APPCTL, 'install', self.app.root, '--port', str(free_port()), '--host-name', host_name)
+        port = free_port()
+        install = run_appctl(APPCTL, 'install', self.app.root, '--port', str(port), '--host-name', host_name)
         assert install.returncode == 0, install.stderr
+        self.extra['lastgood_metrics_url'] = 'http://127.0.0.1:%d/metrics' % port
         assert self.app.run('start').returncode == 0
         self.take_known_good()
 

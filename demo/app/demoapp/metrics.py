@@ -27,6 +27,7 @@ METRICS = {
     'integration_test_failure_rate': ('app_integration_test_failure_rate_percent',
                                       'Share of the integration tests failing against this host, percent.', 0),
     'latency_seconds': ('app_request_latency_seconds', 'Median request latency over the last minute.', 0.08),
+    'security_violations': ('app_security_violations', 'Security violations (SEC-PM-*) in the last hour.', 0),
 }
 
 

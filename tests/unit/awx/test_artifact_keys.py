@@ -17,7 +17,7 @@ from lib.awx import (PLAYBOOK_DIR, PROJECT_DIR, REPO_ROOT, ROLES_DIR, all_tasks,
 HANDOFF = 'lastgood_workflow_run_id'
 SET_STATS = ('set_stats', 'ansible.builtin.set_stats')
 # An action plugin publishes as set_stats does: ansible_stats={'data': {'<key>': ...
-ACTION_STATS = re.compile(r"ansible_stats=\{'data': \{'(\w+)'")
+ACTION_STATS = re.compile(r"ansible_stats'?[=:] ?\{'data': \{'(\w+)'")
 
 
 def _tasks_in(path):
@@ -41,7 +41,8 @@ def _publishers():
                 if action in task:
                     for key in task[action]['data']:
                         found.setdefault(key, []).append(os.path.relpath(path, os.path.dirname(ROLES_DIR)))
-    for path in sorted(glob.glob(os.path.join(REPO_ROOT, 'plugins', 'action', '*.py'))):
+    for path in sorted(glob.glob(os.path.join(REPO_ROOT, 'plugins', 'action', '*.py'))
+                       + glob.glob(os.path.join(REPO_ROOT, 'plugins', 'plugin_utils', '*.py'))):
         with open(path, encoding='utf-8') as handle:
             for key in ACTION_STATS.findall(handle.read()):
                 found.setdefault(key, []).append(os.path.relpath(path, REPO_ROOT))
@@ -83,7 +84,8 @@ def test_every_artifact_key_has_one_publisher():
 def test_the_fleet_actions_publish_the_run_the_notification_and_the_report():
     publishers = _publishers()
     assert publishers['lastgood_run'][-1] == 'plugins/action/fleet_outcome.py'
-    assert publishers['lastgood_notify'] == ['plugins/action/fleet_notify.py']
+    # sent by fleet_notify and, at the end of a run, by fleet_report (its notify option)
+    assert publishers['lastgood_notify'] == ['plugins/plugin_utils/_notify.py']
     assert publishers['lastgood_report'] == ['plugins/action/fleet_report.py']
 
 

@@ -1,78 +1,74 @@
-"""The notify role's message templates: every level and status renders, and says what it must."""
+"""The notify role's message templates: every level, internal and user-facing, at the start, on success and
+on failure, rendered for fixed inputs and compared whole with golden/notify_level<N>.txt."""
 
 import datetime
 import os
 
 import pytest
-import yaml
 
 from ansible_collections.lastgood.rollback.plugins.plugin_utils import _notify
 
+from lib.golden import assert_golden
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-ROLE = os.path.join(ROOT, 'roles', 'notify')
-LEVELS = (0, 1, 2, 3, 4)
-STATUSES = ('started', 'in_progress', 'complete', 'failed')
-NOW = datetime.datetime(2026, 11, 21, 23, 24, tzinfo=datetime.timezone.utc)
+TEMPLATES = os.path.join(ROOT, 'roles', 'notify', 'templates')
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
+HOSTS = ('web1', 'web2', 'web3')
+STARTED = datetime.datetime(2026, 11, 21, 23, 15, 2, tzinfo=datetime.timezone.utc)
+ENDED = datetime.datetime(2026, 11, 21, 23, 15, 41, tzinfo=datetime.timezone.utc)
 
 
-def role_vars():
-    with open(os.path.join(ROLE, 'vars', 'main.yml'), encoding='utf-8') as handle:
-        return yaml.safe_load(handle)
+def operation(level):
+    """What runs at the level: a rollback, or (level 0) a staged deployment."""
+    return 'rollback_level%d' % level if level else 'deploy_staged'
 
 
-def message_data(level, status, failed_hosts=(), stopped_hosts=()):
-    """The data lastgood.rollback.fleet_notify builds (notify_context), for one level and status."""
-    hosts = ('web1', 'web2', 'web3')
-    run = {'run_id': '20261121T231500Z-3fa2c1', 'operation': 'rollback_level%d' % level, 'level': level,
-           'checkpoint': 'run-20261121T231500Z-3fa2c1', 'started': '2026-11-21T23:15:00Z',
-           'hosts': dict((host, {}) for host in hosts),
-           'succeeded_hosts': [h for h in hosts if h not in tuple(failed_hosts) + tuple(stopped_hosts)],
-           'failed_hosts': list(failed_hosts), 'stopped_hosts': list(stopped_hosts),
-           'restored_hosts': list(failed_hosts) + list(stopped_hosts)}
-    return _notify.message_context(run, status, source='backup known-good', next_update_minutes=21, now=NOW)
+def run_of(level, outcome='', failed_in=None):
+    """A run on web1-web3; ``failed_in``: web2 failed in that phase and the fleet stopped the others there."""
+    run = {'run_id': '20261121T231500Z-3fa2c1', 'operation': operation(level), 'level': level,
+           'checkpoint': 'run-20261121T231500Z-3fa2c1', 'started': '2026-11-21T23:15:02Z',
+           'finished': '2026-11-21T23:15:40Z', 'outcome': outcome,
+           'hosts': dict((host, {}) for host in HOSTS), 'succeeded_hosts': list(HOSTS), 'failed_hosts': [],
+           'stopped_hosts': [], 'restored_hosts': []}
+    if failed_in:
+        run['hosts'] = dict((host, {'failure': {'phase': failed_in, 'stopped_by_fleet': host != 'web2'}})
+                            for host in HOSTS)
+        run.update(succeeded_hosts=[], failed_hosts=['web2'], stopped_hosts=['web1', 'web3'],
+                   restored_hosts=['web1', 'web2', 'web3'])
+    return run
 
 
-def render(name, data):
-    return _notify.render(os.path.join(ROLE, 'templates', name), data)
+def cases(level):
+    """``[(title, context)]``: the start notice (what run_start.yml sends), then the end of a run that succeeded,
+    failed in its action, and failed only in verification."""
+    start = {'run_id': '20261121T231500Z-3fa2c1', 'operation': operation(level), 'level': level,
+             'checkpoint': 'run-20261121T231500Z-3fa2c1', 'hosts': list(HOSTS)}
+    action = {1: 'level1_feature_flag', 2: 'level2_config', 3: 'level3_code', 4: 'level4_full_restore'}.get(level, 'checkpoint')
+    return [
+        ('started', _notify.message_context(start, 'started', next_update_minutes=30, now=STARTED)),
+        ('complete', _notify.message_context(run_of(level, 'success'), now=ENDED)),
+        ('failed in %s' % action, _notify.message_context(run_of(level, 'failed', action), source='backup known-good',
+                                                          now=ENDED)),
+        ('failed in verify', _notify.message_context(run_of(level, 'failed', 'verify'), now=ENDED)),
+    ]
 
 
-@pytest.mark.parametrize('level', LEVELS)
-@pytest.mark.parametrize('status', STATUSES)
-def test_both_messages_render_for_every_level_and_status(level, status):
-    data = message_data(level, status)
-    internal = render('internal_level%d.txt.j2' % level, data)
-    user = render('user_level%d.txt.j2' % level, data)
-    assert internal.startswith(data['severity'])
-    assert data['run_id'] in internal
-    assert user and data['run_id'] not in user, 'users are not told internal ids'
+def rendering(level):
+    parts = []
+    for title, context in cases(level):
+        internal, user = (_notify.render(os.path.join(TEMPLATES, name), context)
+                          for name in _notify.template_names(context))
+        parts.append('=== %s: internal ===\n%s\n\n=== %s: user ===\n%s\n' % (title, internal, title, user))
+    return '\n'.join(parts)
 
 
-@pytest.mark.parametrize('level', (1, 2, 3, 4))
-def test_internal_message_names_the_level_its_duration_and_the_failed_hosts(level):
-    text = render('internal_level%d.txt.j2' % level, message_data(level, 'failed', failed_hosts=['web2']))
-    assert 'Level %d' % level in text
-    assert role_vars()['notify_levels'][level]['duration'] in text
-    assert 'web2' in text
+@pytest.mark.parametrize('level', (0, 1, 2, 3, 4))
+def test_every_message_of_the_level_reads_exactly_as_reviewed(level):
+    assert_golden(os.path.join(GOLDEN, 'notify_level%d.txt' % level), rendering(level))
 
 
-@pytest.mark.parametrize('level', LEVELS)
-def test_internal_message_keeps_hosts_the_fleet_stopped_apart_from_the_one_that_failed(level):
-    data = message_data(level, 'failed', failed_hosts=('web2',), stopped_hosts=('web1', 'web3'))
-    text = render('internal_level%d.txt.j2' % level, data)
-    assert 'Hosts: 3 (0 done, 1 failed: web2, 2 stopped by the fleet: web1, web3)' in text
-
-
-@pytest.mark.parametrize('level', (2, 3))
-def test_failed_internal_message_points_to_the_next_level(level):
-    text = render('internal_level%d.txt.j2' % level, message_data(level, 'failed', failed_hosts=['web2']))
-    assert 'Level %d' % (level + 1) in text
-
-
-def test_in_progress_message_promises_the_next_update_and_a_finished_one_does_not():
-    assert 'Next update: 23:45 UTC' in render('internal_level2.txt.j2', message_data(2, 'in_progress'))
-    assert 'Next update' not in render('internal_level2.txt.j2', message_data(2, 'complete'))
-
-
-def test_level4_user_message_gives_the_window():
-    text = render('user_level4.txt.j2', message_data(4, 'complete'))
-    assert 'Started: 2026-11-21 23:15 UTC' in text and 'Finished: 2026-11-21 23:24 UTC' in text
+def test_users_are_never_told_internal_ids():
+    for level in (0, 1, 2, 3, 4):
+        for dummy_title, context in cases(level):
+            user = _notify.render(os.path.join(TEMPLATES, _notify.template_names(context)[1]), context)
+            assert context['run_id'] not in user and context['incident_id'] not in user

@@ -117,13 +117,14 @@ RESTORED = {'attempted': True, 'restored': True, 'verified': True, 'reapplied': 
             'changed': True, 'drift': [], 'message': 'Checkpoint run-r1 restored and verified.'}
 
 
-def test_fleet_of_hosts_that_all_succeeded_is_a_success_and_starts_with_the_earliest_host():
+def test_fleet_of_hosts_that_all_succeeded_is_a_success_and_runs_from_the_earliest_start_to_the_latest_end():
     records = {
         'web1': {'outcome': 'success', 'started': '2026-11-21T23:15:07Z', 'finished': '2026-11-21T23:16:00Z', 'attempt': 1},
         'web2': {'outcome': 'success', 'started': '2026-11-21T23:15:03Z', 'attempt': 1},
     }
     fleet = fleet_of(records)
     assert fleet['outcome'] == 'success' and fleet['started'] == '2026-11-21T23:15:03Z'
+    assert fleet['finished'] == '2026-11-21T23:16:00Z'
     assert fleet['succeeded_hosts'] == ['web1', 'web2'] and fleet['failed_hosts'] == []
     assert fleet['hosts']['web1']['restore'] == {'attempted': False, 'restored': False, 'verified': False, 'message': ''}
     assert fleet['hosts']['web1']['failure'] is None and fleet['hosts']['web1']['stopped_by_fleet'] is False

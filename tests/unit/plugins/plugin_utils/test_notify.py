@@ -32,7 +32,8 @@ def test_context_holds_the_run_the_levels_words_and_the_times():
     assert context['reason'] == levels[2]['reason']
     assert context['incident_id'] == 'INC-20261121-20261121T231500Z-3fa2c1'
     assert context['hosts'] == ['web1', 'web2', 'web3']
-    assert context['started'] == '2026-11-21 23:15' and context['now'] == '2026-11-21 23:24'
+    assert context['started'] == '2026-11-21 23:15:02' and context['now'] == '2026-11-21 23:24:00'
+    assert context['finished'] == context['now'], 'a run without an end time ends when it is told'
     assert context['next_update'] == '23:54'
 
 
@@ -50,7 +51,20 @@ def test_an_unknown_level_is_told_as_an_operation_and_given_words_win():
 
 
 def test_a_run_without_a_start_started_now():
-    assert _notify.message_context({'level': 1}, now=NOW)['started'] == '2026-11-21 23:24'
+    assert _notify.message_context({'level': 1}, now=NOW)['started'] == '2026-11-21 23:24:00'
+
+
+def test_a_failure_asks_for_the_failure_action_and_says_where_each_host_failed():
+    run = dict(RUN, level=1, hosts={'web1': {'failure': {'phase': 'verify', 'stopped_by_fleet': True}},
+                                    'web2': {'failure': {'phase': 'verify'}}, 'web3': {}})
+    context = _notify.message_context(run, now=NOW)
+    levels = _notify.role_vars()[0]
+    assert context['action'] == levels[1]['failed_action'] != levels[1]['action']
+    assert context['failed_phases'] == {'web2': 'verify', 'web1': 'verify', 'web3': 'unknown'}
+    assert context['verify_failed_hosts'] == ['web2'] and context['action_failed_hosts'] == []
+    assert not context['failed_in_verify'], 'web3 has no recorded phase: not known to have passed the action'
+    run['hosts']['web3'] = {'failure': {'phase': 'verify', 'stopped_by_fleet': True}}
+    assert _notify.message_context(run, now=NOW)['failed_in_verify']
 
 
 @pytest.mark.parametrize('level', [0, 1, 2, 3, 4])
@@ -101,3 +115,11 @@ def test_the_environment_token_is_never_sent_to_another_url():
 def test_without_options_or_environment_nothing_is_posted():
     assert _notify.webhook_target('', '', {}) == ('', '')
     assert _notify.webhook_target('', '', {_notify.TOKEN_ENV: 'loose'}) == ('', '')
+
+
+def test_notice_options_get_fleet_notifys_defaults_and_wrong_ones_are_refused():
+    options = _notify.options({'dir': '/srv/notes', 'next_update_minutes': '15'})
+    assert options['dir'] == '/srv/notes' and options['next_update_minutes'] == 15
+    assert options['status'] == '' and options['webhook_required'] is False
+    with pytest.raises(Exception, match='notify: .*status'):
+        _notify.options({'status': 'done'})

@@ -1,10 +1,12 @@
 """The report (plugin_utils/_report.py): host records, the merge of plays of one run, the documents."""
 
 import json
+import os
 
 import pytest
 
 from ansible_collections.lastgood.rollback.plugins.plugin_utils import _fleet, _report
+from lib.golden import assert_golden
 
 RUN = {'run_id': 'r1', 'operation': 'rollback_level2', 'level': 2, 'checkpoint': 'run-r1'}
 RESTORED = {'attempted': True, 'restored': True, 'verified': True, 'changed': True, 'message': 'Checkpoint put back.'}
@@ -76,12 +78,7 @@ def test_host_report_documents_hold_the_run_the_record_and_the_events():
     assert 'hosts' not in data['run'] and data['run']['outcome'] == 'failed'
     assert data['host']['status'] == 'rolled_back'
     assert [event['host'] for event in data['events']] == ['web1', 'web1']
-    text = documents['report.md']
-    assert text.startswith('# Run r1 on web1\n')
-    assert ('- Outcome on this host: **FAILED** (fleet: failed) - rolled back (checkpoint restored and verified)\n'
-            '- Attempt: 1; started 2026-11-21T23:15:00Z, finished 2026-11-21T23:16:40Z (100 s)\n') in text
-    assert '- Failed in phase verify: stopped by the fleet\n' in text
-    assert '- 2026-11-21T23:16:40.1Z web1 run_end outcome=failed\n' in text
+    # the text: golden/host_report_*.md below
 
 
 def part_of(hosts, checked, run_id='r1'):
@@ -128,24 +125,6 @@ def test_merge_proves_only_what_was_compared_and_every_audit_chain():
     assert report['checksums_verified'] is False and report['audit_chains_verified'] is False
 
 
-def test_fleet_documents_render_the_report_and_the_postmortem():
-    stopped = host('failed', failure=STOPPED, restore=RESTORED)
-    failed = host('failed', failure=dict(STOPPED, stopped_by_fleet=False, message='health failed'), restore=RESTORED)
-    report = _report.merge_report(None, part_of({'web1': stopped, 'web2': failed, 'web3': None}, ['web1', 'web2']),
-                                  '2026-11-21T23:20:00Z')
-    documents = _report.fleet_documents(report, '/var/log/app-audit.jsonl')
-    assert json.loads(documents['report.json']) == report
-    text = documents['report.md']
-    assert '- Outcome: **PARTIAL** (1 of 3 hosts succeeded)\n' in text
-    assert '- Rolled back because other hosts failed (checkpoint restored and verified): web1\n' in text
-    assert '| web1 | rolled_back |' in text and '| web3 | success |' in text
-    assert '- Could not be checked (unreachable): web3\n' in text
-    postmortem = documents['postmortem.md']
-    assert postmortem.startswith('# Post-mortem: rollback_level2 run r1\n') and postmortem.endswith('100 %)\n')
-    assert '- Run duration: 100 s (first to last audit event)\n' in postmortem
-    assert "from the hosts' `/var/log/app-audit.jsonl`" in postmortem
-
-
 def test_report_result_and_stats_name_the_files_and_every_hosts_outcome():
     report = _report.merge_report(None, part_of({'web1': host(), 'web2': None}, ['web1']), 'T1')
     result = _report.report_result(report, '/srv/reports', '/var/lib/lastgood/reports')
@@ -168,3 +147,89 @@ def test_a_host_the_fleet_does_not_list_is_reported_from_its_own_run():
     record = _report.host_record({'run_id': 'r1', 'hosts': {}}, 'web9', host('failed', restore=RESTORED))
     assert record['outcome'] == 'failed' and record['started'] == '2026-11-21T23:15:00Z'
     assert record['state_verified'] is True
+
+
+# -- every document, whole, against golden/report_*.md (tests/lib/golden.py) -------------------------------
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
+THRESHOLDS = {'session_success_rate': {'relation': '>', 'value': 95.0}, 'error_rate': {'relation': '<', 'value': 1.0},
+              'security_violations': {'relation': '<=', 'value': 0.0}}
+
+
+def verified(ok=True, error_rate=0.5, window=True):
+    """A verify result with the application's metrics and, with ``window``, a 300 s stability window."""
+    return {'ok': ok, 'checksums_verified': True, 'backup': 'known-good',
+            'checks': [{'name': 'stability_window', 'ok': ok}],
+            'metrics': {'session_success_rate': 99, 'error_rate': error_rate, 'security_violations': 0},
+            'stability': {'ok': ok, 'seconds': 300, 'interval': 30, 'readings': 10 if ok else 1} if window else None,
+            'thresholds': THRESHOLDS}
+
+
+def gates_of(hosts, failed_in_verify=()):
+    """Every phase's gate at fixed times: each host passes, but ``failed_in_verify`` fail verify."""
+    names, reached = list(hosts), [name for name in hosts if hosts[name]]
+    return dict((phase, _fleet.gate(phase, names, reached, list(failed_in_verify) if phase == 'verify' else [],
+                                    time='2026-11-21T23:%s:00Z' % minute))
+                for phase, minute in (('preflight', '15'), ('start', '15'), ('checkpoint', '16'), ('verify', '16')))
+
+
+def documents_of(hosts, results, reason='', failed_in_verify=()):
+    """The fleet report's documents and each checked host's own, for fixed hosts and results."""
+    reached = set(name for name in hosts if hosts[name])
+    fleet = dict(_fleet.fleet_summary(RUN, hosts, gates_of(hosts, failed_in_verify),
+                                      ['preflight', 'start', 'checkpoint', 'verify'], reached), level=2)
+    if reason:
+        fleet['reason'] = reason
+    checked = [name for name in hosts if hosts[name]]
+    records = dict((name, _report.host_record(fleet, name, hosts[name], results.get(name))) for name in checked)
+    events = [event for name in checked for event in _report.host_events(name, hosts[name])]
+    report = _report.merge_report(None, _report.report_slice(fleet, records, events, list(hosts)),
+                                  '2026-11-21T23:20:00Z')
+    texts = _report.fleet_documents(report, '/var/log/app-audit.jsonl')
+    own = dict((name, _report.host_report_documents(fleet, name, hosts[name], results.get(name))['report.md'])
+               for name in checked)
+    return report, texts, own
+
+
+def test_a_stable_run_reads_exactly_as_reviewed():
+    hosts = {'web1': host(), 'web2': host()}
+    results = dict((name, {'verify': verified(), 'checkpoint': {'id': 'run-r1', 'verified': True},
+                           'action': {'changed': True, 'source': 'store'}}) for name in hosts)
+    report, texts, own = documents_of(hosts, results, reason='error_rate_high on web1 (error_rate is 25, > 10)')
+    assert report['verification']['status'] == 'STABLE'
+    assert_golden(os.path.join(GOLDEN, 'report_stable.md'), texts['report.md'])
+    assert_golden(os.path.join(GOLDEN, 'postmortem_stable.md'), texts['postmortem.md'])
+    assert_golden(os.path.join(GOLDEN, 'host_report_stable.md'), own['web1'])
+
+
+def test_a_failed_run_reads_exactly_as_reviewed():
+    stopped = host('failed', failure=STOPPED, restore=RESTORED)
+    failed = host('failed', failure=dict(STOPPED, stopped_by_fleet=False,
+                                         message='reading 1 of 10 (30 s into the stability window) failed: error rate '
+                                                 '4 % (must be < 1 %)'), restore=RESTORED)
+    hosts = {'web1': stopped, 'web2': failed, 'web3': None}
+    results = {'web1': {'verify': verified(window=False)}, 'web2': {'verify': verified(False, error_rate=4)}}
+    report, texts, own = documents_of(hosts, results, failed_in_verify=['web2'])
+    assert report['verification']['status'] == 'ISSUES'
+    assert json.loads(texts['report.json']) == report
+    assert_golden(os.path.join(GOLDEN, 'report_failed.md'), texts['report.md'])
+    assert_golden(os.path.join(GOLDEN, 'postmortem_failed.md'), texts['postmortem.md'])
+    assert_golden(os.path.join(GOLDEN, 'host_report_failed.md'), own['web2'])
+
+
+def test_a_run_without_a_window_or_metrics_is_monitoring():
+    hosts = {'web1': host()}
+    verification = _report.merge_report(None, part_of(hosts, ['web1']), 'T1')['verification']
+    assert verification['status'] == 'MONITORING' and verification['hosts_read'] == []
+    assert verification['metrics'] == {'session_success_rate': None, 'error_rate': None, 'security_violations': None}
+
+
+def test_the_fleets_metrics_are_the_worst_of_its_hosts_judged_by_the_verify_thresholds():
+    records = {'web1': {'audit': AUDIT, 'verify': verified(error_rate=0.2)},
+               'web2': {'audit': AUDIT, 'verify': dict(verified(window=False), metrics={
+                   'session_success_rate': 94, 'error_rate': 0.7, 'security_violations': 2})}}
+    found = _report.fleet_metrics(records, 'success')
+    assert found['metrics'] == {'session_success_rate': 94, 'error_rate': 0.7, 'security_violations': 2}
+    assert found['outside_thresholds'] == ['session success rate 94 % (must be > 95 %)',
+                                           'security violations 2 (must be <= 0)']
+    assert found['status'] == 'ISSUES' and found['stability'] == {'seconds': 300, 'passed': ['web1'], 'failed': []}
