@@ -130,14 +130,6 @@ def end_app_sessions(command):
         raise FeatureError('%s did not print a JSON object with an "ended" list' % ' '.join(command))
 
 
-def _unique(items):
-    seen = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
 def turn_off(params, feature, check_mode=False, sleep=time.sleep):
     """Turn one feature off; its summary ``{feature, via, reads, sessions_terminated, changed}``."""
     via = params['via']
@@ -179,7 +171,7 @@ def turn_off(params, feature, check_mode=False, sleep=time.sleep):
         if params['audit_log'] and os.path.exists(params['audit_log']) else []
     ended_by_app = end_app_sessions(params['end_sessions_command']) \
         if params['end_sessions_command'] and not check_mode else []
-    ended = _unique(logged + ended_by_app)
+    ended = list(dict.fromkeys(logged + ended_by_app))  # each once, in order
     if not check_mode and params['audit_log']:
         for session in ended:
             _audit.append(params['audit_log'], 'session_end', run_id=params['run_id'] or None, level='notice',
