@@ -65,7 +65,7 @@ def test_the_webhook_credential_goes_to_exactly_the_templates_whose_playbooks_no
 
 
 def test_the_walk_sees_a_run_that_turns_its_notifications_off():
-    # checkpoint.yml ends its run with run_end.yml and lastgood_notifications: false.
+    # checkpoint.yml sets lastgood_notifications: false for its whole run (no start or end notice).
     assert 'checkpoint' in job_templates() and not template_notifies('checkpoint')
     assert template_notifies('rollback-level2')
 
