@@ -97,10 +97,13 @@ def refusal(approval, conditions):
     """The refusal message for a check that did not approve: what is missing, in words."""
     if approval['level'] != 4:
         return ('%s The conditions given (%s) call for Level %s, not Level 4 (%s); use that level, or name the '
-                'condition that calls for Level 4 in lastgood_conditions.'
+                'condition that calls for Level 4 in lastgood_conditions (the role on its own reads '
+                'level4_full_restore_conditions).'
                 % (REFUSED, ', '.join(conditions) or 'none', approval['level'], approval['reason']))
     parts = [REFUSED, 'Rule %s requires the approval of %s, each by a different person, recorded in '
-             'lastgood_approvals as {who, role, when}.' % (approval['rule'], ' and '.join(approval['required']))]
+             'lastgood_approvals (the variable of the rollback_level4 playbook; the role on its own reads '
+             'level4_full_restore_approvals) as {who, role, when}.'
+             % (approval['rule'], ' and '.join(approval['required']))]
     if approval['missing']:
         parts.append('Missing: %s.' % ', '.join(approval['missing']))
     if approval['invalid']:

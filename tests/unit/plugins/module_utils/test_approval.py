@@ -50,7 +50,7 @@ def test_same_person_for_two_roles_is_refused_and_the_message_says_so():
     assert result['approved'] is False
     message = _approval.refusal(result, ['system_compromise_suspected'])
     assert message.startswith(_approval.REFUSED)
-    assert 'recorded in lastgood_approvals as {who, role, when}' in message
+    assert 'recorded in lastgood_approvals (the variable of the rollback_level4 playbook' in message
     assert message.endswith('The same person may not approve for two roles.')
     assert 'Missing' not in message
 
