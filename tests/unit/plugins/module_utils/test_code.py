@@ -182,7 +182,6 @@ def test_git_refuses_a_dirty_work_tree_and_an_unknown_ref(tmp_path, repo):
     assert _git(repo, 'rev-parse', '--abbrev-ref', 'HEAD') == 'main'
 
 
-
 def test_the_module_takes_a_null_option_as_its_default(tmp_path):
     """An empty AWX survey answer arrives as null: the module reads it as the option's default."""
     _release(tmp_path, '1', 'KNOWN_GOOD')
