@@ -61,17 +61,30 @@ def _tries(retries, delay, attempt):
         time.sleep(max(delay, 0))
 
 
-def run_command(argv):
-    """``(rc, output)`` of ``argv``, run without a shell; rc None when it could not run."""
+def run_argv(argv, cwd=None, env=None):
+    """``(rc, stdout, stderr)`` of ``argv``, run without a shell in ``cwd``; rc None when it could not run
+    (stderr then says why)."""
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=COMMAND_TIMEOUT, check=False)
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=COMMAND_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        return None, 'did not finish within %d s' % COMMAND_TIMEOUT
+        return None, '', 'did not finish within %d s' % COMMAND_TIMEOUT
     except OSError as exc:
-        return None, 'could not run: %s' % exc
-    output = (proc.stdout + b' ' + proc.stderr).decode('utf-8', 'replace')
-    return proc.returncode, output
+        return None, '', 'could not run: %s' % exc
+    return proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace')
+
+
+def run_command(argv):
+    """``(rc, output)`` of ``argv`` (standard output and error), run without a shell; rc None when it could not run."""
+    rc, out, err = run_argv(argv)
+    return rc, (out + ' ' + err) if rc is not None else err
+
+
+def command_failure(what, argv, rc, output):
+    """``what: argv exited rc: output`` (the output shortened), the sentence a failed command is reported with."""
+    shown = _shorten(output)
+    how = ('exited %s' % rc) if rc is not None else 'did not run'
+    return '%s: %s %s%s.' % (what, ' '.join(argv), how, ': ' + shown if shown else '')
 
 
 def command_check(name, argv, retries=0, delay=0):

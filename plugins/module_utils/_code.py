@@ -31,7 +31,6 @@ import fnmatch
 import os
 import re
 import shutil
-import subprocess
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _checks
 from ansible_collections.lastgood.rollback.plugins.module_utils._fsatomic import fsync_dir
@@ -102,25 +101,11 @@ def remove_paths(root, patterns, check_mode):
 
 # -- commands ---------------------------------------------------------------------------------
 
-def _run(argv, cwd=None, env=None):
-    """``(rc, stdout, stderr)`` of ``argv`` run without a shell in ``cwd``."""
-    try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=_checks.COMMAND_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        return None, '', 'did not finish within %d s' % _checks.COMMAND_TIMEOUT
-    except OSError as exc:
-        return None, '', 'could not run: %s' % exc
-    return proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace')
-
-
 def _command(argv, what, cwd=None, state=''):
     """Run ``argv``; raise CodeError naming ``what`` and ``state`` when it does not exit 0."""
-    rc, out, err = _run(argv, cwd=cwd)
+    rc, out, err = _checks.run_argv(argv, cwd=cwd)
     if rc != 0:
-        output = ' '.join((out + ' ' + err).split())[:_checks.OUTPUT_SHOWN]
-        how = ('exited %s' % rc) if rc is not None else 'did not run'
-        message = '%s: %s %s%s.' % (what, ' '.join(argv), how, ': ' + output if output else '')
+        message = _checks.command_failure(what, argv, rc, out + ' ' + err)
         raise CodeError(message + (' ' + state if state else ''))
 
 
@@ -200,7 +185,7 @@ def _git_env(params):
 
 def _git(params, *args):
     """``(rc, stdout, stderr)`` of ``git <args>`` in the work tree, with the rollback's identity."""
-    return _run(['git'] + list(args), cwd=params['repo'], env=_git_env(params))
+    return _checks.run_argv(['git'] + list(args), cwd=params['repo'], env=_git_env(params))
 
 
 def _git_out(params, *args, **kwargs):

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 import time
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _checks, _config
@@ -93,37 +92,25 @@ def read_flag(url, command, keys):
             finally:
                 response.close()
         else:
-            rc, output = _run(command)
+            rc, output, dummy_err = _checks.run_argv(command)
             document = json.loads(output) if rc == 0 and output.strip().startswith('{') else {}
     except (OSError, ValueError):
         document = {}
     return _extract(document, keys)
 
 
-def _run(argv):
-    """``(rc, stdout)`` of ``argv`` (rc None when it could not run)."""
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=_checks.COMMAND_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, str(exc)
-    return proc.returncode, proc.stdout.decode('utf-8', 'replace')
-
-
 def _command(argv, what):
     rc, output = _checks.run_command(argv)
     if rc != 0:
-        shown = ' '.join(output.split())[:_checks.OUTPUT_SHOWN]
-        raise FeatureError('%s: %s %s%s' % (what, ' '.join(argv), 'exited %s' % rc if rc is not None else '',
-                                            ': ' + shown if shown else ''))
+        raise FeatureError(_checks.command_failure(what, argv, rc, output))
 
 
 def end_app_sessions(command):
     """The sessions the application ended (its JSON output's ``ended`` list)."""
-    rc, output = _run(command)
+    rc, output, err = _checks.run_argv(command)
     if rc != 0 or not output.startswith('{'):
-        raise FeatureError('ending the application\'s sessions failed: %s exited %s: %s'
-                           % (' '.join(command), rc, ' '.join(output.split())[:_checks.OUTPUT_SHOWN]))
+        raise FeatureError(_checks.command_failure('ending the application\'s sessions failed', command, rc,
+                                                   output + ' ' + err))
     try:
         return list(json.loads(output).get('ended') or [])
     except (ValueError, AttributeError):

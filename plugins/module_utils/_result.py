@@ -133,3 +133,9 @@ def _diff_text(value):
     if isinstance(value, str) and not _SURROGATE.search(value):
         return value
     return escape_result(value)
+
+
+def params_or_defaults(params, argument_spec):
+    """``params`` with each null replaced by its option's default: an empty AWX survey answer arrives as null."""
+    return dict((name, spec.get('default') if params.get(name) is None else params[name])
+                for name, spec in argument_spec.items())

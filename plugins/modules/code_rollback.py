@@ -237,7 +237,7 @@ switched:
 '''
 
 from ansible_collections.lastgood.rollback.plugins.module_utils import _audit, _code
-from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule
+from ansible_collections.lastgood.rollback.plugins.module_utils._result import ResultModule, params_or_defaults
 
 
 def main():
@@ -267,9 +267,7 @@ def main():
         run_id=dict(type='str', default=''),
     )
     module = ResultModule(argument_spec=argument_spec, supports_check_mode=True)
-    # A null (an empty AWX survey answer arrives as one) means the option's default.
-    params = dict((name, spec.get('default') if module.params[name] is None else module.params[name])
-                  for name, spec in argument_spec.items())
+    params = params_or_defaults(module.params, argument_spec)
     params['audit_log'] = params['audit_log'] or ''
     try:
         result = _code.rollback(params, check_mode=module.check_mode)
