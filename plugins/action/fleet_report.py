@@ -78,7 +78,8 @@ class ActionModule(ActionBase):
         if not fleet or not fleet.get('run_id'):
             raise AnsibleActionFail('no run to report on: pass run (the lastgood_fleet fact of lastgood.rollback.fleet_outcome)')
         told, notify_failure = {}, None
-        if args['notify'] is not None:
+        # A paused run has not ended: the job that ends it sends the end notice.
+        if args['notify'] is not None and fleet.get('outcome') != 'paused':
             told, notify_failure = _notify.send(fleet, _notify.options(args['notify']), _notify.template_finder(self),
                                                 self._task.check_mode)
         everyone = play_hosts(task_vars)[0]

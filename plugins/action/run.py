@@ -74,13 +74,17 @@ def failure_record(gates, host_name, phases, failed_task, failed_result):
     stderr = str(result.get('stderr') or '').strip()
     if stderr:
         message += ' ' + stderr
-    return {
+    record = {
         'phase': place['phase'],
         'task': str((failed_task or {}).get('name') or ''),
         'message': message,
         'stopped_by_fleet': bool(place['stopped_by_fleet']),
         'failed_hosts': list(place['failed_hosts']),
     }
+    if result.get('not_begun'):
+        # the run was refused because it never began on the host (continue): the rescue records no run state
+        record['not_begun'] = True
+    return record
 
 
 def success_message(host, host_name, check_mode):
@@ -112,9 +116,21 @@ def failure_message(host, host_name):
 
 def abort_message(host, host_name):
     """How an aborted run left the host: its checkpoint (back or never taken) and the run closed."""
-    return 'Run %s (%s) aborted on %s. %s The run is closed and its lock released; start a new run when ready.' % (
-        host.get('run_id'), host.get('operation'), host_name,
-        str((host.get('restore') or {}).get('message') or '').strip())
+    closed = ('Nothing of the run was recorded on this host.' if host.get('never_began')
+              else 'The run is closed and its lock released; start a new run when ready.')
+    return 'Run %s (%s) aborted on %s. %s %s' % (
+        host.get('run_id'), host.get('operation'), host_name, str((host.get('restore') or {}).get('message') or '').strip(),
+        closed)
+
+
+def pause_message(host, host_name):
+    """Where a paused run stands on the host and how it goes on."""
+    held = host.get('held') or []
+    return ('Run %s (%s) paused on %s after phase %s%s. The run stays open and holds its lock; continue it with '
+            '-e lastgood_run_id=%s -e lastgood_run_action=continue, or put its checkpoint back and close it with '
+            '-e lastgood_run_action=abort.' % (
+                host.get('run_id'), host.get('operation'), host_name, host.get('pause_after'),
+                ' (left for the next job: %s)' % ', '.join(held) if held else '', host.get('run_id')))
 
 
 def lookup(value, keys):
@@ -259,6 +275,9 @@ class ActionModule(ActionBase):
             return result
         if host.get('outcome') == 'aborted':
             result['msg'] = abort_message(host, self._host_name)
+            return result
+        if host.get('outcome') == 'paused':
+            result['msg'] = pause_message(host, self._host_name)
             return result
         result.update(failed=True, msg=failure_message(host, self._host_name))
         return result

@@ -28,6 +28,9 @@ REPORT_FILE_MODE = 0o640
 _SET_RE = re.compile(r'^[A-Za-z0-9._-]+$')
 # the outcomes that end a run for good: its run state is marked finished
 CLOSED_OUTCOMES = ('success', 'aborted')
+# the outcome of a run this job paused after a phase (pause_after): it stays open, its lock held
+PAUSED = 'paused'
+PAST = {'abort': 'aborted', 'continue': 'continued'}
 
 
 class RunError(Exception):
@@ -39,6 +42,10 @@ class RunError(Exception):
     def __init__(self, message, quarantined=None):
         super().__init__(message)
         self.quarantined = list(quarantined or [])
+
+
+class NotBegun(RunError):
+    """The run was refused on a host where it never began (continue, abort): nothing of it may be recorded there."""
 
 
 class RunSettings:
@@ -127,15 +134,57 @@ def skip_plan(phases, skip_phases, reason, fixed=()):
     return [phase for phase in phases if phase in skip_phases]
 
 
-def begin(run, meta, check=False, warn=None, skip=(), reason='', action='resume'):
+def hold_plan(phases, pause_after, fixed=()):
+    """The phases a job that pauses the run after ``pause_after`` leaves for a later job, in run order.
+
+    A run can pause after its checkpoint or any later phase but a staging pass (``fixed``): a job of an
+    AWX workflow does one part of the run (docs/awx.md), and the next continues it with the same run id.
+    """
+    if not pause_after:
+        return []
+    phases = list(phases)
+    after = phases[phases.index('checkpoint'):] if 'checkpoint' in phases else []
+    allowed = [phase for phase in after if phase not in fixed]
+    if pause_after not in allowed:
+        raise RunError('the run cannot pause after %s: it pauses after one of %s; nothing was changed'
+                       % (pause_after, ', '.join(allowed) or 'no phase of this run'))
+    return phases[phases.index(pause_after) + 1:]
+
+
+def _state_to_resume(run, verb, missing_ok=False):
+    """The state of a run that must have begun on this host and not ended, for ``verb`` (abort, continue).
+
+    Raises RunError (nothing changed) when it cannot be read, has ended, or is missing - unless
+    ``missing_ok``, when a missing state is None.
+    """
+    try:
+        state = _state.load(run.state_dir, run.run_id)
+    except (_state.StateError, OSError) as exc:
+        raise RunError('run %s cannot be %s: %s; nothing was changed' % (run.run_id, PAST[verb], exc))
+    if state is None and not missing_ok:
+        raise NotBegun('run %s has no state in %s on this host, so there is nothing to %s here; check the run id '
+                       '(nothing was changed)' % (run.run_id, run.state_dir, verb))
+    if state is not None and state['status'] == 'finished':
+        raise RunError('run %s already ended on this host (run state finished); there is nothing to %s (nothing '
+                       'was changed)' % (run.run_id, verb))
+    return state
+
+
+def begin(run, meta, check=False, warn=None, skip=(), reason='', action='resume', hold=(), pause_after=''):
     """Take the lock, start or resume the run state, audit ``run_start``/``run_resume``.
 
     ``skip`` (checked by skip_plan) are phases the operator skips this attempt, with ``reason``: each is
     a ``run_phase_skipped`` audit event, is listed in ``host['skipped']`` for the report, and counts as
     completed for this attempt only (it is not recorded in the run state, so a later attempt runs it).
+    ``action`` ``continue`` resumes a run an earlier job began (never starts one: RunError when the host has
+    no state of it, or it ended).  ``pause_after`` (checked by hold_plan, which gave ``hold``): this job
+    stops after that phase; ``host['held']`` lists the phases left for a later job and ``end`` pauses the
+    run instead of ending it.
     Returns ``(host, changed)``.  When anything after taking the lock fails, the lock is released again
     before RunError is raised: the host has no record of the run that would let its end release it.
     """
+    if action == 'continue':
+        _state_to_resume(run, 'continue')
     path = run.lock_file()
     lock = _lock.acquire(path, run.run_id, ttl=run.lock_ttl, audit_log=run.audit_log, check=check)
     if lock['took_over'] and warn:
@@ -152,6 +201,8 @@ def begin(run, meta, check=False, warn=None, skip=(), reason='', action='resume'
                   'checkpoint': run.checkpoint, 'skipping': completed}
         if action != 'resume':
             detail['action'] = action
+        if pause_after:
+            detail['until'] = pause_after
         run.audit('run_resume' if started['resumed'] else 'run_start', level='notice', check=check, detail=detail)
         skipped = [phase for phase in skip if phase not in completed]
         for phase in skipped:
@@ -164,11 +215,12 @@ def begin(run, meta, check=False, warn=None, skip=(), reason='', action='resume'
         'attempt': state['attempts'], 'resumed': started['resumed'], 'completed': completed + skipped,
         'recorded': state['artifacts'], 'lock_file': path, 'lock_held': True,
         'skipped': [{'phase': phase, 'reason': reason} for phase in skipped],
+        'held': [phase for phase in hold if phase not in completed], 'pause_after': pause_after or '',
     })
     return host, True
 
 
-def abort(run, phases, reason, apply_command, run_command, check=False, warn=None):
+def abort(run, phases, reason, apply_command, run_command, check=False, warn=None, missing='fail'):
     """Give up a run that failed (or was interrupted): put its checkpoint back and close it.
 
     The run is resumed (lock, run state, ``run_resume``), its checkpoint restored when it was taken -
@@ -177,18 +229,19 @@ def abort(run, phases, reason, apply_command, run_command, check=False, warn=Non
     the ``abort`` phase in the run state, which ``end`` then marks finished.  Every phase of the run
     counts as completed, so the run's other steps do nothing.  A restore that fails leaves the run
     failed and the host ``restore_failed`` (the lock stays).  Returns ``(host, changed)``.
+    A host without the run's state is refused, unless ``missing`` is ``skip`` (an abort across a whole
+    inventory, some of which the run never reached): then it is aborted with nothing to put back, and
+    nothing of the run is recorded on it (no lock, run state or audit event).
     """
     warn = warn or (lambda message: None)
-    try:
-        state = _state.load(run.state_dir, run.run_id)
-    except (_state.StateError, OSError) as exc:
-        raise RunError('run %s cannot be aborted: %s; nothing was changed' % (run.run_id, exc))
+    state = _state_to_resume(run, 'abort', missing_ok=missing == 'skip')
+    why = 'Aborted by the operator%s' % ((': ' + reason.strip()) if (reason or '').strip() else '')
+    failure = {'phase': 'abort', 'task': '', 'message': why, 'stopped_by_fleet': False, 'failed_hosts': []}
     if state is None:
-        raise RunError('run %s has no state in %s on this host, so there is nothing to abort here; check the run id '
-                       '(nothing was changed)' % (run.run_id, run.state_dir))
-    if state['status'] == 'finished':
-        raise RunError('run %s already ended on this host (run state finished); there is nothing to abort (nothing '
-                       'was changed)' % run.run_id)
+        restored = dict(no_restore(run.checkpoint), message='Run %s never began on this host (no run state in %s), '
+                        'so nothing needed putting back.' % (run.run_id, run.state_dir))
+        return run.new_host({'completed': list(phases), 'outcome': 'aborted', 'restore': restored, 'failure': failure,
+                             'lock_held': False, 'never_began': True, 'held': [], 'pause_after': ''}), False
     host, changed = begin(run, {}, check=check, warn=warn, action='abort')
     if 'checkpoint' not in state['completed_phases'] or not run.checkpoint:
         restored = dict(no_restore(run.checkpoint),
@@ -198,9 +251,8 @@ def abort(run, phases, reason, apply_command, run_command, check=False, warn=Non
     else:
         restored = restore_checkpoint(run, apply_command, run_command, warn)
     ok = restore_ok(restored)
-    why = 'Aborted by the operator%s' % ((': ' + reason.strip()) if (reason or '').strip() else '')
     host.update(completed=list(phases), outcome='aborted' if ok else 'restore_failed', restore=restored,
-                failure={'phase': 'abort', 'task': '', 'message': why, 'stopped_by_fleet': False, 'failed_hosts': []})
+                failure=failure)
     attempt = int(host['attempt'])
     steps = []
     if not check:
@@ -237,11 +289,12 @@ def resume_message(host):
 
 
 def record_phase(run, host, phase, artifacts, check=False):
-    """Record ``phase`` as done (run state and ``run_phase_done``) unless an earlier attempt did; returns changed."""
+    """Record ``phase`` as done (run state and ``run_phase_done``) unless an earlier attempt did, or it is held for a
+    later job (``host['held']``, see begin); returns changed."""
     if 'attempt' not in host:
         raise RunError('phase %s cannot be recorded on a run that has not begun on this host (run begin first)'
                        % phase)
-    if phase in host.get('completed', []):
+    if phase in host.get('completed', []) or phase in host.get('held', []):
         return False
     attempt = int(host['attempt'])
     try:
@@ -286,8 +339,9 @@ def rescue(run, host, failure, passed, apply_command, restore_on_failure, run_co
             run.state_dir, run.run_id, 'rescue', audit_log=run.audit_log, artifacts={
                 'attempt': int(host['attempt']), 'checkpoint': run.checkpoint,
                 'restored': restored['restored'], 'verified': restored['verified']})))
-    if not check:
-        # in check mode a new run has no state, and nothing ran that could have failed for real
+    if not check and not failure.get('not_begun'):
+        # in check mode a new run has no state, and nothing ran that could have failed for real; a run refused
+        # because it never began here gets none either (a later continue would otherwise find one and start it)
         steps.append(('recording the failure in the run state', lambda: _state.fail(
             run.state_dir, run.run_id, message or 'failed in %s' % failure['phase'], phase=failure['phase'],
             audit_log=run.audit_log)))
@@ -434,7 +488,10 @@ def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
     """Audit ``run_end``, finish the run state, release the lock, read this run's audit events; returns ``(host, changed)``.
 
     The run ends on each host before the fleet's outcome is summed up, so ``run_end`` records the
-    host's outcome as ``fleet_outcome`` too (the key the event has always had).
+    host's outcome as ``fleet_outcome`` too (the key the event has always had).  A run this job pauses
+    (``host['pause_after']``, see begin) that succeeded so far is not ended: ``run_paused`` is audited, the
+    outcome is ``paused``, the run state stays running and the lock held, for the job that continues it.
+    A host an abort found the run never began on (``never_began``) gets nothing recorded.
     """
     warn = warn or (lambda message: None)
     host = run.new_host(host)
@@ -444,18 +501,28 @@ def end(run, host, check=False, warn=None, last_phase=None, artifacts=None):
         # the run's last phase, recorded here so that it costs no step of its own; a failure to record it
         # fails the step (the phase would be done again by a resumed run, nothing worse)
         record_phase(run, host, last_phase, artifacts or {}, check=check)
-    steps = [('recording the end of the run in the audit log', lambda: run.audit(
-        'run_end', level='info' if outcome in CLOSED_OUTCOMES else 'error', check=check, detail={
-            'outcome': outcome, 'fleet_outcome': outcome,
-            'restored': bool((host.get('restore') or {}).get('restored', False))}))]
-    if outcome in CLOSED_OUTCOMES and not check:
+    paused = outcome == 'success' and bool(host.get('pause_after'))
+    if paused:
+        host['outcome'] = outcome = PAUSED
+    restored = bool((host.get('restore') or {}).get('restored', False))
+    if paused:
+        steps = [('recording the pause in the audit log', lambda: run.audit('run_paused', level='notice', check=check, detail={
+            'outcome': outcome, 'after': host['pause_after'], 'next': list(host.get('held') or [])}))]
+    elif host.get('never_began'):
+        steps = []
+    else:
+        steps = [('recording the end of the run in the audit log', lambda: run.audit(
+            'run_end', level='info' if outcome in CLOSED_OUTCOMES else 'error', check=check, detail={
+                'outcome': outcome, 'fleet_outcome': outcome, 'restored': restored}))]
+    if outcome in CLOSED_OUTCOMES and not check and not host.get('never_began'):
         steps.append(('marking the run finished',
                       lambda: _state.finish(run.state_dir, run.run_id, audit_log=run.audit_log)))
     _run_steps(steps, warn)
     # A host whose checkpoint could not be put back is in no known state: the lock stays, so no other
-    # run starts on it before someone has looked.  A rerun with the same run_id takes it.
+    # run starts on it before someone has looked.  A rerun with the same run_id takes it.  A paused run
+    # keeps its lock until the job that continues it ends it.
     host['lock_released'] = False
-    if host.get('lock_held') and outcome != 'restore_failed':
+    if host.get('lock_held') and outcome not in ('restore_failed', PAUSED):
         try:
             _lock.release(host.get('lock_file') or run.lock_file(), run.run_id, audit_log=run.audit_log, check=check)
             host['lock_released'] = True

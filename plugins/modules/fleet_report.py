@@ -87,8 +87,9 @@ options:
         messages, their files and the webhook post, the facts C(notify_result), C(notify_message),
         C(notify_context), C(notify_files) and C(lastgood_notify) in RV(ansible_stats); then write the report.
         One controller task for both (a run's task budget).
-      - Omitted sends nothing.  A webhook that does not take the notice fails the task only with
-        C(webhook_required), after the report was written.
+      - Omitted sends nothing, and neither does a run whose outcome is C(paused) (the job that ends it sends the
+        notice).  A webhook that does not take the notice fails the task only with C(webhook_required), after
+        the report was written.
     type: dict
 seealso:
   - module: lastgood.rollback.fleet_outcome

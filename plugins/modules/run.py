@@ -31,8 +31,8 @@ description:
     live paths, O(apply_command) run when files changed, as O(state=rescue) does - records C(run_aborted)
     (and C(run_checkpoint_restored)) in the audit log and the C(abort) phase in the run state, and lists every
     phase of O(phases) as completed, so the run's other steps do nothing; O(state=end) then closes the run
-    (run state finished, lock released) with the outcome C(aborted).  A run without state on the host, or one
-    that already ended, is refused (nothing is changed).  A restore that fails leaves the outcome
+    (run state finished, lock released) with the outcome C(aborted).  A run without state on the host (unless
+    O(abort_missing=skip)), or one that already ended, is refused (nothing is changed).  A restore that fails leaves the outcome
     C(restore_failed), the run failed and the lock held.
   - O(state=checkpoint) takes the run's checkpoint of O(paths) - a backup named O(checkpoint) in the store,
     verified against its manifest before it is published (see M(lastgood.rollback.backup)) - and records the
@@ -57,6 +57,7 @@ description:
     restored - it is in no known state, and a rerun with the same run id takes the lock again), then reads
     this run's events from the audit log and verifies its hash
     chain into C(lastgood_host.events) and C(lastgood_host.audit).  It never fails on its own account.
+    A run this job pauses (O(pause_after)) that has not failed on the host is paused instead of ended (see there).
   - O(state=close) writes this host's C(report.json) and C(report.md) into C(<report_dir>/<run_id>/) on the
     host (directory mode C(0750), files C(0640), each replaced atomically), then fails a host whose run
     failed, saying where it failed, what state the host is in and how to resume.
@@ -146,11 +147,32 @@ options:
     default: {}
   action:
     description:
-      - O(state=begin) - V(resume) starts the run or resumes it after its last completed phase; V(abort) puts the
-        checkpoint of a failed run back and closes the run (see above).
+      - O(state=begin) - V(resume) starts the run or resumes it after its last completed phase; V(continue) resumes a
+        run an earlier job began (a paused run, see O(pause_after)) and never starts one - a host without the run's
+        state, or where it ended, fails and nothing is changed; V(abort) puts the checkpoint of a failed run back and
+        closes the run (see above).
     type: str
-    choices: [resume, abort]
+    choices: [resume, continue, abort]
     default: resume
+  pause_after:
+    description:
+      - O(state=begin) - this job does the run up to this phase of O(phases) and pauses it there - C(checkpoint) or a
+        later phase, not one of O(fixed_phases).  The later phases are listed in C(lastgood_host.held) and are not
+        recorded by O(state=phase); O(state=end) records C(run_paused) instead of C(run_end), leaves the run state
+        running and keeps the lock, and the host's outcome is C(paused).  A later job continues the run with the
+        same O(run_id) (O(action=continue)).  This is how the nodes of an AWX workflow each do one part of a run.
+      - V('') runs to the end.
+    type: str
+    default: ''
+  abort_missing:
+    description:
+      - O(state=begin) with O(action=abort) - what to do on a host where the run never began (no run state).
+        V(fail) refuses, in case the run id is wrong.  V(skip) counts the host as aborted with nothing to put back
+        and records nothing of the run on it (no lock, run state or audit event; O(state=close) still writes its
+        report) - for an abort across a whole inventory, part of which the run never reached.
+    type: str
+    choices: [fail, skip]
+    default: fail
   skip_phases:
     description:
       - O(state=begin) - phases of O(phases) after C(checkpoint) that this attempt skips, on the operator's word.
@@ -344,13 +366,15 @@ ansible_facts:
         - C(run_id), C(operation), C(level), C(checkpoint); from O(state=begin) C(attempt), C(resumed),
           C(completed) (phases a resumed run skips), C(recorded) (artifacts earlier attempts recorded, by phase),
           C(started), C(lock_file), C(lock_held).
+        - From O(state=begin) C(held) (phases left for a later job, see O(pause_after)) and C(pause_after).
         - From O(state=begin) with O(skip_phases) C(skipped) (C(phase), C(reason) of each phase skipped); with
           O(action=abort) also C(outcome) (C(aborted) or C(restore_failed)), C(failure) (phase C(abort)) and
           C(restore), as from O(state=rescue).
         - From O(state=rescue) C(outcome) (C(failed) or C(restore_failed)), C(failure) (C(phase), C(task),
           C(message), C(stopped_by_fleet), C(failed_hosts)) and C(restore) (C(attempted), C(restored),
           C(verified), C(reapplied), C(checkpoint), C(changed), C(drift), C(message)).
-        - From O(state=end) C(outcome) (C(success) unless the rescue or an abort set it), C(finished), C(lock_released),
+        - From O(state=end) C(outcome) (C(success) unless the rescue or an abort set it, C(paused) when this job paused
+          the run), C(finished), C(lock_released),
           C(events) (this run's audit events on this host) and C(audit) (C(chain_ok), C(lines),
           C(first_broken), C(events) - the number of events, C(quarantined) - corrupt live files of the audit log
           moved aside, each C(file), C(ts), C(reason)).
@@ -361,6 +385,13 @@ report:
   returned: O(state=close)
   type: dict
   sample: {dir: /var/lib/lastgood/reports/20261207T200000Z-1a2b3c, changed: [report.json, report.md]}
+not_begun:
+  description:
+    - O(state=begin) refused the run because it never began on this host (O(action=continue), or O(action=abort)
+      with O(abort_missing=fail)).  The rescue then records no run state for it on the host.
+  returned: failure
+  type: bool
+  sample: true
 quarantined:
   description:
     - When the step fails, the corrupt bookkeeping files it moved aside read-only as C(<file>.corrupt-<UTC time>)
@@ -395,7 +426,9 @@ ARGUMENT_SPEC = dict(
     lock_ttl=dict(type='int', default=_lock.DEFAULT_TTL),
     user=dict(type='str', default=''),
     meta=dict(type='dict', default={}),
-    action=dict(type='str', default='resume', choices=['resume', 'abort']),
+    action=dict(type='str', default='resume', choices=['resume', 'continue', 'abort']),
+    pause_after=dict(type='str', default=''),
+    abort_missing=dict(type='str', default='fail', choices=['fail', 'skip']),
     skip_phases=dict(type='list', elements='str', default=[]),
     fixed_phases=dict(type='list', elements='str', default=[]),
     reason=dict(type='str', default=''),
@@ -426,13 +459,16 @@ def step(module):
     state = params['state']
     if state == 'begin' and params['action'] == 'abort':
         host, changed = _run.abort(run, params['phases'], params['reason'], params['apply_command'],
-                                   lambda argv: _run_command(module, argv), check=check, warn=module.warn)
+                                   lambda argv: _run_command(module, argv), check=check, warn=module.warn,
+                                   missing=params['abort_missing'])
         return {'changed': changed, 'msg': 'Run %s aborted on this host. %s' % (run.run_id, host['restore']['message']),
                 'ansible_facts': {'lastgood_host': host}}
     if state == 'begin':
         skip = _run.skip_plan(params['phases'], params['skip_phases'], params['reason'], params['fixed_phases'])
+        hold = _run.hold_plan(params['phases'], params['pause_after'], params['fixed_phases'])
         host, changed = _run.begin(run, params['meta'], check=check, warn=module.warn, skip=skip,
-                                   reason=params['reason'])
+                                   reason=params['reason'], action=params['action'], hold=hold,
+                                   pause_after=params['pause_after'])
         for skipped in host['skipped']:
             module.warn('Skipping phase %s of run %s on the operator\'s word: %s' % (
                 skipped['phase'], run.run_id, skipped['reason']))
@@ -441,6 +477,10 @@ def step(module):
             module.warn(msg)
         else:
             msg = 'Started run %s (attempt %s) on this host.' % (run.run_id, host['attempt'])
+        if params['pause_after']:
+            msg += ' This job pauses the run after phase %s%s.' % (
+                params['pause_after'], ' (%s left for the job that continues it)' % ', '.join(host['held'])
+                if host['held'] else '')
         return {'changed': changed, 'msg': msg, 'ansible_facts': {'lastgood_host': host}}
     if state == 'checkpoint':
         host, changed, taken = _run.checkpoint(run, params['host'], params['paths'], params['exclude'],
@@ -453,8 +493,12 @@ def step(module):
     if state == 'phase':
         host = run.new_host(params['host'])
         changed = _run.record_phase(run, host, params['phase'], params['artifacts'], check=check)
-        msg = ('Recorded phase %s.' % params['phase'] if changed
-               else 'Phase %s was completed by an earlier attempt of the run; not recorded again.' % params['phase'])
+        if changed:
+            msg = 'Recorded phase %s.' % params['phase']
+        elif params['phase'] in host.get('held', []):
+            msg = 'Phase %s is left for the job that continues the run; not recorded.' % params['phase']
+        else:
+            msg = 'Phase %s was completed by an earlier attempt of the run; not recorded again.' % params['phase']
         return {'changed': changed, 'msg': msg, 'ansible_facts': {'lastgood_host': host}}
     if state == 'rescue':
         host, changed = _run.rescue(run, params['host'], params['failure'], params['passed_phases'],
@@ -464,8 +508,10 @@ def step(module):
     if state == 'end':
         host, changed = _run.end(run, params['host'], check=check, warn=module.warn, last_phase=params['phase'],
                                  artifacts=params['artifacts'])
-        return {'changed': changed, 'msg': 'Run %s ended on this host: %s.' % (run.run_id, host['outcome']),
-                'ansible_facts': {'lastgood_host': host}}
+        msg = ('Run %s paused on this host after phase %s; it stays open for the job that continues it.'
+               % (run.run_id, host['pause_after']) if host['outcome'] == _run.PAUSED
+               else 'Run %s ended on this host: %s.' % (run.run_id, host['outcome']))
+        return {'changed': changed, 'msg': msg, 'ansible_facts': {'lastgood_host': host}}
     directory, changed = _run.write_report(params['report_dir'], run.run_id, params['report_documents'] or {},
                                            check=check)
     return {'changed': bool(changed), 'report': {'dir': directory, 'changed': changed},
@@ -487,6 +533,8 @@ def main():
         module.exit_json(**step(module))
     except _lock.LockHeld as exc:
         module.fail_json(msg=str(exc), holder=exc.holder, quarantined=getattr(exc, 'quarantined', []))
+    except _run.NotBegun as exc:
+        module.fail_json(msg=str(exc), quarantined=[], not_begun=True)
     except (_run.RunError, _lock.LockError, _state.StateError, _audit.AuditError) as exc:
         module.fail_json(msg=str(exc), quarantined=getattr(exc, 'quarantined', []))
     except OSError as exc:

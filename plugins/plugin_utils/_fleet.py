@@ -25,7 +25,7 @@ TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 UNREACHABLE_MESSAGE = 'host unreachable or stopped before the end of the run'
 NO_RESTORE = {'attempted': False, 'restored': False, 'verified': False, 'message': ''}
 # The keys of set_stats lastgood_run, which AWX workflow nodes read.
-RUN_STATS_KEYS = ('run_id', 'operation', 'level', 'outcome', 'checkpoint', 'failed_hosts', 'stopped_hosts',
+RUN_STATS_KEYS = ('run_id', 'operation', 'level', 'outcome', 'checkpoint', 'failed_hosts', 'stopped_hosts', 'paused_hosts',
                   'restored_hosts')
 
 
@@ -194,7 +194,8 @@ def host_summary(host, record, gates, phases, reachable=True):
     play that has no outcome yet (its run has not ended) counts as ``success``.
     """
     record = record or {}
-    done = passed_phases(gates, host, phases)
+    # a phase left for a later job (the run paused before it) has a gate that let every host through
+    done = [phase for phase in passed_phases(gates, host, phases) if phase not in (record.get('held') or [])]
     outcome = record.get('outcome') or ('success' if reachable else 'unreachable')
     failure = record.get('failure')
     if failure is None and outcome == 'unreachable':
@@ -220,7 +221,8 @@ def classify(hosts):
     gate stopped because others failed, whose checkpoint is back (outcome ``failed``), is *stopped*;
     one whose checkpoint could not be put back (``restore_failed``) has failed too.  A host whose run the
     operator aborted (checkpoint back, run closed) is *aborted*; a run aborted on every host that did not
-    succeed is ``aborted``.
+    succeed is ``aborted``.  A host whose run this job paused after a phase (the run stays open for the next
+    job, an AWX workflow's node) is *paused*; a run paused on every host that did not succeed is ``paused``.
     """
     names = list(hosts)
 
@@ -231,14 +233,18 @@ def classify(hosts):
     stopped = [name for name in names if outcome(name) == 'failed'
                and ((hosts[name] or {}).get('failure') or {}).get('stopped_by_fleet')]
     aborted = [name for name in names if outcome(name) == 'aborted']
-    failed = [name for name in names if outcome(name) not in ('success', 'aborted') and name not in stopped]
+    paused = [name for name in names if outcome(name) == 'paused']
+    failed = [name for name in names if outcome(name) not in ('success', 'aborted', 'paused') and name not in stopped]
     if failed + stopped:
-        overall = 'partial' if succeeded or aborted else 'failed'
+        overall = 'partial' if succeeded or aborted or paused else 'failed'
+    elif aborted:
+        overall = 'aborted'
     else:
-        overall = 'aborted' if aborted else 'success'
+        overall = 'paused' if paused else 'success'
     return {
         'outcome': overall,
         'succeeded_hosts': succeeded,
+        'paused_hosts': paused,
         'aborted_hosts': aborted,
         'failed_hosts': failed,
         'stopped_hosts': stopped,

@@ -111,6 +111,9 @@ def host_record(fleet, host_name, host, results=None):
         state_verified = None
     elif outcome == 'success':
         state_verified = verify['checksums_verified'] if 'checksums_verified' in verify else checkpoint.get('verified')
+    elif outcome == 'paused':
+        # the run goes on in the next job: only its verification so far proves the state
+        state_verified = verify.get('checksums_verified')
     else:
         state_verified = bool(restore.get('verified')) if restore.get('attempted') else None
     audit = (host or {}).get('audit') or {}
@@ -205,7 +208,7 @@ def fleet_metrics(hosts, outcome):
     thresholds = next((found['thresholds'] for found in verified.values() if found.get('thresholds')), {})
     windows = dict((name, found['stability']) for name, found in verified.items() if found.get('stability'))
     problems = _verify.outside_limits(metrics, thresholds)
-    if outcome != 'success' or problems or not all(window.get('ok') for window in windows.values()):
+    if outcome not in ('success', 'paused') or problems or not all(window.get('ok') for window in windows.values()):
         status = 'ISSUES'
     elif verified and len(windows) == len(verified):
         status = 'STABLE'
@@ -225,6 +228,27 @@ def fleet_metrics(hosts, outcome):
     }
 
 
+def carry_over(earlier, record):
+    """A host's record from this job, with the parts of the run an earlier job of the same run reported.
+
+    A run resumed or continued (the next node of an AWX workflow) skips the phases done before: its
+    record has no result for them, and the earlier job's report of the host does.  A part this job
+    reported itself is kept.
+    """
+    if not earlier or 'audit' not in earlier or 'audit' not in record:
+        return record
+    record = dict(record)
+    if not record.get('action') and earlier.get('action'):
+        record['action'] = earlier['action']
+    if (record.get('checkpoint') or {}).get('files') is None and (earlier.get('checkpoint') or {}).get('files') is not None:
+        record['checkpoint'] = earlier['checkpoint']
+    if (record.get('verify') or {}).get('ok') is None and (earlier.get('verify') or {}).get('ok') is not None:
+        record['verify'] = earlier['verify']
+        if record.get('state_verified') is None and record.get('outcome') in ('success', 'paused'):
+            record['state_verified'] = earlier.get('state_verified')
+    return record
+
+
 def merge_report(earlier, part, generated):
     """The fleet report after this play: its hosts merged into the report other plays of the run wrote.
 
@@ -235,7 +259,7 @@ def merge_report(earlier, part, generated):
     if (earlier.get('run') or {}).get('run_id') != part['run'].get('run_id') or not earlier.get('hosts'):
         earlier = EMPTY
     hosts = dict(earlier['hosts'])
-    hosts.update(part['hosts'])
+    hosts.update((name, carry_over(earlier['hosts'].get(name), record)) for name, record in part['hosts'].items())
     records = [record for record in hosts.values() if 'audit' in record]
     proven = [record['state_verified'] for record in records if record.get('state_verified') is not None]
     run = dict(part['run'])

@@ -137,4 +137,5 @@ def test_lastgood_run_is_published_for_awx(ran):
     dummy, fleets, stats = ran
     fleet = fleets['h1']
     assert stats['lastgood_run'] == dict((key, fleet[key]) for key in (
-        'run_id', 'operation', 'level', 'outcome', 'checkpoint', 'failed_hosts', 'stopped_hosts', 'restored_hosts'))
+        'run_id', 'operation', 'level', 'outcome', 'checkpoint', 'failed_hosts', 'stopped_hosts', 'paused_hosts',
+        'restored_hosts'))

@@ -102,3 +102,26 @@ def test_failure_message_of_a_host_whose_checkpoint_is_not_back_says_the_lock_st
 def test_failure_message_drops_one_trailing_stop_of_the_reason(reason, shown):
     host = dict(HOST, failure={'phase': 'p', 'message': reason})
     assert action.failure_message(host, 'h').startswith('Run r-1 (rollback_level2) failed on h in phase p%s. ' % shown)
+
+
+def test_pause_message_says_after_which_phase_what_is_left_and_how_to_go_on():
+    host = {'run_id': 'r-1', 'operation': 'rollback_level2', 'outcome': 'paused', 'pause_after': 'checkpoint',
+            'held': ['level2_config', 'verify']}
+    assert action.pause_message(host, 'web1') == (
+        'Run r-1 (rollback_level2) paused on web1 after phase checkpoint (left for the next job: level2_config, '
+        'verify). The run stays open and holds its lock; continue it with -e lastgood_run_id=r-1 -e '
+        'lastgood_run_action=continue, or put its checkpoint back and close it with -e lastgood_run_action=abort.')
+
+
+def test_abort_message_of_a_host_the_run_never_reached_says_nothing_was_recorded_there():
+    host = {'run_id': 'r-1', 'operation': 'rollback_level2', 'outcome': 'aborted', 'never_began': True,
+            'restore': {'message': 'Run r-1 never began on this host (no run state in /x), so nothing needed putting back.'}}
+    assert action.abort_message(host, 'web1').endswith('nothing needed putting back. Nothing of the run was recorded '
+                                                       'on this host.')
+
+
+def test_a_run_refused_where_it_never_began_tells_the_rescue_to_record_no_run_state():
+    failure = action.failure_record(OPEN, 'web1', PHASES, {'name': 'Take the lock'},
+                                    {'msg': 'run r-1 has no state', 'not_begun': True})
+    assert failure['not_begun'] is True and failure['phase'] == 'act'
+    assert 'not_begun' not in action.failure_record(OPEN, 'web1', PHASES, {'name': 'x'}, {'msg': 'other'})

@@ -520,3 +520,128 @@ def test_abort_refuses_a_run_without_state_or_already_ended_and_changes_nothing(
     with pytest.raises(_run.RunError, match=re.escape(message)):
         _run.abort(settings(work), PHASES, '', [], no_command)
     assert events(work) == before and not os.path.exists(settings(work).lock_file())
+
+
+# -- a run done by several jobs: pause after a phase, continue, abort across an inventory ---------
+
+@pytest.mark.parametrize('pause_after, held', [
+    ('', []), ('checkpoint', ['act', 'verify']), ('act', ['verify']), ('verify', []),
+])
+def test_hold_plan_leaves_the_phases_after_the_pause_for_the_next_job(pause_after, held):
+    assert _run.hold_plan(PHASES, pause_after) == held
+
+
+@pytest.mark.parametrize('pause_after, fixed', [('start', ()), ('preflight', ()), ('nope', ()), ('act', ('act',))])
+def test_hold_plan_refuses_a_pause_before_the_checkpoint_unknown_or_in_a_staging_pass(pause_after, fixed):
+    with pytest.raises(_run.RunError, match=r'^the run cannot pause after %s: it pauses after one of ' % pause_after):
+        _run.hold_plan(PHASES, pause_after, fixed)
+
+
+def test_a_paused_run_stays_open_with_its_lock_and_the_next_job_continues_and_ends_it(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, hold=_run.hold_plan(PHASES, 'checkpoint'), pause_after='checkpoint')
+    assert host['held'] == ['act', 'verify'] and host['pause_after'] == 'checkpoint'
+    host, _changed, taken = _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    assert taken['verified'] is True
+    # the held phases are not recorded, whatever the job's later steps say
+    assert _run.record_phase(run, host, 'act', {}) is False
+    paused, _changed = _run.end(run, host, last_phase='verify')
+
+    assert paused['outcome'] == 'paused' and paused['lock_held'] is True and paused['lock_released'] is False
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['status'] == 'running' and state['completed_phases'] == ['checkpoint']
+    assert _lock.status(run.lock_file())['holder']['run_id'] == RUN
+    [pause] = events(work, 'run_paused')
+    assert pause['detail'] == {'outcome': 'paused', 'after': 'checkpoint', 'next': ['act', 'verify']}
+    assert events(work, 'run_end') == []
+    # another run cannot start in between: the lock is the paused run's
+    with pytest.raises(_lock.LockHeld):
+        _run.begin(settings(work, run_id='run-8'), {})
+
+    host, _changed = _run.begin(run, {}, action='continue', hold=_run.hold_plan(PHASES, 'act'), pause_after='act')
+    assert host['resumed'] is True and host['completed'] == ['checkpoint'] and host['held'] == ['verify']
+    assert events(work, 'run_resume')[-1]['detail'] == dict(events(work, 'run_resume')[-1]['detail'],
+                                                            action='continue', until='act')
+    assert _run.record_phase(run, host, 'act', {'changed': True}) is True
+    paused, _changed = _run.end(run, host, last_phase='verify')
+    assert paused['outcome'] == 'paused'
+    assert _state.load(str(work / 'runs'), RUN)['completed_phases'] == ['checkpoint', 'act']
+
+    host, _changed = _run.begin(run, {}, action='continue')
+    assert host['completed'] == ['checkpoint', 'act'] and host['held'] == [] and host['pause_after'] == ''
+    ended, _changed = _run.end(run, host, last_phase='verify', artifacts={'verified': True})
+    assert ended['outcome'] == 'success' and ended['lock_released'] is True
+    assert not os.path.exists(run.lock_file())
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['status'] == 'finished' and state['completed_phases'] == ['checkpoint', 'act', 'verify']
+
+
+def test_a_run_paused_after_its_last_phase_records_it_and_stays_open(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, hold=_run.hold_plan(PHASES, 'verify'), pause_after='verify')
+    paused, _changed = _run.end(run, host, last_phase='verify', artifacts={'verified': True})
+    assert paused['outcome'] == 'paused' and paused['held'] == []
+    state = _state.load(str(work / 'runs'), RUN)
+    assert state['status'] == 'running' and state['completed_phases'] == ['verify']
+
+
+def test_a_run_that_fails_in_a_pausing_job_is_not_paused_its_checkpoint_goes_back(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, hold=_run.hold_plan(PHASES, 'act'), pause_after='act')
+    host, _changed, _taken = _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    (work / 'app' / 'app.conf').write_text('bad\n')
+    host, _changed = _run.rescue(run, host, FAILURE, ['checkpoint'], [], True, no_command)
+    ended, _changed = _run.end(run, host)
+    assert ended['outcome'] == 'failed' and ended['lock_released'] is True
+    assert (work / 'app' / 'app.conf').read_text() == 'good\n'
+    assert events(work, 'run_paused') == [] and _state.load(str(work / 'runs'), RUN)['status'] == 'failed'
+
+
+@pytest.mark.parametrize('prepare, message', [
+    (lambda work: None, 'run run-7 has no state in'),
+    (ended_run, 'run run-7 already ended on this host'),
+])
+def test_continue_never_starts_a_run_nor_reopens_one_that_ended(work, prepare, message):
+    prepare(work)
+    before = events(work)
+    with pytest.raises(_run.RunError, match=re.escape(message) + r'.*nothing to continue'):
+        _run.begin(settings(work), {}, action='continue')
+    assert events(work) == before and not os.path.exists(settings(work).lock_file())
+    if before == []:
+        assert _state.load(str(work / 'runs'), RUN) is None
+
+
+def test_abort_across_an_inventory_counts_a_host_the_run_never_reached_as_aborted_and_writes_nothing(work):
+    run = settings(work)
+    host, changed = _run.abort(run, PHASES, 'a node failed', [], no_command, missing='skip')
+    assert changed is False and host['outcome'] == 'aborted' and host['never_began'] is True
+    assert host['completed'] == PHASES and host['held'] == [] and 'attempt' not in host
+    assert 'never began on this host' in host['restore']['message'] and host['restore']['attempted'] is False
+    ended, _changed = _run.end(run, host)
+    assert ended['outcome'] == 'aborted' and ended['lock_released'] is False
+    assert not os.path.exists(str(work / 'log')) and not os.path.exists(str(work / 'runs'))
+    assert not os.path.exists(run.lock_file())
+
+
+def test_abort_across_an_inventory_still_puts_back_a_paused_runs_checkpoint_and_closes_it(work):
+    run = settings(work)
+    host, _changed = _run.begin(run, {}, hold=_run.hold_plan(PHASES, 'act'), pause_after='act')
+    host, _changed, _taken = _run.checkpoint(run, host, [str(work / 'app')], [], False)
+    _run.record_phase(run, host, 'act', {})
+    (work / 'app' / 'app.conf').write_text('changed by the act node\n')
+    _run.end(run, host)
+    host, changed = _run.abort(run, PHASES, 'a node failed', [], no_command, missing='skip')
+    assert changed is True and host['outcome'] == 'aborted'
+    assert (work / 'app' / 'app.conf').read_text() == 'good\n'
+    ended, _changed = _run.end(run, host)
+    assert ended['lock_released'] is True and _state.load(str(work / 'runs'), RUN)['status'] == 'finished'
+
+
+def test_the_rescue_of_a_run_refused_where_it_never_began_records_no_run_state(work):
+    run = settings(work)
+    failure = dict(FAILURE, phase='start', not_begun=True)
+    host, _changed = _run.rescue(run, {}, failure, [], [], True, no_command)
+    assert host['outcome'] == 'failed' and host['restore']['attempted'] is False
+    assert _state.load(str(work / 'runs'), RUN) is None, 'a later continue would find this state and start the run'
+    host, _changed = _run.rescue(run, {}, dict(FAILURE, phase='start'), [], [], True, no_command)
+    assert _state.load(str(work / 'runs'), RUN)['status'] == 'failed'

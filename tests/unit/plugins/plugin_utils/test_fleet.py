@@ -130,7 +130,7 @@ def test_fleet_of_hosts_that_all_succeeded_is_a_success_and_runs_from_the_earlie
     assert fleet['hosts']['web1']['failure'] is None and fleet['hosts']['web1']['stopped_by_fleet'] is False
     assert _fleet.run_stats(fleet) == {
         'run_id': 'r1', 'operation': 'rollback_level2', 'level': 2, 'outcome': 'success', 'checkpoint': 'run-r1',
-        'failed_hosts': [], 'stopped_hosts': [], 'restored_hosts': []}
+        'failed_hosts': [], 'stopped_hosts': [], 'paused_hosts': [], 'restored_hosts': []}
 
 
 def test_fleet_keeps_the_failed_host_apart_from_the_hosts_the_gate_stopped():

@@ -233,3 +233,53 @@ def test_the_fleets_metrics_are_the_worst_of_its_hosts_judged_by_the_verify_thre
     assert found['outside_thresholds'] == ['session success rate 94 % (must be > 95 %)',
                                            'security violations 2 (must be <= 0)']
     assert found['status'] == 'ISSUES' and found['stability'] == {'seconds': 300, 'passed': ['web1'], 'failed': []}
+
+
+# -- a run done by several jobs (the nodes of an AWX workflow, docs/awx.md) ------------------------------
+
+def test_a_paused_run_reads_exactly_as_reviewed_and_sends_no_end_notice():
+    paused = dict(host('paused'), pause_after='checkpoint', held=['level2_config', 'verify'])
+    hosts = {'web1': paused, 'web2': dict(paused)}
+    results = dict((name, {'checkpoint': {'id': 'run-r1', 'verified': True, 'files': 3, 'bytes': 120}}) for name in hosts)
+    report, texts, _own = documents_of(hosts, results)
+    assert report['run']['outcome'] == 'paused' and report['run']['paused_hosts'] == ['web1', 'web2']
+    assert report['run']['failed_hosts'] == [] and report['verification']['status'] == 'MONITORING'
+    # nothing has verified the state yet, and the gates of the phases held for the next job do not count
+    assert all(record['state_verified'] is None for record in report['hosts'].values())
+    assert all(record['passed_phases'] == ['preflight', 'start', 'checkpoint'] for record in report['hosts'].values())
+    assert_golden(os.path.join(GOLDEN, 'report_paused.md'), texts['report.md'])
+
+
+def test_the_job_that_ends_a_run_keeps_what_earlier_jobs_of_it_reported_for_the_phases_it_skipped():
+    act = {'changed': True, 'source': 'store'}
+    earlier_results = {'checkpoint': {'id': 'run-r1', 'verified': True, 'files': 3, 'bytes': 120},
+                       'action': act, 'verify': verified()}
+    paused = dict(host('paused'), pause_after='verify')
+    earlier_fleet = fleet_of({'web1': paused, 'web2': paused})
+    earlier = _report.merge_report(None, _report.report_slice(earlier_fleet, dict(
+        (name, _report.host_record(earlier_fleet, name, paused, earlier_results)) for name in ('web1', 'web2')), [],
+        ['web1', 'web2']), '2026-11-21T23:17:00Z')
+    # the closing job (every phase completed earlier) reports web1 only: another slice has web2
+    gates = {'checkpoint': _fleet.gate('checkpoint', ['web1'], ['web1'], [])}
+    closing = fleet_of({'web1': host()}, gates)
+    part = _report.report_slice(closing, {'web1': _report.host_record(closing, 'web1', host(), {})}, [], ['web1'])
+    merged = _report.merge_report(earlier, part, '2026-11-21T23:20:00Z')
+
+    web1 = merged['hosts']['web1']
+    assert web1['outcome'] == 'success' and web1['action'] == act and web1['verify'] == earlier['hosts']['web1']['verify']
+    assert web1['checkpoint']['verified'] is True and web1['state_verified'] is True
+    assert merged['hosts']['web2']['outcome'] == 'paused'
+    assert merged['run']['outcome'] == 'paused' and merged['run']['succeeded_hosts'] == ['web1']
+    assert merged['verification']['status'] == 'STABLE'
+
+
+def test_a_failure_in_a_later_job_is_reported_as_that_jobs_failure_not_carried_over():
+    earlier_fleet = fleet_of({'web1': host('paused')})
+    earlier = _report.merge_report(None, _report.report_slice(earlier_fleet, {'web1': _report.host_record(
+        earlier_fleet, 'web1', host('paused'), {'verify': verified()})}, [], ['web1']), '2026-11-21T23:17:00Z')
+    failed = host('failed', failure=dict(STOPPED, stopped_by_fleet=False), restore=RESTORED)
+    later = fleet_of({'web1': failed})
+    part = _report.report_slice(later, {'web1': _report.host_record(later, 'web1', failed, {
+        'verify': verified(False, error_rate=4)})}, [], ['web1'])
+    merged = _report.merge_report(earlier, part, '2026-11-21T23:20:00Z')
+    assert merged['hosts']['web1']['verify']['ok'] is False and merged['run']['outcome'] == 'failed'
