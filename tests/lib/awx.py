@@ -4,7 +4,8 @@ Everything is read from the files (awx/vars/templates.yml, awx/surveys/, the wra
 awx/project/, playbooks/, roles/*/meta/argument_specs.yml), so a test built on it follows the
 code instead of a copy of it.  The gated rollback workflows' nodes are rendered as
 awx/configure.yml renders them (``gated_workflow``); ``workflow_graph`` gives any workflow's nodes
-as identifiers, templates, extra data and edges, for tests that run the nodes in order.
+as identifiers, templates, extra data and edges, for tests that run the nodes in order, and
+``workflow_run`` / ``workflow_status`` which nodes AWX runs when some fail, and the workflow's status.
 
 Two functions model what AWX does with variables, from its source (awx/main/models/mixins.py,
 SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwargs):
@@ -186,6 +187,45 @@ def workflow_graph(nodes):
             'always': [target['identifier'] for target in related.get('always_nodes') or []],
         })
     return graph
+
+
+def gated_workflow_graph(key):
+    """The gated workflow of template ``key`` as a graph (workflow_graph), in the order defined."""
+    return workflow_graph(gated_workflow(key))
+
+
+def workflow_run(graph, failing=()):
+    """[(identifier, status)] of the nodes AWX runs, in order, when the nodes in ``failing`` fail.
+
+    AWX's rules (awx/main/scheduler/dag_workflow.py, WorkflowDAG.bfs_nodes_to_run and
+    mark_dnr_nodes): the roots run first; a node that succeeded runs the nodes of its success and
+    always edges, one that failed those of its failure and always edges; a node reached from
+    several parents (not "all parents must converge", AWX's default) runs once, when the first
+    edge leads to it.  Every other node is never run.
+    """
+    nodes = dict((node['identifier'], node) for node in graph)
+    reached = set(target for node in graph for kind in ('success', 'failure', 'always') for target in node[kind])
+    queue = [node['identifier'] for node in graph if node['identifier'] not in reached]
+    ran = []
+    while queue:
+        identifier = queue.pop(0)
+        if identifier in [done for done, _status in ran]:
+            continue
+        status = 'failed' if identifier in failing else 'successful'
+        ran.append((identifier, status))
+        node = nodes[identifier]
+        queue += node['success' if status == 'successful' else 'failure'] + node['always']
+    return ran
+
+
+def workflow_status(graph, ran):
+    """The status AWX gives a workflow whose nodes ran as ``ran`` (workflow_run): failed when a node that
+    failed has neither a failure nor an always edge (WorkflowDAG.has_workflow_failed), else successful --
+    a failure its failure route handled leaves the workflow successful."""
+    nodes = dict((node['identifier'], node) for node in graph)
+    unhandled = [identifier for identifier, status in ran
+                 if status == 'failed' and not nodes[identifier]['failure'] + nodes[identifier]['always']]
+    return 'failed' if unhandled else 'successful'
 
 
 def success_chain(graph):

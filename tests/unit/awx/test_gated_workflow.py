@@ -14,9 +14,9 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from lib.awx import (ABORT_MISSING, AWX_DIR, RUN_ACTIONS, RUN_UNTIL, artifact_publishers, gated_survey, gated_workflow,
-                     gated_workflow_definitions, job_templates, load_yaml, loaded_job_vars, playbook_inputs,
-                     render_settings, role_entry_points, role_options, run_extra_vars, success_chain, survey,
-                     survey_answer_errors, targets, workflow, workflow_graph)
+                     gated_workflow_definitions, gated_workflow_graph, job_templates, load_yaml, loaded_job_vars,
+                     playbook_inputs, render_settings, role_entry_points, role_options, run_extra_vars, success_chain,
+                     survey, survey_answer_errors, targets, workflow, workflow_graph, workflow_run, workflow_status)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # "run-" + the run id
@@ -31,7 +31,7 @@ PENDING_RUN_SIDE = {'lastgood_run_until', 'lastgood_abort_missing'}
 
 
 def _graph(key):
-    return workflow_graph(gated_workflow(key))
+    return gated_workflow_graph(key)
 
 
 def _nodes(key):
@@ -156,6 +156,27 @@ def test_node_data_are_values_the_run_skeleton_takes(key):
         # only the first phase may start the run; the others go on with it or put it back
         if node['identifier'] != 'checkpoint':
             assert data['lastgood_run_action'] in ('continue', 'abort'), node['identifier']
+
+
+@pytest.mark.parametrize('key', GATED)
+@pytest.mark.parametrize('failing, expected, status', [
+    # all pass: the run ends at close
+    ((), ['start', 'checkpoint', 'act', 'verify', 'close'], 'successful'),
+    # a failed phase goes straight to abort; AWX counts the failure as handled (docs/awx.md)
+    (('checkpoint',), ['start', 'checkpoint', 'abort'], 'successful'),
+    (('act',), ['start', 'checkpoint', 'act', 'abort'], 'successful'),
+    (('verify',), ['start', 'checkpoint', 'act', 'verify', 'abort'], 'successful'),
+    # a failed abort or close has no route: the workflow fails and its notifications say so
+    (('verify', 'abort'), ['start', 'checkpoint', 'act', 'verify', 'abort'], 'failed'),
+    (('close',), ['start', 'checkpoint', 'act', 'verify', 'close'], 'failed'),
+    # nothing began: nothing to put back
+    (('start',), ['start'], 'failed'),
+])
+def test_what_awx_runs_and_the_workflows_status_when_nodes_fail(key, failing, expected, status):
+    graph = _graph(key)
+    ran = workflow_run(graph, failing)
+    assert [identifier for identifier, _status in ran] == expected
+    assert workflow_status(graph, ran) == status
 
 
 # -- run ids -----------------------------------------------------------------------------------
