@@ -16,7 +16,7 @@ from ansible.template import Templar
 from lib.awx import (ABORT_MISSING, AWX_DIR, RUN_ACTIONS, RUN_UNTIL, artifact_publishers, gated_survey, gated_workflow,
                      gated_workflow_definitions, gated_workflow_graph, job_templates, load_yaml, loaded_job_vars,
                      playbook_inputs, render_settings, role_entry_points, role_options, run_extra_vars, success_chain,
-                     survey, survey_answer_errors, targets, workflow, workflow_graph, workflow_run, workflow_status)
+                     survey, survey_answer_errors, targets, workflow, workflow_run, workflow_status)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # "run-" + the run id
