@@ -184,11 +184,10 @@ def test_what_awx_runs_and_the_workflows_status_when_nodes_fail(key, failing, ex
 @pytest.mark.parametrize('key', GATED)
 def test_every_node_and_every_slice_runs_the_same_run(key):
     run_ids = {}
-    for number, node in enumerate(_graph(key)[1:]):
+    for number, node in enumerate(gated_workflow(key)[1:]):
         # AWX makes a slice workflow per sliced node (its own awx_workflow_job_id) and a job per slice.
         for slice_number in range(3):
-            run_ids[(node['identifier'], slice_number)] = _run_id(key, gated_workflow(key)[number + 1],
-                                                                  job=1000 + 10 * number + slice_number,
+            run_ids[(node['identifier'], slice_number)] = _run_id(key, node, job=1000 + 10 * number + slice_number,
                                                                   slice_workflow=500 + number)
     assert set(run_ids.values()) == {WORKFLOW_ID + '-run'}, run_ids
     run_id = WORKFLOW_ID + '-run'
