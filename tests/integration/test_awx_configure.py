@@ -16,8 +16,8 @@ import subprocess
 import pytest
 import yaml
 
-from lib.awx import (AWX_DIR, REPO_ROOT, job_templates, load_yaml, survey, template_extra_vars, templates_data,
-                     workflow)
+from lib.awx import (AWX_DIR, REPO_ROOT, gated_workflow, gated_workflow_definitions, job_templates, load_yaml, survey,
+                     template_extra_vars, templates_data, workflow)
 
 ANSIBLE_PLAYBOOK = os.path.join(REPO_ROOT, '.venv', 'bin', 'ansible-playbook')
 REFUSED = 'Connection refused'
@@ -98,9 +98,9 @@ def test_every_controller_task_gets_past_argument_checking_to_the_controller_cal
     results = _controller_results(configure_run)
     approvals = [node for node in workflow()['nodes'] if node['unified_job_template']['type'] == 'workflow_approval']
     # execution environment, project, workflow; credential type, credential, notification template; the templates,
-    # the approval nodes and the schedules.
+    # the gated workflows, the approval nodes and the schedules.
     schedules = templates_data()['lastgood_awx_schedules']
-    assert len(results) == 6 + len(job_templates()) + len(approvals) + len(schedules)
+    assert len(results) == 6 + len(job_templates()) + len(gated_workflow_definitions()) + len(approvals) + len(schedules)
     not_refused = [(name, result.get('msg')) for name, result in results if REFUSED not in result.get('msg', '')]
     assert not not_refused
 
@@ -148,6 +148,26 @@ def test_workflow_nodes_name_the_job_templates_created_alongside(configure_run):
         else:
             assert template['type'] == 'workflow_approval'
             assert isinstance(template['timeout'], int) or str(template['timeout']).isdigit()
+
+
+GATED_TASK = 'Create or update the gated rollback workflows'
+
+
+def test_each_gated_workflow_runs_its_own_template_created_alongside_with_its_survey(configure_run):
+    sent = _sent(configure_run, GATED_TASK)
+    templates = _sent(configure_run, 'Create or update a job template per playbook, with its survey')
+    assert sorted(sent) == sorted(gated_workflow_definitions())
+    for key, args in sent.items():
+        # what Ansible rendered in the task is what tests/lib/awx.py renders for the unit tests
+        assert args['workflow_nodes'] == gated_workflow(key), key
+        names = [node['unified_job_template']['name'] for node in args['workflow_nodes']]
+        assert names[0] == templates['start-workflow']['name']
+        assert set(names[1:]) == {templates[key]['name']}, key
+        assert templates[key]['job_slice_count'] == SLICES, 'every node runs sliced'
+        assert args['survey_spec'] == survey(job_templates()[key]['survey'])
+        assert args['survey_enabled'] is True and args['allow_simultaneous'] is False
+        for event in ('error', 'success', 'approvals'):
+            assert args['notification_templates_' + event] == ['lastgood: job status'], (key, event)
 
 
 def test_schedules_launch_the_checkpoint_template_created_alongside(configure_run):

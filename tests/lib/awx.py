@@ -2,7 +2,10 @@
 
 Everything is read from the files (awx/vars/templates.yml, awx/surveys/, the wrapper playbooks in
 awx/project/, playbooks/, roles/*/meta/argument_specs.yml), so a test built on it follows the
-code instead of a copy of it.
+code instead of a copy of it.  The gated rollback workflows' nodes are rendered as
+awx/configure.yml renders them (``gated_workflow``); ``workflow_graph`` gives any workflow's nodes
+as identifiers, templates, extra data and edges, for tests that run the nodes in order, and
+``workflow_run`` / ``workflow_status`` which nodes AWX runs when some fail, and the workflow's status.
 
 Two functions model what AWX does with variables, from its source (awx/main/models/mixins.py,
 SurveyJobTemplateMixin; awx/main/models/workflow.py, WorkflowJobNode.get_job_kwargs):
@@ -81,6 +84,11 @@ def workflow():
     return templates_data()['lastgood_awx_workflow']
 
 
+def gated_workflow_definitions():
+    """{template key: {name, description, template}} of the gated workflows (unrendered)."""
+    return templates_data()['lastgood_awx_gated_workflows']
+
+
 def run_extra_vars():
     """The extra vars (unrendered) of every job template that starts a run."""
     return templates_data()['lastgood_awx_run_extra_vars']
@@ -120,6 +128,114 @@ def _template_keys_by_name():
     templar = _settings_templar()
     return dict((templar.template(trust_as_template(definition['name'])), key)
                 for key, definition in job_templates().items())
+
+
+def render_settings(value, **variables):
+    """``value`` rendered as awx/configure.yml renders it: with its vars files and the task's ``variables``.
+
+    Plain Python data, as the module sends it to AWX (JSON), without Ansible's tags.
+    """
+    settings = awx_settings()
+    settings.update(variables)
+    return json.loads(json.dumps(Templar(loader=DataLoader(), variables=trusted(settings)).template(trusted(value))))
+
+
+# -- the gated workflows ------------------------------------------------------------------------
+#
+# The run-side interface their node data speaks (the run skeleton, docs/dev/run.md): the values a
+# node may give.  lastgood_run_until '' runs to the run's end; the others stop after that phase and
+# leave the run paused.  continue goes on with a run that began on the host and never starts one.
+# abort puts the run's checkpoint back; with lastgood_abort_missing skip, a host the run never
+# reached is reported aborted with nothing to put back instead of failing.
+
+RUN_UNTIL = ('', 'checkpoint', 'action', 'verify')
+RUN_ACTIONS = ('resume', 'continue', 'abort')
+ABORT_MISSING = ('fail', 'skip')
+
+
+def gated_workflow(key):
+    """The nodes of the gated workflow of template ``key``, rendered as awx/configure.yml sends them."""
+    return render_settings(templates_data()['lastgood_awx_gated_nodes'], lastgood_awx_gated_template=key)
+
+
+def gated_workflows():
+    """{template key: its gated workflow's rendered nodes}."""
+    return dict((key, gated_workflow(key)) for key in gated_workflow_definitions())
+
+
+def gated_survey(key):
+    """The survey a gated workflow asks: its template's."""
+    return survey(job_templates()[gated_workflow_definitions()[key]['template']]['survey'])
+
+
+def workflow_graph(nodes):
+    """The nodes of a workflow as a graph, in the order defined: for each node its identifier, the job
+    template it runs (a key of job_templates(), None for an approval), its type, its extra data and limit,
+    and the identifiers its success, failure and always edges lead to.
+    """
+    graph = []
+    for node in nodes:
+        related = node.get('related') or {}
+        graph.append({
+            'identifier': node['identifier'],
+            'type': node['unified_job_template']['type'],
+            'template': template_key(node) if node['unified_job_template']['type'] == 'job_template' else None,
+            'extra_data': node_extra_data(node),
+            'limit': node.get('limit'),
+            'success': [target['identifier'] for target in related.get('success_nodes') or []],
+            'failure': [target['identifier'] for target in related.get('failure_nodes') or []],
+            'always': [target['identifier'] for target in related.get('always_nodes') or []],
+        })
+    return graph
+
+
+def gated_workflow_graph(key):
+    """The gated workflow of template ``key`` as a graph (workflow_graph), in the order defined."""
+    return workflow_graph(gated_workflow(key))
+
+
+def workflow_run(graph, failing=()):
+    """[(identifier, status)] of the nodes AWX runs, in order, when the nodes in ``failing`` fail.
+
+    AWX's rules (awx/main/scheduler/dag_workflow.py, WorkflowDAG.bfs_nodes_to_run and
+    mark_dnr_nodes): the roots run first; a node that succeeded runs the nodes of its success and
+    always edges, one that failed those of its failure and always edges; a node reached from
+    several parents (not "all parents must converge", AWX's default) runs once, when the first
+    edge leads to it.  Every other node is never run.
+    """
+    nodes = dict((node['identifier'], node) for node in graph)
+    reached = set(target for node in graph for kind in ('success', 'failure', 'always') for target in node[kind])
+    queue = [node['identifier'] for node in graph if node['identifier'] not in reached]
+    ran = []
+    while queue:
+        identifier = queue.pop(0)
+        if identifier in [done for done, _status in ran]:
+            continue
+        status = 'failed' if identifier in failing else 'successful'
+        ran.append((identifier, status))
+        node = nodes[identifier]
+        queue += node['success' if status == 'successful' else 'failure'] + node['always']
+    return ran
+
+
+def workflow_status(graph, ran):
+    """The status AWX gives a workflow whose nodes ran as ``ran`` (workflow_run): failed when a node that
+    failed has neither a failure nor an always edge (WorkflowDAG.has_workflow_failed), else successful --
+    a failure its failure route handled leaves the workflow successful."""
+    nodes = dict((node['identifier'], node) for node in graph)
+    unhandled = [identifier for identifier, status in ran
+                 if status == 'failed' and not nodes[identifier]['failure'] + nodes[identifier]['always']]
+    return 'failed' if unhandled else 'successful'
+
+
+def success_chain(graph):
+    """The identifiers from the graph's first node along its success edges (the first edge of each)."""
+    nodes = dict((node['identifier'], node) for node in graph)
+    chain, node = [], graph[0]
+    while node and node['identifier'] not in chain:
+        chain.append(node['identifier'])
+        node = nodes[node['success'][0]] if node['success'] else None
+    return chain
 
 
 def template_extra_vars(key):
@@ -465,3 +581,40 @@ def targets(key):
 def referenced_lastgood_vars(value):
     """The lastgood_* variables a (templated) value refers to."""
     return set(re.findall(r'\b(lastgood_\w+)', json.dumps(value)))
+
+
+# -- set_stats artifacts ---------------------------------------------------------------------------
+
+_SET_STATS = ('set_stats', 'ansible.builtin.set_stats')
+# An action plugin publishes as set_stats does: ansible_stats={'data': {'<key>': ...
+_ACTION_STATS = re.compile(r"ansible_stats'?[=:] ?\{'data': \{'(\w+)'")
+
+
+def _tasks_in(path):
+    data = load_yaml(path)
+    if not isinstance(data, list):
+        return []  # not a playbook or a task list (an inventory, a vars file)
+    if any('hosts' in entry or 'import_playbook' in entry or 'ansible.builtin.import_playbook' in entry
+           for entry in data):
+        return [task for play in plays(path) for task in all_tasks(play)]
+    return list(all_tasks({'tasks': data}))
+
+
+def artifact_publishers():
+    """{artifact key: [file that publishes it]}: set_stats tasks of roles, playbooks and the AWX project,
+    and the action plugins that publish as set_stats does."""
+    paths = (glob.glob(os.path.join(ROLES_DIR, '*', 'tasks', '*.yml')) + glob.glob(os.path.join(PLAYBOOK_DIR, '*.yml'))
+             + glob.glob(os.path.join(PROJECT_DIR, '*.yml')))
+    found = {}
+    for path in sorted(paths):
+        for task in _tasks_in(path):
+            for action in _SET_STATS:
+                if action in task:
+                    for key in task[action]['data']:
+                        found.setdefault(key, []).append(os.path.relpath(path, os.path.dirname(ROLES_DIR)))
+    for path in sorted(glob.glob(os.path.join(REPO_ROOT, 'plugins', 'action', '*.py'))
+                       + glob.glob(os.path.join(REPO_ROOT, 'plugins', 'plugin_utils', '*.py'))):
+        with open(path, encoding='utf-8') as handle:
+            for key in _ACTION_STATS.findall(handle.read()):
+                found.setdefault(key, []).append(os.path.relpath(path, REPO_ROOT))
+    return found

@@ -8,45 +8,12 @@ would overwrite each other.  tests/fleet/test_awx_jobs.py reads the artifacts fo
 
 import glob
 import os
-import re
 
-from lib.awx import (PLAYBOOK_DIR, PROJECT_DIR, REPO_ROOT, ROLES_DIR, all_tasks, load_yaml, playbook_inputs, plays,
-                     referenced_lastgood_vars, run_extra_vars, survey, survey_names)
+from lib.awx import (PLAYBOOK_DIR, ROLES_DIR, artifact_publishers, load_yaml, playbook_inputs, referenced_lastgood_vars,
+                     run_extra_vars, survey, survey_names)
 
 # The one artifact meant to be taken: the workflow id every later node derives its run id from.
 HANDOFF = 'lastgood_workflow_run_id'
-SET_STATS = ('set_stats', 'ansible.builtin.set_stats')
-# An action plugin publishes as set_stats does: ansible_stats={'data': {'<key>': ...
-ACTION_STATS = re.compile(r"ansible_stats'?[=:] ?\{'data': \{'(\w+)'")
-
-
-def _tasks_in(path):
-    data = load_yaml(path)
-    if not isinstance(data, list):
-        return []  # not a playbook or a task list (an inventory, a vars file)
-    if any('hosts' in entry or 'import_playbook' in entry or 'ansible.builtin.import_playbook' in entry
-           for entry in data):
-        return [task for play in plays(path) for task in all_tasks(play)]
-    return list(all_tasks({'tasks': data}))
-
-
-def _publishers():
-    """{artifact key: [file that publishes it]}."""
-    paths = (glob.glob(os.path.join(ROLES_DIR, '*', 'tasks', '*.yml')) + glob.glob(os.path.join(PLAYBOOK_DIR, '*.yml'))
-             + glob.glob(os.path.join(PROJECT_DIR, '*.yml')))
-    found = {}
-    for path in sorted(paths):
-        for task in _tasks_in(path):
-            for action in SET_STATS:
-                if action in task:
-                    for key in task[action]['data']:
-                        found.setdefault(key, []).append(os.path.relpath(path, os.path.dirname(ROLES_DIR)))
-    for path in sorted(glob.glob(os.path.join(REPO_ROOT, 'plugins', 'action', '*.py'))
-                       + glob.glob(os.path.join(REPO_ROOT, 'plugins', 'plugin_utils', '*.py'))):
-        with open(path, encoding='utf-8') as handle:
-            for key in ACTION_STATS.findall(handle.read()):
-                found.setdefault(key, []).append(os.path.relpath(path, REPO_ROOT))
-    return found
 
 
 def _inputs():
@@ -65,7 +32,7 @@ def _inputs():
 
 
 def test_the_roles_and_the_workflow_start_publish_artifacts():
-    publishers = _publishers()
+    publishers = artifact_publishers()
     assert HANDOFF in publishers
     assert {'lastgood_checkpoint', 'lastgood_run', 'lastgood_report'} <= set(publishers)
 
@@ -76,13 +43,13 @@ SUPERSEDED = {'lastgood_run': {'roles/run_control/tasks/outcome.yml'}}
 
 
 def test_every_artifact_key_has_one_publisher():
-    shared = dict((key, files) for key, files in _publishers().items()
+    shared = dict((key, files) for key, files in artifact_publishers().items()
                   if len(set(files) - SUPERSEDED.get(key, set())) > 1)
     assert not shared
 
 
 def test_the_fleet_actions_publish_the_run_the_notification_and_the_report():
-    publishers = _publishers()
+    publishers = artifact_publishers()
     assert publishers['lastgood_run'][-1] == 'plugins/action/fleet_outcome.py'
     # sent by fleet_notify and, at the end of a run, by fleet_report (its notify option)
     assert publishers['lastgood_notify'] == ['plugins/plugin_utils/_notify.py']
@@ -90,10 +57,10 @@ def test_the_fleet_actions_publish_the_run_the_notification_and_the_report():
 
 
 def test_no_artifact_shadows_a_variable_a_later_node_takes():
-    shadowing = sorted((set(_publishers()) - {HANDOFF}) & _inputs())
+    shadowing = sorted((set(artifact_publishers()) - {HANDOFF}) & _inputs())
     assert not shadowing
 
 
 def test_the_workflow_id_artifact_is_what_the_run_id_expression_reads():
     assert HANDOFF in referenced_lastgood_vars(run_extra_vars())
-    assert all(key.startswith('lastgood_') for key in _publishers())
+    assert all(key.startswith('lastgood_') for key in artifact_publishers())

@@ -13,7 +13,7 @@ import os
 import pytest
 import yaml
 
-from lib.awx import AWX_DIR, load_yaml, workflow
+from lib.awx import AWX_DIR, gated_workflows, load_yaml, workflow
 
 CONFIGURE = os.path.join(AWX_DIR, 'configure.yml')
 AWX_COLLECTION = os.path.join(
@@ -148,6 +148,10 @@ def test_every_workflow_node_uses_only_suboptions_the_workflow_module_documents(
     errors = []
     for node in workflow()['nodes']:
         errors += _suboption_errors(options, node, node['identifier'])
+    # the gated rollback workflows, rendered as the task renders them for each
+    for key, nodes in sorted(gated_workflows().items()):
+        for node in nodes:
+            errors += _suboption_errors(options, node, '%s %s' % (key, node['identifier']))
     assert not errors
 
 

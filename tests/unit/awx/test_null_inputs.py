@@ -3,11 +3,11 @@
 AWX writes survey answers, workflow node data, artifacts and launch variables with the !unsafe tag
 (tests/lib/awx.py, awx_extravars), and ansible-core 2.19 loads ``!unsafe ''`` as None.  For every
 survey question of every template (and of the "safe change" workflow) and every workflow node
-datum, the job's variables are built as AWX writes them with that value an empty string -- a
-None once Ansible loaded it -- and every role option of the playbooks behind the template that
-reads the variable is rendered and validated against the role's argument spec, as Ansible's
-role argument validation does.  The jobs themselves run on the fleet with their survey defaults
-(tests/fleet/test_awx_jobs.py).
+datum (of the gated rollback workflows too), the job's variables are built as AWX writes them
+with that value an empty string -- a None once Ansible loaded it -- and every role option of the
+playbooks behind the template that reads the variable is rendered and validated against the
+role's argument spec, as Ansible's role argument validation does.  The jobs themselves run on the
+fleet with their survey defaults (tests/fleet/test_awx_jobs.py).
 """
 
 import os
@@ -18,8 +18,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
-from lib.awx import (PLAYBOOK_DIR, job_templates, load_yaml, loaded_job_vars, plays, referenced_lastgood_vars,
-                     role_calls, role_options, survey, targets, template_key, trusted, workflow)
+from lib.awx import (PLAYBOOK_DIR, gated_workflows, job_templates, load_yaml, loaded_job_vars, plays,
+                     referenced_lastgood_vars, role_calls, role_options, survey, targets, template_key, trusted, workflow)
 
 
 # Questions whose answer is a string (a multiselect answers with a list of its choices, an integer
@@ -43,6 +43,12 @@ def _inputs():
         for name, value in (node.get('extra_data') or {}).items():
             if isinstance(value, str):
                 found.append((key, name, 'node ' + node['identifier']))
+    # The gated rollback workflows ask their template's survey (above); their nodes' data:
+    for workflow_key, nodes in gated_workflows().items():
+        for node in nodes:
+            for name, value in (node.get('extra_data') or {}).items():
+                if isinstance(value, str):
+                    found.append((template_key(node), name, 'gated %s node %s' % (workflow_key, node['identifier'])))
     return sorted(set(found))
 
 
@@ -78,6 +84,7 @@ def _defaults():
 def test_every_survey_question_and_node_datum_is_checked():
     names = set(name for _key, name, _source in INPUTS)
     assert {'lastgood_health_url', 'lastgood_verify_backup', 'lastgood_restore_id', 'lastgood_workflow_step'} <= names
+    assert {'lastgood_run_until', 'lastgood_run_action', 'lastgood_abort_missing', 'lastgood_reason'} <= names
 
 
 def _option_errors(key, name, source, job_vars):

@@ -11,7 +11,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
 from lib.awx import (AWX_DIR, job_templates, load_yaml, loaded_job_vars, playbook_inputs, role_entry_points, role_options,
-                     run_extra_vars, survey, survey_answer_errors, targets, template_key, workflow)
+                     run_extra_vars, success_chain, survey, survey_answer_errors, targets, template_key, workflow,
+                     workflow_graph)
 
 RUN_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$')
 CHECKPOINT_NAME_MAX = 100  # checkpoint names are at most 100 characters: "run-" + the run id
@@ -27,12 +28,7 @@ def _edges(node, kind):
 
 
 def _success_chain():
-    chain, node = [], _nodes()['start']
-    while node:
-        chain.append(node['identifier'])
-        following = _edges(node, 'success_nodes')
-        node = _nodes()[following[0]] if following else None
-    return chain
+    return success_chain(workflow_graph(workflow()['nodes']))
 
 
 def _rendered_run_id(variables):
