@@ -275,6 +275,9 @@ class ActionModule(ActionBase):
             return result
         if host.get('outcome') == 'aborted':
             result['msg'] = abort_message(host, self._host_name)
+            if args['fail_aborted']:
+                # the job must not end successful: the run it belongs to did not go through
+                result['failed'] = True
             return result
         if host.get('outcome') == 'paused':
             result['msg'] = pause_message(host, self._host_name)

@@ -254,6 +254,13 @@ options:
         from which the action renders this host's report when O(report_documents) is not given.
     type: dict
     default: {}
+  fail_aborted:
+    description:
+      - O(state=close) - fail a host whose run was aborted (outcome C(aborted)), with the same words, so that the job
+        says the run did not go through.  An AWX workflow counts a failed node that leads to the abort node as
+        handled, so without this the workflow would end C(successful) after the abort (docs/awx.md).
+    type: bool
+    default: false
   report_documents:
     description:
       - O(state=close) - the documents to write, file name to text, for example this host's entry of the
@@ -444,6 +451,7 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type='path', default='/var/lib/lastgood/reports'),
     fleet=dict(type='dict', default={}),
     report_documents=dict(type='dict'),
+    fail_aborted=dict(type='bool', default=False),
     result_vars=dict(type='dict', default={'preflight': 'preflight_result', 'checkpoint': 'lastgood_checkpoint_result.checkpoint_result',
                                            'action': 'lastgood_action_result', 'verify': 'verify_result'}),
     host=dict(type='dict', default={}),

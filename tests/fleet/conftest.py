@@ -105,6 +105,19 @@ def fleet(tmp_path_factory):
         running.down()
 
 
+@pytest.fixture(scope='module')
+def awx_fleet(request, tmp_path_factory):
+    """A private fleet for one module of AWX job tests (tests/lib/awx_runner.py): the module's AWX_FLEET_SIZE
+    hosts (2 by default), the demo application on each; a fleet.Fleet."""
+    _skip_without_fleet_support()
+    running = harness.Fleet(str(tmp_path_factory.mktemp('awx-fleet')))
+    try:
+        running.up(getattr(request.module, 'AWX_FLEET_SIZE', 2), app=True)
+        yield running
+    finally:
+        running.down()
+
+
 @pytest.fixture
 def make_fleet(tmp_path):
     _skip_without_fleet_support()

@@ -16,7 +16,6 @@ job, started together as AWX starts them, writing one fleet report -- and then e
 template at once, in check mode (verify, which changes nothing, for real).
 """
 
-import itertools
 import json
 import os
 import subprocess
@@ -24,18 +23,18 @@ import subprocess
 import pytest
 import yaml
 
-import fleet as harness
-from lib.awx import (job_extra_vars, job_templates, survey, survey_defaults, template_extra_vars, template_key,
+from lib.awx import (job_extra_vars, job_templates, survey, survey_defaults, template_key,
                      workflow)
-from lib.awx_runner import VENV_BIN, CollectionCache, RunningJob
+from lib.awx_runner import OPERATOR_SETUP, SSH_ENVVARS, VENV_BIN, CollectionCache, Launcher
 
 pytestmark = [pytest.mark.fleet, pytest.mark.root]
 
 BACKUP_ROOT = '/var/backups/lastgood/app'
 STATE_DIR = '/var/lib/lastgood/runs'
 REPORT_DIR = '/var/lib/lastgood/reports'
-# host1 is staging, host2 production: enough for staging-first runs and for two slices.
-FLEET_SIZE = 2
+# host1 is staging, host2 production: enough for staging-first runs and for two slices (the module's
+# fleet: awx_fleet in conftest.py).
+AWX_FLEET_SIZE = 2
 # Answers the survey defaults cannot give: a required question without a default (AWX does not
 # launch the job without it), and the approvals a full restore refuses without.
 ANSWERS = {
@@ -59,28 +58,16 @@ EVENT_DRIVEN = ('auto-rollback',)
 # Templates that change nothing, so the sweep runs them for real too; the others in check mode.
 READ_ONLY = ('verify', 'list-checkpoints')
 SWEPT = sorted(key for key in job_templates() if key not in RUN_ABOVE)
-# AWX's job ids: one per job of this module.
-_JOB_IDS = itertools.count(1)
-# SSH compression and new connections only cost CPU on loopback (AWX passes its ANSIBLE_*
-# settings in env/envvars the same way).
-ENVVARS = {'ANSIBLE_SSH_ARGS': '-o ControlMaster=auto -o ControlPersist=120s'}
 
 
-def start_job(context, key, extra_vars, check=False, limit=None, project_files=None, playbook=None):
+def start_job(context, key, extra_vars, **kwargs):
     """Start a job of template ``key`` (or of ``playbook`` in the project, with no template) through ansible-runner."""
-    job_id = next(_JOB_IDS)
-    extra_vars = dict(extra_vars)
-    extra_vars.setdefault('awx_job_id', job_id)
-    return RunningJob(work=context['work'], job_id=job_id,
-                      playbook=playbook or job_templates()[key]['playbook'], extra_vars=extra_vars,
-                      template_vars=template_extra_vars(key) if key else {},
-                      inventory_path=context['fleet'].inventory_path, collections=context['collections'],
-                      check=check, limit=limit, envvars=ENVVARS, project_files=project_files)
+    return context['launcher'].start(key, extra_vars, **kwargs)
 
 
 def run_job(context, key, extra_vars, **kwargs):
     """Run one job and wait for it."""
-    return start_job(context, key, extra_vars, **kwargs).wait()
+    return context['launcher'].run(key, extra_vars, **kwargs)
 
 
 def _report_dir(path):
@@ -93,48 +80,12 @@ def _node(identifier):
 
 
 @pytest.fixture(scope='module')
-def awx_fleet(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip('the SSH fleet needs root (mount namespaces, sshd)')
-    try:
-        harness._require_root_tools()  # pylint: disable=protected-access
-    except harness.FleetError as exc:
-        pytest.skip(str(exc))
-    running = harness.Fleet(str(tmp_path_factory.mktemp('awx-fleet')))
-    try:
-        running.up(FLEET_SIZE, app=True)
-        yield running
-    finally:
-        running.down()
-
-
-# What an operator has done before any rollback can run: a release marked known-good (level 3
-# goes back to it) and a baseline backup (level 4 restores it).
-OPERATOR_SETUP = '''
-- name: Give every host a known-good release and a baseline
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Mark the running release known-good
-      ansible.builtin.include_role:
-        name: lastgood.rollback.level3_code
-        tasks_from: mark_known_good
-
-    - name: Take the baseline backup of the code and the configuration
-      lastgood.rollback.backup:
-        paths: [/srv/app/code, /srv/app/releases, /srv/app/current, /srv/app/config.yaml, /srv/app/custom_modes.json]
-        backup_root: /var/backups/lastgood
-        set: app
-        name: baseline
-'''
-
-
-@pytest.fixture(scope='module')
 def context(awx_fleet, tmp_path_factory):
     """What every job of the module needs: the fleet, a work dir, the project sync's collections."""
     work = tmp_path_factory.mktemp('awx-jobs')
-    return {'fleet': awx_fleet, 'work': work, 'controller_dir': work / 'controller',
-            'collections': CollectionCache(work / 'project-update')}
+    collections = CollectionCache(work / 'project-update')
+    return {'fleet': awx_fleet, 'work': work, 'controller_dir': work / 'controller', 'collections': collections,
+            'launcher': Launcher(work, awx_fleet.inventory_path, collections, SSH_ENVVARS)}
 
 
 def success_path():

@@ -9,17 +9,11 @@ import os
 
 import pytest
 
-from lib.demo_site import PLAYBOOK, ROOT, break_config, running_site
+from lib.demo_site import PLAYBOOK, ROOT, break_config
 
 LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
 
 pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
-
-
-@pytest.fixture
-def site(tmp_path):
-    with running_site(tmp_path) as current:
-        yield current
 
 
 def audit(site, run_id):

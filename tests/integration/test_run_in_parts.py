@@ -12,17 +12,11 @@ import os
 
 import pytest
 
-from lib.demo_site import PLAYBOOK, ROOT, break_config, running_site
+from lib.demo_site import PLAYBOOK, ROOT, break_config
 
 LEVEL2 = os.path.join(ROOT, 'playbooks', 'rollback_level2.yml')
 
 pytestmark = pytest.mark.skipif(not os.access(PLAYBOOK, os.X_OK), reason='run scripts/setup.sh first')
-
-
-@pytest.fixture
-def site(tmp_path):
-    with running_site(tmp_path) as current:
-        yield current
 
 
 def lock_holder(site):
@@ -126,10 +120,13 @@ def test_the_workflows_abort_puts_back_a_paused_run_and_counts_a_host_it_never_r
     inventory = tmp_path / 'inventory.json'
     inventory.write_text(json.dumps({'all': {'hosts': {'localhost': {}, 'other': {'ansible_host': 'localhost'}}}}))
     site.extra.update({'lastgood_run_id': 'it-gate', 'lastgood_run_action': 'abort', 'lastgood_abort_missing': 'skip',
-                       'lastgood_reason': 'a node of the gated workflow failed'})
+                       'lastgood_reason': 'a node of the gated workflow failed', 'lastgood_fail_aborted': True})
     aborted = site.playbook(LEVEL2, '-i', str(inventory))
 
-    assert aborted.returncode == 0, aborted.stdout
+    # the job fails (an AWX workflow would otherwise end successful), every host saying it was aborted
+    assert aborted.returncode == 2, aborted.stdout
+    assert 'Run it-gate (rollback_level2) aborted on localhost. Checkpoint run-it-gate' in aborted.stdout
+    assert 'Run it-gate (rollback_level2) aborted on other. Run it-gate never began on this host' in aborted.stdout
     assert site.app.read('config.yaml') == bad, aborted.stdout
     assert not os.path.exists(os.path.join(str(tmp_path), 'store', 'app', '.lock'))
     report = site.report()

@@ -25,19 +25,25 @@ and passes on to the following workflow nodes.
 """
 
 import configparser
+import itertools
 import json
 import os
 import shutil
 import subprocess
+import time
 
 import ansible_runner
 import yaml
 
-from lib.awx import PROJECT_DIR, REPO_ROOT, awx_extravars
+from lib.awx import (PROJECT_DIR, REPO_ROOT, awx_extravars, job_extra_vars, job_templates, template_extra_vars,
+                     workflow_run)
 
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
 DEFAULT_COLLECTIONS = '~/.ansible/collections:/usr/share/ansible/collections'
 JOB_TIMEOUT = 900
+# For Launcher's envvars on the SSH test fleet: compression and new connections only cost CPU on loopback
+# (AWX passes its ANSIBLE_* settings in env/envvars the same way).
+SSH_ENVVARS = {'ANSIBLE_SSH_ARGS': '-o ControlMaster=auto -o ControlPersist=120s'}
 
 
 class CollectionCache:
@@ -168,6 +174,9 @@ class RunningJob:
             handle.write(text)
         os.chmod(path, mode)
 
+    def alive(self):
+        return self._thread.is_alive()
+
     def wait(self):
         self._thread.join(JOB_TIMEOUT + 60)
         if self._thread.is_alive():
@@ -175,6 +184,117 @@ class RunningJob:
             self._thread.join()
             raise AssertionError('job %s did not finish' % self.private_data_dir)
         return Job(self._runner, self.private_data_dir)
+
+
+# What an operator has done before any rollback can run: a release marked known-good (level 3
+# goes back to it) and a baseline backup (level 4 restores it).
+OPERATOR_SETUP = '''
+- name: Give every host a known-good release and a baseline
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Mark the running release known-good
+      ansible.builtin.include_role:
+        name: lastgood.rollback.level3_code
+        tasks_from: mark_known_good
+
+    - name: Take the baseline backup of the code and the configuration
+      lastgood.rollback.backup:
+        paths: [/srv/app/code, /srv/app/releases, /srv/app/current, /srv/app/config.yaml, /srv/app/custom_modes.json]
+        backup_root: /var/backups/lastgood
+        set: app
+        name: baseline
+'''
+
+
+class Launcher:
+    """Starts jobs on one inventory as AWX starts them: a new job id each, the project sync's collections.
+
+    ``envvars`` are more ANSIBLE_* settings for every job (AWX passes its own in env/envvars the same way).
+    """
+
+    def __init__(self, work, inventory_path, collections, envvars=None):
+        self.work = work
+        self.inventory_path = inventory_path
+        self.collections = collections
+        self.envvars = dict(envvars or {})
+        self._ids = itertools.count(1)
+
+    def start(self, key, extra_vars, check=False, limit=None, project_files=None, playbook=None):
+        """Start a job of template ``key`` (or of ``playbook`` in the project, with no template)."""
+        job_id = next(self._ids)
+        extra_vars = dict(extra_vars)
+        extra_vars.setdefault('awx_job_id', job_id)
+        return RunningJob(work=self.work, job_id=job_id, playbook=playbook or job_templates()[key]['playbook'],
+                          extra_vars=extra_vars, template_vars=template_extra_vars(key) if key else {},
+                          inventory_path=self.inventory_path, collections=self.collections, check=check,
+                          limit=limit, envvars=self.envvars, project_files=project_files)
+
+    def run(self, key, extra_vars, **kwargs):
+        """Run one job and wait for it."""
+        return self.start(key, extra_vars, **kwargs).wait()
+
+
+def wait_all(running, poll=0.2):
+    """Wait for every job of ``running``; the finished jobs in the order they finished."""
+    pending, finished = list(running), []
+    while pending:
+        for job in [job for job in pending if not job.alive()]:
+            pending.remove(job)
+            finished.append(job.wait())
+        if pending:
+            time.sleep(poll)
+    return finished
+
+
+class WorkflowRun:
+    """A workflow run as AWX runs it, every job through ansible-runner.
+
+    ``graph`` is the workflow (lib.awx.workflow_graph); ``workflow_vars`` its own extra vars (the survey's
+    answers), which win over node data (WorkflowJobNode.get_job_kwargs); ``slices`` the host lists of
+    each slice of a sliced template's job.  The nodes run in AWX's order (lib.awx.workflow_run): a node
+    of a sliceable template runs as one job per slice, all started together, and succeeds only when
+    every slice succeeds (the slice workflow of a sliced job, awx/main/models/workflow.py); each node's
+    jobs get the artifacts of every node before it, a sliced node's those of its slices merged in the
+    order they finished (WorkflowJob.get_effective_artifacts).
+    """
+
+    def __init__(self, launcher, graph, workflow_vars, slices, after_node=None, first_awx_id=1000):
+        self.launcher = launcher
+        self.graph = graph
+        self.workflow_vars = dict(workflow_vars)
+        self.slices = [list(hosts) for hosts in slices]
+        self.artifacts = {}
+        self.jobs = {}
+        # after_node(identifier, jobs): called once a node's jobs finished, before the next node starts
+        self._after_node = after_node or (lambda identifier, jobs: None)
+        self._awx_ids = itertools.count(first_awx_id)
+        self.ran = workflow_run(graph, run=self._run_node)
+
+    def _run_node(self, node):
+        key = node['template']
+        sliced = job_templates()[key]['sliceable']
+        # AWX's workflow job of a sliced job: its id is the awx_workflow_job_id of every slice
+        slice_workflow = next(self._awx_ids)
+        running = []
+        for hosts in (self.slices if sliced else [None]):
+            variables = job_extra_vars(key, node={'extra_data': node['extra_data']}, artifacts=self.artifacts,
+                                       workflow_vars=self.workflow_vars,
+                                       awx_vars={'awx_workflow_job_id': slice_workflow} if sliced else None)
+            running.append(self.launcher.start(key, variables, limit=','.join(hosts) if hosts else node['limit']))
+        jobs = wait_all(running)
+        self.jobs[node['identifier']] = jobs
+        self._after_node(node['identifier'], jobs)
+        for job in jobs:
+            self.artifacts.update(job.artifacts)
+        return 'successful' if all(job.returncode == 0 for job in jobs) else 'failed'
+
+    def path(self):
+        return [identifier for identifier, _status in self.ran]
+
+    def explain(self):
+        return '\n'.join('%s %s:\n%s' % (identifier, status, '\n'.join(job.explain() for job in self.jobs[identifier]))
+                         for identifier, status in self.ran)
 
 
 def _ansible_cfg_value(path, name):

@@ -17,7 +17,7 @@ PLAYBOOK = os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook')
 
 KNOWN_GOOD = '''
 - name: Take the known-good backup of the configuration
-  hosts: localhost
+  hosts: "{{ lastgood_known_good_hosts | default('localhost') }}"
   gather_facts: false
   tasks:
     - name: Back up the configuration and mark it last known good

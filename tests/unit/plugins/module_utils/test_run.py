@@ -510,16 +510,27 @@ def ended_run(work):
     _run.end(settings(work), _run.begin(settings(work), {})[0])
 
 
+REFUSALS = {
+    'abort': lambda work: _run.abort(settings(work), PHASES, '', [], no_command),
+    'continue': lambda work: _run.begin(settings(work), {}, action='continue'),
+}
+
+
+@pytest.mark.parametrize('verb', sorted(REFUSALS))
 @pytest.mark.parametrize('prepare, message', [
     (lambda work: None, 'run run-7 has no state in'),
     (ended_run, 'run run-7 already ended on this host'),
 ])
-def test_abort_refuses_a_run_without_state_or_already_ended_and_changes_nothing(work, prepare, message):
+def test_abort_and_continue_refuse_a_run_without_state_or_already_ended_and_change_nothing(
+        work, verb, prepare, message):
     prepare(work)
     before = events(work)
-    with pytest.raises(_run.RunError, match=re.escape(message)):
-        _run.abort(settings(work), PHASES, '', [], no_command)
+    with pytest.raises(_run.RunError, match=re.escape(message) + '.*nothing to %s' % verb):
+        REFUSALS[verb](work)
     assert events(work) == before and not os.path.exists(settings(work).lock_file())
+    if not before:
+        # continue never starts a run: no state either
+        assert _state.load(str(work / 'runs'), RUN) is None
 
 
 # -- a run done by several jobs: pause after a phase, continue, abort across an inventory ---------
@@ -595,20 +606,6 @@ def test_a_run_that_fails_in_a_pausing_job_is_not_paused_its_checkpoint_goes_bac
     assert ended['outcome'] == 'failed' and ended['lock_released'] is True
     assert (work / 'app' / 'app.conf').read_text() == 'good\n'
     assert events(work, 'run_paused') == [] and _state.load(str(work / 'runs'), RUN)['status'] == 'failed'
-
-
-@pytest.mark.parametrize('prepare, message', [
-    (lambda work: None, 'run run-7 has no state in'),
-    (ended_run, 'run run-7 already ended on this host'),
-])
-def test_continue_never_starts_a_run_nor_reopens_one_that_ended(work, prepare, message):
-    prepare(work)
-    before = events(work)
-    with pytest.raises(_run.RunError, match=re.escape(message) + r'.*nothing to continue'):
-        _run.begin(settings(work), {}, action='continue')
-    assert events(work) == before and not os.path.exists(settings(work).lock_file())
-    if before == []:
-        assert _state.load(str(work / 'runs'), RUN) is None
 
 
 def test_abort_across_an_inventory_counts_a_host_the_run_never_reached_as_aborted_and_writes_nothing(work):
