@@ -8,9 +8,10 @@ slices started together, succeeding only when both do, with the artifacts AWX ha
 
 First the success path: one run id in every node and slice, the run paused between nodes (run state
 running, the lock held, the configuration untouched until act), ended by close with one fleet report.
-Then the failure route: the action fails on host2 only (its known-good backup was damaged after the
-checkpoint node), the other slice acts, and abort puts the run's checkpoint back on every host -
-the hosts of the slice that succeeded too - then fails, so the workflow ends failed.
+Then the failure routes: verification fails on host2 only (its configuration edited after act), or the
+action does (its known-good backup damaged after the checkpoint node); the other slice passes, and
+abort puts the run's checkpoint back on every host - those of that slice too - then fails, so the
+workflow ends failed.
 """
 
 import json
@@ -134,29 +135,17 @@ def test_the_success_path_is_one_run_paused_between_nodes_and_ended_by_close(gat
     assert report['checksums_verified'] is True and report['audit_chains_verified'] is True
 
 
-def test_a_failure_in_one_slice_sends_every_host_back_to_the_runs_checkpoint_and_the_workflow_fails(gated):
+def assert_aborted_everywhere(gated, workflow, failed_node, bad):
+    """The workflow went from ``failed_node`` to abort, which put the run's checkpoint back everywhere and failed."""
     fleet = gated['fleet']
-    bad = break_config(fleet)
-    seen = {}
-
-    def after_node(identifier, jobs):
-        if identifier == 'checkpoint':
-            # host2's known-good configuration is damaged (replaced, so no other backup's link changes):
-            # its action fails, host1 and host3's slice acts
-            fleet.ssh('host2', 'f=%s/$(cat %s/LASTGOOD)/data%s && cp -p "$f" "$f.new" && echo "# damaged" >> "$f.new" '
-                               '&& mv "$f.new" "$f"' % (STORE_SET, STORE_SET, CONFIG))
-        if identifier == 'act':
-            seen['act'] = dict((name, read(fleet, name, CONFIG)) for name in HOSTS)
-    workflow = launch(gated, after_node=after_node)
-
-    assert workflow.path() == ['start', 'checkpoint', 'act', 'abort'], workflow.explain()
+    path = success_chain(workflow.graph)
+    assert workflow.path() == path[:path.index(failed_node) + 1] + ['abort'], workflow.explain()
     assert workflow_status(workflow.graph, workflow.ran) == 'failed'
     run_id = workflow.jobs['start'][0].artifacts['lastgood_workflow_run_id'] + '-run'
-    assert node_run_ids(workflow) == {'checkpoint': [run_id], 'act': [run_id], 'abort': [run_id]}
-    act = dict((tuple(job.hosts), job.returncode) for job in workflow.jobs['act'])
-    assert act == {('host1', 'host3'): 0, ('host2',): 2}, workflow.explain()
-    assert seen['act'] == {'host1': gated['good'], 'host2': bad, 'host3': gated['good']}
-
+    assert node_run_ids(workflow) == dict((identifier, [run_id]) for identifier in workflow.path()[1:])
+    # the failed node: host2's slice failed, the other one passed
+    slices = dict((tuple(job.hosts), job.returncode) for job in workflow.jobs[failed_node])
+    assert slices == {('host1', 'host3'): 0, ('host2',): 2}, workflow.explain()
     # abort: every host back at the run's checkpoint, the run closed as aborted, the lock released
     for name in HOSTS:
         assert read(fleet, name, CONFIG) == bad, name
@@ -171,3 +160,46 @@ def test_a_failure_in_one_slice_sends_every_host_back_to_the_runs_checkpoint_and
     report = json.loads((gated['controller_root'] / run_id / 'report.json').read_text())
     assert report['run']['outcome'] == 'aborted' and sorted(report['run']['aborted_hosts']) == list(HOSTS)
     assert report['run']['reason'].startswith('A node of the gated workflow failed')
+
+
+def configs(fleet):
+    return dict((name, read(fleet, name, CONFIG)) for name in HOSTS)
+
+
+def test_a_failed_verification_in_one_slice_sends_every_host_back_to_the_runs_checkpoint(gated):
+    fleet = gated['fleet']
+    bad = break_config(fleet)
+    seen = {}
+
+    def after_node(identifier, jobs):
+        if identifier == 'act':
+            seen['act'] = configs(fleet)
+            # someone edits host2's restored configuration: it no longer matches the known good backup
+            fleet.ssh('host2', 'echo "# edited by hand" >> %s' % CONFIG)
+    workflow = launch(gated, after_node=after_node)
+
+    assert seen['act'] == {'host1': gated['good'], 'host2': gated['good'], 'host3': gated['good']}
+    assert_aborted_everywhere(gated, workflow, 'verify', bad)
+
+
+def test_a_failed_action_in_one_slice_sends_every_host_back_to_the_runs_checkpoint(gated):
+    fleet = gated['fleet']
+    bad = break_config(fleet)
+    seen = {}
+    known_good = '%s/$(cat %s/LASTGOOD)/data%s' % (STORE_SET, STORE_SET, CONFIG)
+
+    def after_node(identifier, jobs):
+        if identifier == 'checkpoint':
+            # host2's known-good configuration is damaged (replaced, so no other backup's link changes):
+            # its action fails, host1 and host3's slice acts
+            fleet.ssh('host2', 'f=%s && cp -p "$f" "$f.kept" && cp -p "$f" "$f.new" && echo "# damaged" >> "$f.new" '
+                               '&& mv "$f.new" "$f"' % known_good)
+        if identifier == 'act':
+            seen['act'] = configs(fleet)
+    try:
+        workflow = launch(gated, after_node=after_node)
+    finally:
+        fleet.ssh('host2', 'f=%s && if [ -e "$f.kept" ]; then mv "$f.kept" "$f"; fi' % known_good)
+
+    assert seen['act'] == {'host1': gated['good'], 'host2': bad, 'host3': gated['good']}
+    assert_aborted_everywhere(gated, workflow, 'act', bad)
