@@ -135,3 +135,35 @@ def test_the_workflows_abort_puts_back_a_paused_run_and_counts_a_host_it_never_r
     # on the host the run never reached: no lock, run state or audit event, only its report saying so
     assert sorted(os.listdir(other)) == ['reports'], 'the abort recorded a run on a host it never reached'
     assert 'never began on this host' in (other / 'reports' / 'it-gate' / 'report.md').read_text()
+
+
+@pytest.mark.parametrize('playbook, extra, action_phase', [
+    ('rollback_level1.yml', {'lastgood_features': ['partyMode']}, 'level1_feature_flag'),
+    ('restore_checkpoint.yml', {'lastgood_restore_id': 'known-good'}, 'restore'),
+])
+def test_the_other_gated_templates_run_in_parts_too(site, playbook, extra, action_phase):
+    """Levels 1 and restore_checkpoint have gated workflows as level 2 has (awx/vars/templates.yml)."""
+    if action_phase == 'restore':
+        break_config(site)
+    else:
+        # a feature switched on that level 1 switches off; the configuration is otherwise sound
+        site.app.write('config.yaml', site.app.read('config.yaml').replace('enabled: false\n  maxAgents: 4',
+                                                                           'enabled: true\n  maxAgents: 4'))
+        assert site.app.run('reload').returncode == 0
+    path = os.path.join(ROOT, 'playbooks', playbook)
+    run_id = 'it-' + action_phase.replace('_', '-')
+
+    acted = site.playbook(path, extra=dict(extra, lastgood_run_id=run_id, lastgood_run_until='action'))
+
+    assert acted.returncode == 0, acted.stdout
+    state = site.run_state(run_id)
+    assert state['status'] == 'running' and state['completed_phases'] == ['checkpoint', action_phase]
+    assert lock_holder(site) == run_id and site.report()['run']['outcome'] == 'paused'
+
+    ended = site.playbook(path, extra=dict(extra, lastgood_run_id=run_id, lastgood_run_action='continue'))
+
+    assert ended.returncode == 0, ended.stdout
+    state = site.run_state(run_id)
+    assert state['status'] == 'finished' and state['completed_phases'] == ['checkpoint', action_phase, 'verify']
+    assert lock_holder(site) is None and site.report()['run']['outcome'] == 'success'
+    assert site.report()['hosts']['localhost']['action'], 'the report lost what the first job did'
