@@ -376,7 +376,7 @@ ansible_facts:
         - From O(state=begin) C(held) (phases left for a later job, see O(pause_after)) and C(pause_after).
         - From O(state=begin) with O(skip_phases) C(skipped) (C(phase), C(reason) of each phase skipped); with
           O(action=abort) also C(outcome) (C(aborted) or C(restore_failed)), C(failure) (phase C(abort)) and
-          C(restore), as from O(state=rescue).
+          C(restore), as from O(state=rescue); C(never_began) on a host O(abort_missing=skip) found without the run.
         - From O(state=rescue) C(outcome) (C(failed) or C(restore_failed)), C(failure) (C(phase), C(task),
           C(message), C(stopped_by_fleet), C(failed_hosts)) and C(restore) (C(attempted), C(restored),
           C(verified), C(reapplied), C(checkpoint), C(changed), C(drift), C(message)).
